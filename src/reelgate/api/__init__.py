@@ -1,0 +1,1 @@
+"""HTTP surfaces: each translates one client dialect to the service and back."""

@@ -1,0 +1,199 @@
+"""Assembly: settings → store, providers, service, engine → a Starlette app with its surfaces.
+
+``create_app`` is what tests and embedders call; ``app_from_env`` is the factory granian and
+uvicorn import in the server process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
+
+from reelgate.api.errors import on_http_exception, on_reelgate_error, on_unexpected
+from reelgate.api.media import MediaLinks
+from reelgate.api.openapi import OpenApi
+from reelgate.api.seed import SeedSurface
+from reelgate.core.errors import ReelgateError
+from reelgate.engine.worker import Worker
+from reelgate.net import Network
+from reelgate.providers.base import Provider, Registry
+from reelgate.providers.sandbox import SandboxProvider
+from reelgate.service import VideoService
+from reelgate.settings import Settings, load_settings
+from reelgate.store.sql import SqlStore, open_store
+
+log = logging.getLogger("reelgate")
+
+
+@dataclass
+class Runtime:
+    """Everything a running gateway holds, built at start-up and closed at shutdown."""
+
+    settings: Settings
+    store: SqlStore
+    registry: Registry
+    service: VideoService
+    links: MediaLinks
+    worker: Worker | None = None
+    worker_task: asyncio.Task[None] | None = None
+    stop: asyncio.Event | None = None
+
+    async def close(self) -> None:
+        if self.worker_task is not None and self.stop is not None:
+            self.stop.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.worker_task
+        await self.registry.close()
+        await self.store.close()
+
+
+def allowed_networks(settings: Settings) -> list[Network]:
+    return [ipaddress.ip_network(n, strict=False) for n in settings.allow_private_networks]
+
+
+async def secret_key(settings: Settings, store: SqlStore) -> bytes:
+    """The configured key, or one generated on first start and shared through the database."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value().encode()
+    return (await store.get_or_set_meta("secret_key", secrets.token_urlsafe(32))).encode()
+
+
+async def start_runtime(
+    settings: Settings,
+    *,
+    run_worker: bool,
+    clock: Callable[[], float] = time.time,
+) -> Runtime:
+    store = await open_store(settings.database_url)
+    try:
+        await store.migrate()
+        key = await secret_key(settings, store)
+    except ReelgateError:
+        await store.close()
+        raise
+    networks = allowed_networks(settings)
+    providers: list[Provider] = []
+    roots = {}
+    if settings.sandbox_enabled:
+        sandbox = SandboxProvider(
+            settings.data_dir,
+            queue_seconds=settings.sandbox_queue_seconds,
+            run_seconds=settings.sandbox_run_seconds,
+            allow_networks=networks,
+            clock=clock,
+        )
+        providers.append(sandbox)
+        roots["sandbox"] = sandbox.media_root
+    registry = Registry(providers)
+    service = VideoService(
+        store,
+        registry,
+        token_cache_ttl=settings.token_cache_ttl,
+        task_cache_ttl=settings.task_cache_ttl,
+        task_cache_size=settings.task_cache_size,
+        allow_networks=networks,
+        clock=clock,
+    )
+    links = MediaLinks(key, settings.base_url, roots, ttl=settings.media_link_ttl, clock=clock)
+    runtime = Runtime(settings, store, registry, service, links)
+    if run_worker:
+        runtime.worker = Worker(
+            service,
+            batch_size=settings.worker_batch_size,
+            lease_seconds=settings.worker_lease_seconds,
+            poll_interval=settings.worker_poll_interval,
+        )
+        runtime.stop = asyncio.Event()
+        runtime.worker_task = asyncio.create_task(runtime.worker.run(runtime.stop))
+    return runtime
+
+
+async def healthz(_request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    run_worker: bool | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
+    """The ASGI app. Its lifespan opens the database, migrates it and starts the worker."""
+    openapi = OpenApi()
+    holder: dict[str, Runtime] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime = await start_runtime(
+            settings,
+            run_worker=settings.worker_enabled if run_worker is None else run_worker,
+            clock=clock,
+        )
+        holder["runtime"] = runtime
+        app.state.runtime = runtime
+        seed = SeedSurface(runtime.service, runtime.links, settings.max_body_bytes)
+        handlers["seed_get"] = seed.get
+        handlers["seed_create"] = seed.create
+        handlers["models"] = seed.models
+        handlers["media"] = runtime.links.serve
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    handlers: dict[str, Callable[[Request], object]] = {}
+
+    def late(name: str) -> Callable[[Request], object]:
+        # Routes are declared before start-up builds their handlers; bind them on first use.
+        async def endpoint(request: Request) -> Response:
+            response = await handlers[name](request)  # type: ignore[misc]
+            assert isinstance(response, Response)
+            return response
+
+        endpoint.__name__ = name
+        return endpoint
+
+    routes = [
+        Route("/v1/video/generations/{task_id}", late("seed_get"), methods=["GET"]),
+        Route("/v1/video/generations", late("seed_create"), methods=["POST"]),
+        Route("/v1/models", late("models"), methods=["GET"]),
+        Route("/v1/media/{root}/{name}", late("media"), methods=["GET", "HEAD"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/openapi.json", openapi.spec, methods=["GET"]),
+        Route("/docs", openapi.docs, methods=["GET"]),
+        Route("/docs/init.js", openapi.init_js, methods=["GET"]),
+        Mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path))),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            HTTPException: on_http_exception,
+            ReelgateError: on_reelgate_error,
+            Exception: on_unexpected,
+        },
+    )
+
+
+def app_from_env() -> Starlette:
+    """Factory for ``granian --factory`` / ``uvicorn --factory``: settings from the environment."""
+    settings = load_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return create_app(settings)

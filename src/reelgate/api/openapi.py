@@ -1,0 +1,192 @@
+"""The OpenAPI document (built from Pydantic models, no framework magic) and the /docs page."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from reelgate import __version__
+
+REF = "#/components/schemas/{model}"
+
+
+class TaskError(BaseModel):
+    code: str = Field(examples=["sandbox_failure"])
+    message: str = Field(examples=["task failed"])
+
+
+class TaskData(BaseModel):
+    task_id: str = Field(examples=["task_3q5mY0a1bC2dE3fG4hI5jK6lM7nO8pQ9"])
+    action: Literal["generate"]
+    status: Literal["queued", "in_progress", "success", "failure"]
+    progress: Literal["10%", "50%", "100%"]
+    fail_reason: str = Field(
+        description="The video URL on success, the error text on failure, empty otherwise."
+    )
+    submit_time: int = Field(description="Unix seconds; 0 when unset.")
+    start_time: int = Field(description="Unix seconds; 0 when unset.")
+    finish_time: int = Field(description="Unix seconds; 0 when unset.")
+    model: str
+    result_url: str = Field(description="The video URL on success (same as fail_reason).")
+    last_frame_url: str = Field(description="URL of the last frame as PNG, when available.")
+    error: TaskError | None
+
+
+class TaskEnvelope(BaseModel):
+    code: Literal["success"]
+    data: TaskData
+
+
+class CreateRequest(BaseModel):
+    model: str = Field(examples=["sandbox-t2v"])
+    prompt: str = Field(min_length=1, examples=["a paper boat on a rainy street"])
+    image: str | None = Field(None, description="First frame: http(s) URL or data: URI.")
+    images: list[str] | None = Field(None, description="Several images (URLs or data: URIs).")
+    input_reference: str | None = Field(None, description="Alias of image.")
+    duration: int | None = Field(None, description="Seconds.", examples=[5])
+    seconds: str | None = Field(None, description="Seconds, as a string.", examples=["5"])
+    size: str | None = Field(None, pattern=r"^\d{2,5}x\d{2,5}$", examples=["1280x720"])
+    metadata: dict[str, Any] | None = Field(
+        None, description="Provider options; see GET /v1/models for each model's list."
+    )
+
+
+class CreateResponse(BaseModel):
+    id: str
+    task_id: str
+    object: Literal["video"]
+    model: str
+    status: Literal["queued"]
+    progress: int
+    created_at: int
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable machine code.", examples=["task_not_found"])
+    message: str = Field(description="Human explanation.")
+    data: None = None
+    param: str | None = Field(None, description="The offending parameter, when there is one.")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[dict[str, Any]]
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): _json(ErrorBody, "Error") for s in statuses}
+
+
+def build_document() -> dict[str, Any]:
+    _, defs = models_json_schema(
+        [
+            (m, "validation")
+            for m in (TaskEnvelope, CreateRequest, CreateResponse, ErrorBody, ModelList)
+        ],
+        ref_template=REF,
+    )
+    security: list[dict[str, list[str]]] = [{"bearer": []}]
+    task_id = {
+        "name": "task_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+    create_body = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _ref(CreateRequest)},
+            "multipart/form-data": {"schema": _ref(CreateRequest)},
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "reelgate",
+            "version": __version__,
+            "description": "A durable gateway for asynchronous AI video generation.",
+        },
+        "components": {
+            "schemas": defs["$defs"],
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": {
+            "/v1/video/generations": {
+                "post": {
+                    "summary": "Create a video generation task",
+                    "operationId": "createVideoGeneration",
+                    "security": security,
+                    "requestBody": create_body,
+                    "responses": {
+                        "200": _json(CreateResponse, "The task was accepted"),
+                        **_errors(400, 401, 413, 415),
+                    },
+                }
+            },
+            "/v1/video/generations/{task_id}": {
+                "get": {
+                    "summary": "Get a task's status and result",
+                    "operationId": "getVideoGeneration",
+                    "security": security,
+                    "parameters": [task_id],
+                    "responses": {
+                        "200": _json(TaskEnvelope, "The task"),
+                        **_errors(401, 404),
+                    },
+                }
+            },
+            "/v1/models": {
+                "get": {
+                    "summary": "List available models and their capabilities",
+                    "operationId": "listModels",
+                    "security": security,
+                    "responses": {"200": _json(ModelList, "Models"), **_errors(401)},
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness",
+                    "operationId": "healthz",
+                    "responses": {"200": {"description": "Alive"}},
+                }
+            },
+        },
+    }
+
+
+_DOCS_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>reelgate API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script src="/docs/init.js"></script>
+</body></html>"""
+
+_DOCS_INIT = "window.ui = SwaggerUIBundle({url: '/openapi.json', dom_id: '#swagger-ui'});\n"
+
+
+class OpenApi:
+    def __init__(self) -> None:
+        self.document = build_document()
+
+    async def spec(self, _request: Request) -> Response:
+        return JSONResponse(self.document)
+
+    async def docs(self, _request: Request) -> Response:
+        return HTMLResponse(_DOCS_HTML)
+
+    async def init_js(self, _request: Request) -> Response:
+        return Response(_DOCS_INIT, media_type="text/javascript")

@@ -1,0 +1,99 @@
+"""The seed's surface: ``/v1/video/generations`` exactly as new-api documents it.
+
+``GET /v1/video/generations/{task_id}`` is the hot path: a bearer check against the token cache,
+a task from the service's cache, and a small JSON body; no framework dependency machinery.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from reelgate.api.body import read_object
+from reelgate.api.errors import error_response
+from reelgate.api.media import MediaLinks
+from reelgate.core.errors import ReelgateError
+from reelgate.core.lifecycle import Status, Task
+from reelgate.core.request import parse_seed_body
+from reelgate.service import VideoService
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
+
+
+def task_data(task: Task, links: MediaLinks) -> dict[str, Any]:
+    """The seed's ``data`` object, plus reelgate's extra fields (never renamed or removed)."""
+    result_url = links.url(task.result_url) if task.status is Status.SUCCESS else ""
+    fail_reason = result_url if task.status is Status.SUCCESS else task.fail_reason
+    return {
+        "task_id": task.id,
+        "action": "generate",
+        "status": task.status.value,
+        "progress": task.progress,
+        "fail_reason": fail_reason,
+        "submit_time": task.submit_time,
+        "start_time": task.start_time,
+        "finish_time": task.finish_time,
+        "model": task.model,
+        "result_url": result_url,
+        "last_frame_url": links.url(task.last_frame_url) if result_url else "",
+        "error": (
+            {"code": task.error_code, "message": task.error_message}
+            if task.status is Status.FAILURE
+            else None
+        ),
+    }
+
+
+class SeedSurface:
+    def __init__(self, service: VideoService, links: MediaLinks, max_body: int) -> None:
+        self.service = service
+        self.links = links
+        self.max_body = max_body
+
+    async def get(self, request: Request) -> Response:
+        try:
+            owner = await self.service.authenticate(bearer(request))
+            task = await self.service.get(owner, request.path_params["task_id"])
+        except ReelgateError as exc:
+            return error_response(exc)
+        body = {"code": "success", "data": task_data(task, self.links)}
+        return Response(json.dumps(body).encode(), media_type="application/json")
+
+    async def create(self, request: Request) -> Response:
+        try:
+            owner = await self.service.authenticate(bearer(request))
+            fields = await read_object(request, self.max_body)
+            task = await self.service.create(owner, parse_seed_body(fields))
+        except ReelgateError as exc:
+            return error_response(exc)
+        body = {
+            "id": task.id,
+            "task_id": task.id,
+            "object": "video",
+            "model": task.model,
+            "status": task.status.value,
+            "progress": 0,
+            "created_at": task.submit_time,
+        }
+        return Response(json.dumps(body).encode(), media_type="application/json")
+
+    async def models(self, request: Request) -> Response:
+        try:
+            await self.service.authenticate(bearer(request))
+        except ReelgateError as exc:
+            return error_response(exc)
+        data = [caps.describe() for caps in self.service.registry.models()]
+        return Response(
+            json.dumps({"object": "list", "data": data}).encode(), media_type="application/json"
+        )

@@ -1,0 +1,243 @@
+"""Commands for operators on the host: run gateway and worker, manage tokens, look at tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import enum
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from reelgate.core.errors import ReelgateError
+from reelgate.core.ids import new_token
+from reelgate.settings import CONFIG_FILE_ENV, Settings, load_settings
+from reelgate.store.sql import SqlStore, open_store
+
+app = typer.Typer(help="reelgate: a durable gateway for AI video generation.", no_args_is_help=True)
+token_app = typer.Typer(
+    help="Manage API tokens (the plaintext is shown once).", no_args_is_help=True
+)
+task_app = typer.Typer(
+    help="Look at tasks (operator view, across all tokens).", no_args_is_help=True
+)
+app.add_typer(token_app, name="token")
+app.add_typer(task_app, name="task")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    str | None, typer.Option("--config", help="Path to a reelgate.toml (default ./reelgate.toml)")
+]
+
+
+class ServerKind(enum.StrEnum):
+    granian = "granian"
+    uvicorn = "uvicorn"
+
+
+def _settings(config: str | None = None, **overrides: object) -> Settings:
+    if config:
+        os.environ[CONFIG_FILE_ENV] = config
+    try:
+        return load_settings(**overrides)
+    except ReelgateError as exc:
+        err.print(f"reelgate: {exc.message}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _run(settings: Settings, job: Callable[[SqlStore], Awaitable[T]]) -> T:
+    async def go() -> T:
+        store = await open_store(settings.database_url)
+        try:
+            await store.migrate()
+            return await job(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(go())
+    except ReelgateError as exc:
+        err.print(f"reelgate: {exc.message}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (REELGATE_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (REELGATE_PORT)")] = None,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Run the background worker in-process")
+    ] = True,
+    server: Annotated[ServerKind, typer.Option(help="HTTP server")] = ServerKind.granian,
+    config: ConfigOption = None,
+) -> None:
+    """Start the gateway. On first start it creates an API token and prints it once."""
+    settings = _settings(config, host=host, port=port)
+    _configure_logging(settings)
+
+    async def bootstrap(store: SqlStore) -> str | None:
+        from reelgate.api.app import secret_key
+
+        await secret_key(settings, store)
+        if await store.count_active_tokens():
+            return None
+        token = new_token()
+        await store.create_token("default", token, int(time.time()))
+        return token.plaintext
+
+    first = _run(settings, bootstrap)
+    base = settings.base_url
+    if first:
+        out.print(
+            "\n[bold]reelgate: created your first API token (shown only once):[/bold]\n",
+            highlight=False,
+        )
+        out.print(f"  {first}\n", markup=False, highlight=False)
+        out.print("Try it:\n", highlight=False)
+        out.print(
+            f"  curl -s {base}/v1/video/generations -H 'Authorization: Bearer {first}' "
+            "-H 'Content-Type: application/json' "
+            '-d \'{"model":"sandbox-t2v","prompt":"a paper boat on a rainy street"}\'\n',
+            markup=False,
+            highlight=False,
+        )
+    out.print(f"reelgate listening on {base} (API docs: {base}/docs)", highlight=False)
+    sys.stdout.flush()
+
+    # The server process reads its settings from the environment: pass the CLI's overrides on.
+    os.environ["REELGATE_HOST"] = settings.host
+    os.environ["REELGATE_PORT"] = str(settings.port)
+    os.environ["REELGATE_WORKER_ENABLED"] = "true" if worker else "false"
+    target = "reelgate.api.app:app_from_env"
+    if server is ServerKind.uvicorn:
+        import uvicorn
+
+        uvicorn.run(
+            target,
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=False,
+        )
+        return
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    Granian(
+        target,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        factory=True,
+        workers=1,
+        log_access=False,
+    ).serve()
+
+
+@app.command("worker")
+def worker_command(config: ConfigOption = None) -> None:
+    """Run only the background worker (for separate worker processes)."""
+    settings = _settings(config)
+    _configure_logging(settings)
+
+    async def go() -> None:
+        from reelgate.api.app import start_runtime
+
+        runtime = await start_runtime(settings, run_worker=True)
+        assert runtime.stop is not None
+        assert runtime.worker_task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, runtime.stop.set)
+        try:
+            await runtime.worker_task
+        finally:
+            await runtime.close()
+
+    try:
+        asyncio.run(go())
+    except ReelgateError as exc:
+        err.print(f"reelgate: {exc.message}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="A label for the token")] = "default",
+    config: ConfigOption = None,
+) -> None:
+    """Create a token and print its plaintext (shown only this once)."""
+    settings = _settings(config)
+    token = new_token()
+
+    async def job(store: SqlStore) -> None:
+        await store.create_token(name, token, int(time.time()))
+
+    _run(settings, job)
+    out.print(token.plaintext, markup=False, highlight=False)
+
+
+@token_app.command("list")
+def token_list(config: ConfigOption = None) -> None:
+    """List tokens: id, name, visible prefix, state."""
+    settings = _settings(config)
+    tokens = _run(settings, lambda store: store.list_tokens())
+    table = Table("id", "name", "prefix", "created", "state")
+    for t in tokens:
+        created = dt.datetime.fromtimestamp(t.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M")
+        table.add_row(t.id, t.name, t.prefix + "…", created, "active" if t.active else "revoked")
+    out.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    ref: Annotated[str, typer.Argument(help="Token id (tok_…) or visible prefix (rg_…)")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a token; requests with it fail with 401 within the token cache TTL."""
+    settings = _settings(config)
+    token = _run(settings, lambda store: store.revoke_token(ref, int(time.time())))
+    if token is None:
+        err.print(f"reelgate: no single token matches '{ref}'", markup=False, highlight=False)
+        raise typer.Exit(1)
+    out.print(f"revoked {token.id} ({token.name})", markup=False, highlight=False)
+
+
+@task_app.command("get")
+def task_get(
+    task_id: Annotated[str, typer.Argument(help="The task id (task_…)")],
+    config: ConfigOption = None,
+) -> None:
+    """Print a task as JSON (all fields, operator view)."""
+    settings = _settings(config)
+    task = _run(settings, lambda store: store.find_task(task_id))
+    if task is None:
+        err.print(f"reelgate: no task '{task_id}'", markup=False, highlight=False)
+        raise typer.Exit(1)
+    data = dataclasses.asdict(task)
+    data["status"] = task.status.value
+    data["progress"] = task.progress
+    with contextlib.suppress(BrokenPipeError):
+        out.print_json(json.dumps(data))

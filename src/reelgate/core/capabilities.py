@@ -1,0 +1,203 @@
+"""What each model can do, and strict validation of a request against it.
+
+A provider publishes one ``ModelCapabilities`` per model. ``normalize`` checks a ``VideoRequest``
+against it and returns the ``NormalizedRequest`` the provider will submit: an option the model
+does not support is a 400 naming it, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reelgate.core.errors import InvalidRequest
+from reelgate.core.request import VideoRequest, invalid
+
+
+class Mode(enum.StrEnum):
+    TEXT_TO_VIDEO = "t2v"
+    IMAGE_TO_VIDEO = "i2v"
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One provider option accepted inside ``metadata``."""
+
+    kind: type[int] | type[float] | type[bool] | type[str]
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def check(self, name: str, value: Any) -> Any:
+        param = f"metadata.{name}"
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise invalid(param, "must be true or false")
+            return value
+        if self.kind is str:
+            if not isinstance(value, str):
+                raise invalid(param, "must be a string")
+            if self.choices and value not in self.choices:
+                raise invalid(param, f"must be one of {', '.join(self.choices)}")
+            return value
+        number_ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if self.kind is int and not (number_ok and float(value).is_integer()):
+            raise invalid(param, "must be an integer")
+        if self.kind is float and not number_ok:
+            raise invalid(param, "must be a number")
+        number = int(value) if self.kind is int else float(value)
+        if self.minimum is not None and number < self.minimum:
+            raise invalid(param, f"must be at least {self.minimum:g}")
+        if self.maximum is not None and number > self.maximum:
+            raise invalid(param, f"must be at most {self.maximum:g}")
+        return number
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCapabilities:
+    name: str
+    provider: str
+    description: str
+    modes: frozenset[Mode]
+    min_duration: int
+    max_duration: int
+    default_duration: int
+    default_size: tuple[int, int]
+    min_side: int = 64
+    max_side: int = 1920
+    max_pixels: int = 1920 * 1080
+    min_images: int = 0
+    max_images: int = 0
+    even_sides: bool = True
+    options: Mapping[str, Option] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary for ``GET /v1/models``."""
+        return {
+            "id": self.name,
+            "object": "model",
+            "provider": self.provider,
+            "description": self.description,
+            "modes": sorted(m.value for m in self.modes),
+            "duration": {
+                "min": self.min_duration,
+                "max": self.max_duration,
+                "default": self.default_duration,
+            },
+            "size": {
+                "default": f"{self.default_size[0]}x{self.default_size[1]}",
+                "min_side": self.min_side,
+                "max_side": self.max_side,
+                "max_pixels": self.max_pixels,
+            },
+            "images": {"min": self.min_images, "max": self.max_images},
+            "options": {
+                name: {
+                    "type": opt.kind.__name__,
+                    "description": opt.description,
+                    **({"minimum": opt.minimum} if opt.minimum is not None else {}),
+                    **({"maximum": opt.maximum} if opt.maximum is not None else {}),
+                    **({"choices": list(opt.choices)} if opt.choices else {}),
+                }
+                for name, opt in sorted(self.options.items())
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedRequest:
+    """A request with every default applied and every value checked against the model."""
+
+    model: str
+    prompt: str
+    images: tuple[str, ...]
+    duration: int
+    width: int
+    height: int
+    options: Mapping[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "prompt": self.prompt,
+            "images": list(self.images),
+            "duration": self.duration,
+            "size": f"{self.width}x{self.height}",
+            "options": dict(self.options),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NormalizedRequest:
+        width, height = (int(x) for x in str(data["size"]).split("x"))
+        return cls(
+            model=str(data["model"]),
+            prompt=str(data["prompt"]),
+            images=tuple(data.get("images", ())),
+            duration=int(data["duration"]),
+            width=width,
+            height=height,
+            options=dict(data.get("options", {})),
+        )
+
+
+def normalize(request: VideoRequest, caps: ModelCapabilities) -> NormalizedRequest:
+    n_images = len(request.images)
+    if n_images and Mode.IMAGE_TO_VIDEO not in caps.modes:
+        raise InvalidRequest(
+            f"model '{caps.name}' generates from text only; it does not accept images",
+            code="unsupported_parameter",
+            param="image",
+        )
+    if n_images < caps.min_images:
+        raise InvalidRequest(
+            f"model '{caps.name}' needs at least {caps.min_images} image(s)",
+            code="missing_parameter",
+            param="image",
+        )
+    if n_images > caps.max_images:
+        raise invalid("images", f"holds {n_images} images; '{caps.name}' takes {caps.max_images}")
+
+    duration = caps.default_duration if request.duration is None else request.duration
+    if not caps.min_duration <= duration <= caps.max_duration:
+        raise invalid(
+            "duration",
+            f"must be between {caps.min_duration} and {caps.max_duration} seconds "
+            f"for '{caps.name}' (got {duration})",
+        )
+
+    width, height = request.size or caps.default_size
+    for side in (width, height):
+        if not caps.min_side <= side <= caps.max_side:
+            raise invalid(
+                "size", f"sides must be between {caps.min_side} and {caps.max_side} pixels"
+            )
+    if caps.even_sides and (width % 2 or height % 2):
+        raise invalid("size", "width and height must be even numbers")
+    if width * height > caps.max_pixels:
+        raise invalid("size", f"exceeds {caps.max_pixels} pixels for '{caps.name}'")
+
+    options: dict[str, Any] = {}
+    for name, value in request.metadata.items():
+        spec = caps.options.get(name)
+        if spec is None:
+            allowed = ", ".join(sorted(caps.options)) or "none"
+            raise InvalidRequest(
+                f"model '{caps.name}' does not support option 'metadata.{name}' "
+                f"(supported: {allowed})",
+                code="unsupported_parameter",
+                param=f"metadata.{name}",
+            )
+        options[name] = spec.check(name, value)
+
+    return NormalizedRequest(
+        model=caps.name,
+        prompt=request.prompt,
+        images=request.images,
+        duration=duration,
+        width=width,
+        height=height,
+        options=options,
+    )

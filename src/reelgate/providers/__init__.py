@@ -1,0 +1,1 @@
+"""Upstream providers: one module per upstream, each implementing ``base.Provider``."""

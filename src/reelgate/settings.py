@@ -1,0 +1,131 @@
+"""Typed settings, read at the edge: environment (``REELGATE_`` prefix) over ``reelgate.toml``.
+
+Everything else receives a ``Settings`` object; nothing outside this module reads the environment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from reelgate.core.errors import ConfigError
+
+CONFIG_FILE_ENV = "REELGATE_CONFIG"
+DEFAULT_CONFIG_FILE = "reelgate.toml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="REELGATE_",
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    database_url: str = Field(
+        "sqlite:///./reelgate.db",
+        description="sqlite:///path.db or postgresql://user@host/db",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    public_url: str = Field("", description="Base URL used in links; default http://HOST:PORT")
+    secret_key: SecretStr | None = Field(
+        None, description="Signs media links; generated and stored in the database if unset"
+    )
+    data_dir: Path = Field(Path("./reelgate-data"), description="Rendered and mirrored files")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # Sandbox provider: the zero-credential local renderer.
+    sandbox_enabled: bool = True
+    sandbox_queue_seconds: float = Field(1.0, ge=0, le=3600)
+    sandbox_run_seconds: float = Field(3.0, ge=0, le=3600)
+
+    # Outbound URLs (input images): private/loopback targets are refused unless listed here.
+    allow_private_networks: list[str] = Field(
+        default_factory=list, description="CIDRs exempt from the SSRF guard, e.g. 127.0.0.0/8"
+    )
+
+    # Background worker (#4 makes it distributed).
+    worker_enabled: bool = Field(True, description="Run the worker inside `reelgate serve`")
+    worker_poll_interval: float = Field(0.5, gt=0, le=60)
+    worker_batch_size: int = Field(100, ge=1, le=500)
+    worker_lease_seconds: float = Field(60.0, gt=0)
+
+    # HTTP limits and caches.
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    media_link_ttl: int = Field(24 * 3600, ge=60, description="Lifetime of signed media links (s)")
+    token_cache_ttl: float = Field(5.0, ge=0, description="How long a token look-up is reused (s)")
+    task_cache_ttl: float = Field(
+        1.0, ge=0, description="How long a non-terminal task row may be served from memory (s)"
+    )
+    task_cache_size: int = Field(100_000, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "sqlite+aiosqlite:", "postgresql", "postgres:")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @field_validator("allow_private_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)  # raises ValueError naming the bad value
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104 - comparing, not binding
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE)
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)),
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and config file; a bad value raises a one-line ConfigError."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err["loc"]) or "settings"
+        setting = f"REELGATE_{name.upper()}" if err["type"] != "extra_forbidden" else name
+        raise ConfigError(f"invalid setting {setting}: {err['msg']}") from None
+    except (OSError, ValueError) as exc:  # e.g. an unreadable or malformed reelgate.toml
+        raise ConfigError(f"cannot read configuration: {exc}") from None

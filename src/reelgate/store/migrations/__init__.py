@@ -1,0 +1,1 @@
+"""Alembic migrations, applied automatically at start-up (see ``reelgate.store.sql.migrate``)."""

@@ -1,0 +1,65 @@
+"""The tables, as SQLAlchemy Core metadata. Migrations create them; queries are built from these."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+NON_TERMINAL = ("queued", "in_progress")
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("prefix", sa.String(32), nullable=False, index=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at", sa.BigInteger, nullable=True),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("owner_id", sa.String(40), sa.ForeignKey("api_tokens.id"), nullable=False),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("request", sa.JSON, nullable=False),
+    sa.Column("upstream_id", sa.String(128), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("result_url", sa.Text, nullable=False, server_default=""),
+    sa.Column("last_frame_url", sa.Text, nullable=False, server_default=""),
+    sa.Column("error_code", sa.String(128), nullable=False, server_default=""),
+    sa.Column("error_message", sa.Text, nullable=False, server_default=""),
+    sa.Column("usage_tokens", sa.BigInteger, nullable=True),
+    sa.Column("submit_time", sa.BigInteger, nullable=False),
+    sa.Column("start_time", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("finish_time", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("next_poll_at", sa.Float, nullable=False),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("poll_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("submit_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("missing_looks", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    # The worker's hot query: due, non-terminal tasks in poll order.
+    sa.Index(
+        "ix_tasks_due",
+        "next_poll_at",
+        sqlite_where=sa.text("status IN ('queued', 'in_progress')"),
+        postgresql_where=sa.text("status IN ('queued', 'in_progress')"),
+    ),
+    # A token's own tasks, newest first (lists, quotas).
+    sa.Index("ix_tasks_owner_submit", "owner_id", "submit_time"),
+    # Upstream callbacks and reconciliation find a task by its upstream id.
+    sa.Index("ix_tasks_upstream", "provider", "upstream_id"),
+)
