@@ -43,16 +43,8 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *extra: str) -> None:
-        log = (self.workdir / "server.log").open("a")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reelgate", "serve", "--port", str(self.port), *extra],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            start_new_session=True,
-        )
+        with (self.workdir / "server.log").open("a") as log:
+            self.proc = self._spawn(extra, log)
         assert self.proc.stdout is not None
         # The CLI prints the first token (first start only), then the "listening" line.
         lines = []
@@ -74,6 +66,17 @@ class LiveServer:
                 pass
             time.sleep(0.05)
         raise RuntimeError("server did not become healthy in 30 s")
+
+    def _spawn(self, extra: tuple[str, ...], log: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "reelgate", "serve", "--port", str(self.port), *extra],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+        )
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:

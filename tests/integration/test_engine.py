@@ -1,0 +1,199 @@
+"""The worker against a real SQLite file and the sandbox provider, on an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest
+from reelgate.core.errors import UpstreamUnavailable
+from reelgate.core.ids import ApiToken
+from reelgate.core.lifecycle import Observation, Status, UpstreamState
+from reelgate.core.request import VideoRequest
+from reelgate.core.schedule import MAX_MISSING_LOOKS, MAX_SUBMIT_ATTEMPTS
+from reelgate.engine.worker import Worker
+from reelgate.providers.base import Registry
+from reelgate.providers.sandbox import MODELS, SandboxProvider
+from reelgate.service import VideoService
+from reelgate.store.sql import SqlStore, open_store
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    s = await open_store(f"sqlite:///{tmp_path / 'engine.db'}")
+    await s.migrate()
+    yield s
+    await s.close()
+
+
+async def owner(service: VideoService) -> ApiToken:
+    record, _ = await service.create_token("t")
+    return record
+
+
+def t2v(prompt: str = "a cat") -> VideoRequest:
+    return VideoRequest(model="sandbox-t2v", prompt=prompt, duration=1, size=(160, 120))
+
+
+async def test_a_task_lives_its_whole_life(store: SqlStore, tmp_path: Path) -> None:
+    clock = Clock()
+    sandbox = SandboxProvider(tmp_path, queue_seconds=5, run_seconds=5, clock=clock)
+    service = VideoService(store, Registry([sandbox]), clock=clock, monotonic=clock)
+    worker = Worker(service, clock=clock)
+    me = await owner(service)
+    task = await service.create(me, t2v())
+    assert (task.status, task.submit_time) == (Status.QUEUED, 1_000_000)
+
+    assert await worker.tick() == 1  # submits
+    submitted = await store.get_task(me.id, task.id)
+    assert submitted is not None
+    assert submitted.upstream_id is not None
+    assert submitted.upstream_id.startswith("sbx-")
+    assert submitted.status is Status.QUEUED
+
+    clock.now += 7  # past the queue phase, and past the first poll delay
+    await worker.tick()
+    running = await service.get(me, task.id)
+    assert (running.status, running.start_time) == (Status.IN_PROGRESS, 1_000_007)
+
+    await asyncio.gather(*list(sandbox._renders.values()))  # the render is real work
+    clock.now += 10
+    await worker.tick()
+    done = await service.get(me, task.id)
+    assert done.status is Status.SUCCESS
+    assert (done.start_time, done.finish_time) == (1_000_007, 1_000_017)
+    assert done.result_url == f"local://sandbox/{submitted.upstream_id}.mp4"
+    assert (tmp_path / "sandbox" / "media" / f"{submitted.upstream_id}.mp4").stat().st_size > 0
+
+    clock.now += 60
+    assert await worker.tick() == 0  # terminal tasks are never claimed again
+
+
+async def test_due_times_are_respected(store: SqlStore, tmp_path: Path) -> None:
+    clock = Clock()
+    sandbox = SandboxProvider(tmp_path, queue_seconds=100, run_seconds=100, clock=clock)
+    service = VideoService(store, Registry([sandbox]), clock=clock, monotonic=clock)
+    worker = Worker(service, clock=clock)
+    await service.create(await owner(service), t2v())
+    assert await worker.tick() == 1
+    assert await worker.tick() == 0  # the first look is scheduled ahead, not now
+    clock.now += 10
+    assert await worker.tick() == 1
+
+
+async def test_a_vanished_upstream_task_ends_as_lost(store: SqlStore, tmp_path: Path) -> None:
+    clock = Clock()
+    sandbox = SandboxProvider(tmp_path, queue_seconds=100, run_seconds=100, clock=clock)
+    service = VideoService(store, Registry([sandbox]), clock=clock, monotonic=clock)
+    worker = Worker(service, clock=clock)
+    me = await owner(service)
+    task = await service.create(me, t2v())
+    await worker.tick()
+    for job in (tmp_path / "sandbox" / "jobs").glob("*.json"):
+        job.unlink()
+    for _ in range(MAX_MISSING_LOOKS):
+        clock.now += 60
+        await worker.tick()
+    lost = await service.get(me, task.id)
+    assert (lost.status, lost.error_code) == (Status.FAILURE, "upstream_lost")
+
+
+class Flaky:
+    """An in-memory provider whose submit fails ``failures`` times with a 503."""
+
+    name = "flaky"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.submits = 0
+        self.caps = ModelCapabilities(
+            name="flaky-1", provider="flaky", description="", modes=MODELS[0].modes,
+            min_duration=1, max_duration=5, default_duration=1, default_size=(64, 64),
+        )
+
+    def models(self) -> Sequence[ModelCapabilities]:
+        return [self.caps]
+
+    async def submit(self, task_id: str, request: NormalizedRequest) -> str:
+        self.submits += 1
+        if self.submits <= self.failures:
+            raise UpstreamUnavailable("busy", retry_after=30)
+        return f"up-{task_id}"
+
+    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation]:
+        return {u: Observation(UpstreamState.SUCCEEDED, video_url="https://x/v.mp4")
+                for u in upstream_ids}
+
+    async def cancel(self, upstream_id: str) -> None:
+        return None
+
+    def parse_callback(self, body: bytes) -> str | None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_submission_is_retried_after_retry_after(store: SqlStore) -> None:
+    clock = Clock()
+    flaky = Flaky(failures=2)
+    service = VideoService(store, Registry([flaky]), clock=clock, monotonic=clock)
+    worker = Worker(service, clock=clock)
+    me = await owner(service)
+    task = await service.create(me, VideoRequest(model="flaky-1", prompt="x"))
+    await worker.tick()
+    await worker.tick()
+    assert flaky.submits == 1  # waiting out Retry-After
+    clock.now += 31
+    await worker.tick()
+    clock.now += 31
+    await worker.tick()
+    assert flaky.submits == 3
+    clock.now += 10
+    await worker.tick()
+    assert (await service.get(me, task.id)).status is Status.SUCCESS
+
+
+async def test_submission_gives_up_with_a_clear_code(store: SqlStore) -> None:
+    clock = Clock()
+    flaky = Flaky(failures=10_000)
+    service = VideoService(store, Registry([flaky]), clock=clock, monotonic=clock)
+    worker = Worker(service, clock=clock)
+    me = await owner(service)
+    task = await service.create(me, VideoRequest(model="flaky-1", prompt="x"))
+    for _ in range(MAX_SUBMIT_ATTEMPTS):
+        await worker.tick()
+        clock.now += 120
+    ended = await service.get(me, task.id)
+    assert (ended.status, ended.error_code) == (Status.FAILURE, "upstream_unavailable")
+    assert flaky.submits == MAX_SUBMIT_ATTEMPTS
+
+
+async def test_a_crashed_workers_lease_expires(store: SqlStore, tmp_path: Path) -> None:
+    clock = Clock()
+    sandbox = SandboxProvider(tmp_path, queue_seconds=100, run_seconds=100, clock=clock)
+    service = VideoService(store, Registry([sandbox]), clock=clock, monotonic=clock)
+    await service.create(await owner(service), t2v())
+    claimed = await store.claim_due(clock(), 10, "dead-worker", lease_seconds=60)
+    assert len(claimed) == 1
+    assert await store.claim_due(clock(), 10, "other", lease_seconds=60) == []
+    clock.now += 61
+    assert len(await store.claim_due(clock(), 10, "other", lease_seconds=60)) == 1
