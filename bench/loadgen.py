@@ -28,9 +28,7 @@ class Result:
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-async def _client(
-    host: str, port: int, raw: bytes, until: float, out: Result
-) -> None:
+async def _client(host: str, port: int, raw: bytes, until: float, out: Result) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while time.perf_counter() < until:

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-import loadgen  # noqa: E402
+import loadgen
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "64"))
@@ -51,7 +51,11 @@ def start_reelgate(work: Path, port: int) -> tuple[subprocess.Popen[str], str]:
     )
     proc = subprocess.Popen(
         [*PIN, sys.executable, "-m", "reelgate", "serve", "--port", str(port)],
-        cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
         start_new_session=True,
     )
     assert proc.stdout is not None
@@ -66,19 +70,39 @@ def start_reelgate(work: Path, port: int) -> tuple[subprocess.Popen[str], str]:
 
 
 def start_bare(body_file: Path, port: int) -> subprocess.Popen[str]:
-    env = dict(os.environ, BARE_BODY_FILE=str(body_file),
-               PYTHONPATH=str(Path(__file__).parent))
+    env = dict(os.environ, BARE_BODY_FILE=str(body_file), PYTHONPATH=str(Path(__file__).parent))
     return subprocess.Popen(
-        [*PIN, sys.executable, "-m", "granian", "--interface", "asgi", "--workers", "1",
-         "--port", str(port), "--no-ws", "--log-level", "warning", "bare_app:app"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+        [
+            *PIN,
+            sys.executable,
+            "-m",
+            "granian",
+            "--interface",
+            "asgi",
+            "--workers",
+            "1",
+            "--port",
+            str(port),
+            "--no-ws",
+            "--log-level",
+            "warning",
+            "bare_app:app",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
         start_new_session=True,
     )
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
     os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=20)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=20)
 
 
 def load(port: int, path: str, token: str) -> tuple[float, float, float, int]:
@@ -86,9 +110,20 @@ def load(port: int, path: str, token: str) -> tuple[float, float, float, int]:
     wrk = shutil.which("wrk")
     if wrk:
         out = subprocess.run(
-            [*LOAD_PIN, wrk, "-t1", f"-c{CLIENTS}", f"-d{int(SECONDS)}s", "--latency",
-             "-H", f"Authorization: Bearer {token}", f"http://127.0.0.1:{port}{path}"],
-            capture_output=True, text=True, check=True,
+            [
+                *LOAD_PIN,
+                wrk,
+                "-t1",
+                f"-c{CLIENTS}",
+                f"-d{int(SECONDS)}s",
+                "--latency",
+                "-H",
+                f"Authorization: Bearer {token}",
+                f"http://127.0.0.1:{port}{path}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
         p50 = _wrk_ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
@@ -96,8 +131,14 @@ def load(port: int, path: str, token: str) -> tuple[float, float, float, int]:
         bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         return rps, p50, p99, int(bad.group(1)) if bad else 0
     res = asyncio.run(
-        loadgen.run("127.0.0.1", port, path, {"Authorization": f"Bearer {token}"},
-                    clients=CLIENTS, seconds=SECONDS)
+        loadgen.run(
+            "127.0.0.1",
+            port,
+            path,
+            {"Authorization": f"Bearer {token}"},
+            clients=CLIENTS,
+            seconds=SECONDS,
+        )
     )
     return res.rps, res.percentile(50) * 1000, res.percentile(99) * 1000, res.errors
 
@@ -114,9 +155,16 @@ def main() -> None:
         try:
             base = "http://127.0.0.1:18710"
             headers = {"Authorization": f"Bearer {token}"}
-            task = httpx.post(f"{base}/v1/video/generations", headers=headers, json={
-                "model": "sandbox-t2v", "prompt": "bench", "duration": 1, "size": "128x128",
-            }).json()["task_id"]
+            task = httpx.post(
+                f"{base}/v1/video/generations",
+                headers=headers,
+                json={
+                    "model": "sandbox-t2v",
+                    "prompt": "bench",
+                    "duration": 1,
+                    "size": "128x128",
+                },
+            ).json()["task_id"]
             path = f"/v1/video/generations/{task}"
             while True:
                 body = httpx.get(base + path, headers=headers).content
@@ -137,10 +185,14 @@ def main() -> None:
             stop(bare)
     tool = "wrk" if shutil.which("wrk") else "asyncio loadgen"
     print(f"status GET, {CLIENTS} connections, {SECONDS:g}s, server on 1 core, load: {tool}")
-    print(f"  reelgate       {ours[0]:9.0f} req/s  p50 {ours[1]:6.2f} ms  p99 {ours[2]:6.2f} ms"
-          f"  errors {ours[3]}")
-    print(f"  bare starlette {theirs[0]:9.0f} req/s  p50 {theirs[1]:6.2f} ms  p99 {theirs[2]:6.2f}"
-          f" ms  errors {theirs[3]}")
+    print(
+        f"  reelgate       {ours[0]:9.0f} req/s  p50 {ours[1]:6.2f} ms  p99 {ours[2]:6.2f} ms"
+        f"  errors {ours[3]}"
+    )
+    print(
+        f"  bare starlette {theirs[0]:9.0f} req/s  p50 {theirs[1]:6.2f} ms  p99 {theirs[2]:6.2f}"
+        f" ms  errors {theirs[3]}"
+    )
     print(f"  ratio reelgate / bare starlette = {ours[0] / theirs[0]:.2f}")
 
 

@@ -60,8 +60,9 @@ def assert_success_output(out: str, server: LiveServer) -> str:
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 120) -> str:
-    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    done = subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -91,7 +92,7 @@ def test_python_example_polls_to_success(live_server: LiveServer, tmp_path: Path
     started = time.monotonic()
     out = run([sys.executable, str(script)], tmp_path)
     assert time.monotonic() - started < 60
-    assert f"状态: success, 进度: 100%" in out
+    assert "状态: success, 进度: 100%" in out
     assert_success_output(out, live_server)
 
 

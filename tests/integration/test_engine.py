@@ -125,8 +125,14 @@ class Flaky:
         self.failures = failures
         self.submits = 0
         self.caps = ModelCapabilities(
-            name="flaky-1", provider="flaky", description="", modes=MODELS[0].modes,
-            min_duration=1, max_duration=5, default_duration=1, default_size=(64, 64),
+            name="flaky-1",
+            provider="flaky",
+            description="",
+            modes=MODELS[0].modes,
+            min_duration=1,
+            max_duration=5,
+            default_duration=1,
+            default_size=(64, 64),
         )
 
     def models(self) -> Sequence[ModelCapabilities]:
@@ -139,8 +145,10 @@ class Flaky:
         return f"up-{task_id}"
 
     async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation]:
-        return {u: Observation(UpstreamState.SUCCEEDED, video_url="https://x/v.mp4")
-                for u in upstream_ids}
+        return {
+            u: Observation(UpstreamState.SUCCEEDED, video_url="https://x/v.mp4")
+            for u in upstream_ids
+        }
 
     async def cancel(self, upstream_id: str) -> None:
         return None

@@ -64,7 +64,7 @@ def test_task_reaches_success_with_a_playable_mp4(live_server: LiveServer, tmp_p
     assert first.status_code == 200
     envelope = first.json()
     assert envelope["code"] == "success"
-    assert SEED_KEYS <= set(envelope["data"])
+    assert set(envelope["data"]) >= SEED_KEYS
     assert envelope["data"]["status"] in ("queued", "in_progress", "success")
 
     data = live_server.wait_terminal(task_id)
@@ -95,8 +95,13 @@ def test_image_to_video_from_a_multipart_upload(live_server: LiveServer) -> None
     with live_server.client() as c:
         r = c.post(
             "/v1/video/generations",
-            data={"model": "sandbox-i2v", "prompt": "zoom in", "seconds": "1",
-                  "size": "320x180", "metadata": json.dumps({"run_seconds": 0.1})},
+            data={
+                "model": "sandbox-i2v",
+                "prompt": "zoom in",
+                "seconds": "1",
+                "size": "320x180",
+                "metadata": json.dumps({"run_seconds": 0.1}),
+            },
             files={"image": ("first.png", raw, "image/png")},
         )
     assert r.status_code == 200, r.text
@@ -162,7 +167,11 @@ def _new_token(server: LiveServer) -> str:
 
     out = subprocess.run(
         [sys.executable, "-m", "reelgate", "token", "create", "--name", "other"],
-        cwd=server.workdir, env=server.env, capture_output=True, text=True, check=True,
+        cwd=server.workdir,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return out.stdout.strip()
 
@@ -172,23 +181,59 @@ def test_bad_requests(live_server: LiveServer) -> None:
         ({"json": {"prompt": "x"}}, 400, "missing_parameter"),
         ({"json": {"model": "sandbox-t2v", "prompt": "  "}}, 400, "invalid_parameter"),
         ({"json": {"model": "nope", "prompt": "x"}}, 400, "model_not_found"),
-        ({"json": {"model": "sandbox-t2v", "prompt": "x", "size": "33x33"}}, 400,
-         "invalid_parameter"),
-        ({"json": {"model": "sandbox-t2v", "prompt": "x", "duration": 99}}, 400,
-         "invalid_parameter"),
-        ({"json": {"model": "sandbox-t2v", "prompt": "x", "metadata": {"x": 1}}}, 400,
-         "unsupported_parameter"),
-        ({"json": {"model": "sandbox-i2v", "prompt": "x", "image": "data:image/png;base64,AAAA"}},
-         400, "invalid_image"),
-        ({"json": {"model": "sandbox-i2v", "prompt": "x",
-                   "image": "http://169.254.169.254/latest/meta-data"}}, 400, "url_not_allowed"),
+        (
+            {"json": {"model": "sandbox-t2v", "prompt": "x", "size": "33x33"}},
+            400,
+            "invalid_parameter",
+        ),
+        (
+            {"json": {"model": "sandbox-t2v", "prompt": "x", "duration": 99}},
+            400,
+            "invalid_parameter",
+        ),
+        (
+            {"json": {"model": "sandbox-t2v", "prompt": "x", "metadata": {"x": 1}}},
+            400,
+            "unsupported_parameter",
+        ),
+        (
+            {
+                "json": {
+                    "model": "sandbox-i2v",
+                    "prompt": "x",
+                    "image": "data:image/png;base64,AAAA",
+                }
+            },
+            400,
+            "invalid_image",
+        ),
+        (
+            {
+                "json": {
+                    "model": "sandbox-i2v",
+                    "prompt": "x",
+                    "image": "http://169.254.169.254/latest/meta-data",
+                }
+            },
+            400,
+            "url_not_allowed",
+        ),
         ({"json": [1, 2]}, 400, "invalid_json"),
-        ({"content": b"{oops", "headers": {"content-type": "application/json"}}, 400,
-         "invalid_json"),
-        ({"content": b"<x/>", "headers": {"content-type": "application/xml"}}, 415,
-         "unsupported_media_type"),
-        ({"content": b"x" * (33 * 1024 * 1024), "headers": {"content-type": "application/json"}},
-         413, "payload_too_large"),
+        (
+            {"content": b"{oops", "headers": {"content-type": "application/json"}},
+            400,
+            "invalid_json",
+        ),
+        (
+            {"content": b"<x/>", "headers": {"content-type": "application/xml"}},
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            {"content": b"x" * (33 * 1024 * 1024), "headers": {"content-type": "application/json"}},
+            413,
+            "payload_too_large",
+        ),
     ]
     with live_server.client() as c:
         for kwargs, status, code in cases:
@@ -229,8 +274,13 @@ def test_models_openapi_docs_health(live_server: LiveServer) -> None:
 
 def test_restart_mid_task_still_completes(fresh_server: LiveServer) -> None:
     fresh_server.start()
-    task_id = create(fresh_server, prompt="survive", duration=1, size="160x120",
-                     metadata={"queue_seconds": 0, "run_seconds": 1.5})["task_id"]
+    task_id = create(
+        fresh_server,
+        prompt="survive",
+        duration=1,
+        size="160x120",
+        metadata={"queue_seconds": 0, "run_seconds": 1.5},
+    )["task_id"]
     deadline = time.monotonic() + 20
     with fresh_server.client() as c:
         while c.get(f"/v1/video/generations/{task_id}").json()["data"]["status"] != "in_progress":

@@ -47,8 +47,9 @@ def test_values_are_kept_and_round_trip() -> None:
         ({"metadata": {"run_seconds": -1}}, T2V, "invalid_parameter", "metadata.run_seconds"),
     ],
 )
-def test_what_the_model_cannot_do_is_refused(kw: dict[str, Any], caps: Any, code: str,
-                                              param: str) -> None:
+def test_what_the_model_cannot_do_is_refused(
+    kw: dict[str, Any], caps: Any, code: str, param: str
+) -> None:
     with pytest.raises(InvalidRequest) as info:
         normalize(req(**kw), caps)
     assert (info.value.code, info.value.param) == (code, param)

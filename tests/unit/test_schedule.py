@@ -8,7 +8,7 @@ from reelgate.core.schedule import Backoff
 
 def test_backoff_grows_to_the_cap_within_jitter() -> None:
     b = Backoff(first=1.0, factor=2.0, cap=10.0, jitter=0.2)
-    rng = random.Random(7)
+    rng = random.Random(7)  # noqa: S311 - deterministic jitter for the test
     delays = [b.delay(n, rng) for n in range(8)]
     for n, d in enumerate(delays):
         base = min(10.0, 2.0**n)

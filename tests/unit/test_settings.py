@@ -29,14 +29,14 @@ def test_defaults_work_out_of_the_box() -> None:
 def test_environment_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REELGATE_PORT", "9000")
     monkeypatch.setenv("REELGATE_PUBLIC_URL", "https://videos.example.com/")
-    s = load_settings(host="0.0.0.0")
+    s = load_settings(host="0.0.0.0")  # noqa: S104 - a value under test, nothing binds
     assert s.port == 9000
     assert s.base_url == "https://videos.example.com"
     assert load_settings(port=9100).port == 9100
 
 
 def test_toml_file_is_read(tmp_path: Path) -> None:
-    (tmp_path / "reelgate.toml").write_text('port = 8123\nsandbox_run_seconds = 9\n')
+    (tmp_path / "reelgate.toml").write_text("port = 8123\nsandbox_run_seconds = 9\n")
     s = load_settings()
     assert (s.port, s.sandbox_run_seconds) == (8123, 9)
 

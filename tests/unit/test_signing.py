@@ -36,8 +36,13 @@ def test_valid_signature_passes() -> None:
 def test_tampering_looks_like_no_file(path: str, expires: str | None, sig: str | None) -> None:
     _, good_expires, good_sig = parts(sign_path(KEY, PATH, 2000))
     with pytest.raises(NotFound):
-        verify(KEY, path, good_expires if expires is None else expires,
-               good_sig if sig is None else sig, now=1000)
+        verify(
+            KEY,
+            path,
+            good_expires if expires is None else expires,
+            good_sig if sig is None else sig,
+            now=1000,
+        )
 
 
 def test_other_key_is_refused() -> None:

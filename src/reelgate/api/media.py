@@ -39,12 +39,16 @@ class MediaLinks:
         self._ttl = ttl
         self._clock = clock
 
-    def url(self, ref: str) -> str:
+    def epoch(self) -> int:
+        """The expiry every link made now carries; rendered bodies stay valid while it holds."""
+        return expiry_for(self._clock(), self._ttl, LINK_BUCKET_SECONDS)
+
+    def url(self, ref: str, epoch: int | None = None) -> str:
         """A public URL for ``ref``; references that are already URLs pass through."""
         if not ref.startswith(LOCAL_SCHEME):
             return ref
         path = ROUTE_PREFIX + ref.removeprefix(LOCAL_SCHEME)
-        expires = expiry_for(self._clock(), self._ttl, LINK_BUCKET_SECONDS)
+        expires = self.epoch() if epoch is None else epoch
         return self._base + sign_path(self._key, path, expires)
 
     def _file(self, root: str, name: str) -> Path:

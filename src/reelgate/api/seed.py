@@ -31,9 +31,9 @@ def bearer(request: Request) -> str | None:
     return value.strip() or None
 
 
-def task_data(task: Task, links: MediaLinks) -> dict[str, Any]:
+def task_data(task: Task, links: MediaLinks, epoch: int | None = None) -> dict[str, Any]:
     """The seed's ``data`` object, plus reelgate's extra fields (never renamed or removed)."""
-    result_url = links.url(task.result_url) if task.status is Status.SUCCESS else ""
+    result_url = links.url(task.result_url, epoch) if task.status is Status.SUCCESS else ""
     fail_reason = result_url if task.status is Status.SUCCESS else task.fail_reason
     return {
         "task_id": task.id,
@@ -46,7 +46,7 @@ def task_data(task: Task, links: MediaLinks) -> dict[str, Any]:
         "finish_time": task.finish_time,
         "model": task.model,
         "result_url": result_url,
-        "last_frame_url": links.url(task.last_frame_url) if result_url else "",
+        "last_frame_url": links.url(task.last_frame_url, epoch) if result_url else "",
         "error": (
             {"code": task.error_code, "message": task.error_message}
             if task.status is Status.FAILURE
@@ -56,10 +56,26 @@ def task_data(task: Task, links: MediaLinks) -> dict[str, Any]:
 
 
 class SeedSurface:
-    def __init__(self, service: VideoService, links: MediaLinks, max_body: int) -> None:
+    def __init__(
+        self, service: VideoService, links: MediaLinks, max_body: int, cache_size: int = 100_000
+    ) -> None:
         self.service = service
         self.links = links
         self.max_body = max_body
+        # Rendered bodies, reused while the task value and the link epoch are unchanged.
+        self._bodies: dict[str, tuple[Task, int, bytes]] = {}
+        self._cache_size = cache_size
+
+    def render(self, task: Task) -> bytes:
+        epoch = self.links.epoch()
+        cached = self._bodies.get(task.id)
+        if cached is not None and cached[0] is task and cached[1] == epoch:
+            return cached[2]
+        body = json.dumps({"code": "success", "data": task_data(task, self.links, epoch)}).encode()
+        if len(self._bodies) >= self._cache_size:
+            self._bodies.pop(next(iter(self._bodies)))
+        self._bodies[task.id] = (task, epoch, body)
+        return body
 
     async def get(self, request: Request) -> Response:
         try:
@@ -67,8 +83,7 @@ class SeedSurface:
             task = await self.service.get(owner, request.path_params["task_id"])
         except ReelgateError as exc:
             return error_response(exc)
-        body = {"code": "success", "data": task_data(task, self.links)}
-        return Response(json.dumps(body).encode(), media_type="application/json")
+        return Response(self.render(task), media_type="application/json")
 
     async def create(self, request: Request) -> Response:
         try:

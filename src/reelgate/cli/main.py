@@ -109,20 +109,17 @@ def serve(
     first = _run(settings, bootstrap)
     base = settings.base_url
     if first:
-        out.print(
-            "\n[bold]reelgate: created your first API token (shown only once):[/bold]\n",
-            highlight=False,
-        )
-        out.print(f"  {first}\n", markup=False, highlight=False)
-        out.print("Try it:\n", highlight=False)
-        out.print(
+        # Plain print: the curl line must survive copy-paste, so no console wrapping.
+        print(
+            "\nreelgate: created your first API token (shown only once):\n\n"
+            f"  {first}\n\n"
+            "Try it:\n\n"
             f"  curl -s {base}/v1/video/generations -H 'Authorization: Bearer {first}' "
             "-H 'Content-Type: application/json' "
-            '-d \'{"model":"sandbox-t2v","prompt":"a paper boat on a rainy street"}\'\n',
-            markup=False,
-            highlight=False,
+            '-d \'{"model":"sandbox-t2v","prompt":"a paper boat on a rainy street"}\'\n\n'
+            f"  curl -s {base}/v1/video/generations/TASK_ID -H 'Authorization: Bearer {first}'\n"
         )
-    out.print(f"reelgate listening on {base} (API docs: {base}/docs)", highlight=False)
+    print(f"reelgate listening on {base} (API docs: {base}/docs)")
     sys.stdout.flush()
 
     # The server process reads its settings from the environment: pass the CLI's overrides on.

@@ -51,8 +51,9 @@ def _background(width: int, height: int, first_frame: bytes | None) -> Image.Ima
     return Image.composite(teal, blue, grad)
 
 
-def _caption(prompt: str, width: int, height: int) -> tuple[Image.Image, ImageFont.ImageFont |
-                                                            ImageFont.FreeTypeFont]:
+def _caption(
+    prompt: str, width: int, height: int
+) -> tuple[Image.Image, ImageFont.ImageFont | ImageFont.FreeTypeFont]:
     """The prompt, wrapped, on a transparent layer the size of the frame."""
     size = max(10, height // 18)
     font = ImageFont.load_default(size=size)
@@ -93,8 +94,9 @@ def render_video(
     os.close(fd)
     last: Image.Image | None = None
     try:
-        with av.open(tmp_name, mode="w", format="mp4",
-                     options={"movflags": "+faststart"}) as container:
+        with av.open(
+            tmp_name, mode="w", format="mp4", options={"movflags": "+faststart"}
+        ) as container:
             stream = container.add_stream("libx264", rate=fps)
             stream.width, stream.height = width, height
             stream.pix_fmt = "yuv420p"
@@ -118,10 +120,15 @@ def render_video(
                 cx = int(r + t * (width - 2 * r))
                 cy = int(height // 4)
                 draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(250, 200, 40, 255))
-                draw.text((width // 20, height // 20), f"{n / fps:05.2f}s", font=font,
-                          fill=(255, 255, 255, 255))
+                draw.text(
+                    (width // 20, height // 20),
+                    f"{n / fps:05.2f}s",
+                    font=font,
+                    fill=(255, 255, 255, 255),
+                )
                 frame = Image.alpha_composite(frame, caption).convert("RGB")
-                video_frame = av.VideoFrame.from_image(frame)
+                # PyAV ships no annotations for from_image.
+                video_frame = av.VideoFrame.from_image(frame)  # type: ignore[no-untyped-call]
                 video_frame.pts = n
                 for packet in stream.encode(video_frame):
                     container.mux(packet)
