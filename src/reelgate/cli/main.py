@@ -36,7 +36,13 @@ app.add_typer(token_app, name="token")
 app.add_typer(task_app, name="task")
 
 out = Console()
-err = Console(stderr=True)
+
+
+def _say(message: str) -> None:
+    """One plain line on stderr (no console wrapping: it must stay one line)."""
+    print(message, file=sys.stderr)
+
+
 T = TypeVar("T")
 
 ConfigOption = Annotated[
@@ -55,7 +61,7 @@ def _settings(config: str | None = None, **overrides: object) -> Settings:
     try:
         return load_settings(**overrides)
     except ReelgateError as exc:
-        err.print(f"reelgate: {exc.message}", markup=False, highlight=False)
+        _say(f"reelgate: {exc.message}")
         raise typer.Exit(2) from None
 
 
@@ -71,7 +77,7 @@ def _run(settings: Settings, job: Callable[[SqlStore], Awaitable[T]]) -> T:
     try:
         return asyncio.run(go())
     except ReelgateError as exc:
-        err.print(f"reelgate: {exc.message}", markup=False, highlight=False)
+        _say(f"reelgate: {exc.message}")
         raise typer.Exit(1) from None
 
 
@@ -176,7 +182,7 @@ def worker_command(config: ConfigOption = None) -> None:
     try:
         asyncio.run(go())
     except ReelgateError as exc:
-        err.print(f"reelgate: {exc.message}", markup=False, highlight=False)
+        _say(f"reelgate: {exc.message}")
         raise typer.Exit(1) from None
 
 
@@ -217,7 +223,7 @@ def token_revoke(
     settings = _settings(config)
     token = _run(settings, lambda store: store.revoke_token(ref, int(time.time())))
     if token is None:
-        err.print(f"reelgate: no single token matches '{ref}'", markup=False, highlight=False)
+        _say(f"reelgate: no single token matches '{ref}'")
         raise typer.Exit(1)
     out.print(f"revoked {token.id} ({token.name})", markup=False, highlight=False)
 
@@ -231,7 +237,7 @@ def task_get(
     settings = _settings(config)
     task = _run(settings, lambda store: store.find_task(task_id))
     if task is None:
-        err.print(f"reelgate: no task '{task_id}'", markup=False, highlight=False)
+        _say(f"reelgate: no task '{task_id}'")
         raise typer.Exit(1)
     data = dataclasses.asdict(task)
     data["status"] = task.status.value
