@@ -212,7 +212,7 @@ def _verify_image(data: bytes, param: str) -> None:
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.verify()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
         raise InvalidRequest(
             f"'{param}' is not a readable image (png, jpeg, webp, gif, bmp or tiff)",
             code="invalid_image",

@@ -220,6 +220,17 @@ def test_bad_requests(live_server: LiveServer) -> None:
         ),
         ({"json": [1, 2]}, 400, "invalid_json"),
         (
+            {"content": b"[" * 100_000, "headers": {"content-type": "application/json"}},
+            400,
+            "invalid_json",
+        ),
+        ({"content": b"", "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
+        (
+            {"content": b"--x\r\nbroken", "headers": {"content-type": "multipart/form-data"}},
+            400,
+            "invalid_form",
+        ),
+        (
             {"content": b"{oops", "headers": {"content-type": "application/json"}},
             400,
             "invalid_json",

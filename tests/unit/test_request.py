@@ -31,6 +31,7 @@ def test_minimal_body() -> None:
         (ok(prompt="   "), "invalid_parameter", "prompt"),
         (ok(prompt=5), "invalid_parameter", "prompt"),
         (ok(prompt="x" * 4001), "invalid_parameter", "prompt"),
+        (ok(prompt="nul\x00byte"), "invalid_parameter", "prompt"),
         (ok(size="big"), "invalid_parameter", "size"),
         (ok(size="1280x"), "invalid_parameter", "size"),
         (ok(duration="five"), "invalid_parameter", "duration"),

@@ -41,7 +41,7 @@ async def read_object(request: Request, limit: int) -> dict[str, Any]:
             raise InvalidRequest("request body is empty; send a JSON object", code="invalid_json")
         try:
             value = json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InvalidRequest(
                 f"request body is not valid JSON: {exc}", code="invalid_json"
             ) from None

@@ -19,6 +19,8 @@ MAX_IMAGES = 16
 
 # "x", "X", "*" and the multiplication sign people paste from documents.
 _SIZE = re.compile(r"^\s*(\d{2,5})\s*[xX\u00d7*]\s*(\d{2,5})\s*$")
+# Control characters other than tab and newlines: no prompt needs them, and NUL breaks storage.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _KNOWN_FIELDS = frozenset(
     {
         "model",
@@ -67,6 +69,8 @@ def parse_seed_body(body: Mapping[str, Any]) -> VideoRequest:
     prompt = _text(body, "prompt")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise invalid("prompt", f"is longer than {MAX_PROMPT_CHARS} characters")
+    if _CONTROL.search(prompt):
+        raise invalid("prompt", "must not contain control characters")
     return VideoRequest(
         model=model,
         prompt=prompt,
