@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     sandbox_queue_seconds: float = Field(1.0, ge=0, le=3600)
     sandbox_run_seconds: float = Field(3.0, ge=0, le=3600)
 
+    # Doubao Seedance on Volcengine Ark / BytePlus ModelArk: the models appear with a key.
+    ark_api_key: SecretStr | None = Field(None, description="Ark API key; enables Seedance")
+    ark_region: Literal["cn-beijing", "ap-southeast"] = Field(
+        "cn-beijing", description="cn-beijing (Volcengine) or ap-southeast (BytePlus)"
+    )
+    ark_base_url: str = Field("", description="Overrides the region's URL (e.g. a simulator)")
+    ark_timeout: float = Field(30.0, gt=0, le=600, description="Per-request timeout (s)")
+
     # Outbound URLs (input images): private/loopback targets are refused unless listed here.
     allow_private_networks: list[str] = Field(
         default_factory=list, description="CIDRs exempt from the SSRF guard, e.g. 127.0.0.0/8"
@@ -83,6 +91,13 @@ class Settings(BaseSettings):
         for net in value:
             ipaddress.ip_network(net, strict=False)  # raises ValueError naming the bad value
         return value
+
+    @field_validator("ark_base_url")
+    @classmethod
+    def _ark_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL ending in /api/v3")
+        return value.rstrip("/")
 
     @field_validator("public_url")
     @classmethod

@@ -144,7 +144,7 @@ class Flaky:
             raise UpstreamUnavailable("busy", retry_after=30)
         return f"up-{task_id}"
 
-    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation]:
+    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
         return {
             u: Observation(UpstreamState.SUCCEEDED, video_url="https://x/v.mp4")
             for u in upstream_ids

@@ -30,6 +30,8 @@ from reelgate.api.seed import SeedSurface
 from reelgate.core.errors import ReelgateError
 from reelgate.engine.worker import Worker
 from reelgate.net import Network
+from reelgate.providers import ark_models
+from reelgate.providers.ark import REGIONS, ArkProvider
 from reelgate.providers.base import Provider, Registry
 from reelgate.providers.sandbox import SandboxProvider
 from reelgate.service import VideoService
@@ -98,7 +100,20 @@ async def start_runtime(
         )
         providers.append(sandbox)
         roots["sandbox"] = sandbox.media_root
-    registry = Registry(providers)
+    unconfigured: dict[str, str] = {}
+    if settings.ark_api_key is not None:
+        providers.append(
+            ArkProvider(
+                settings.ark_api_key.get_secret_value(),
+                base_url=settings.ark_base_url or REGIONS[settings.ark_region],
+                timeout_s=settings.ark_timeout,
+            )
+        )
+    else:
+        hint = "set REELGATE_ARK_API_KEY to enable Doubao Seedance"
+        for m in ark_models.MODELS:
+            unconfigured[m.name] = unconfigured[m.byteplus] = hint
+    registry = Registry(providers, unconfigured)
     service = VideoService(
         store,
         registry,

@@ -8,7 +8,7 @@ does not support is a 400 naming it, never silently dropped.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,12 @@ class ModelCapabilities:
     max_images: int = 0
     even_sides: bool = True
     options: Mapping[str, Option] = field(default_factory=dict)
+    # Other names clients may use for this model (e.g. BytePlus names of an Ark model).
+    aliases: tuple[str, ...] = ()
+    # A provider with rules the generic checks cannot express supplies its own normalizer.
+    normalizer: Callable[[VideoRequest, ModelCapabilities], NormalizedRequest] | None = None
+    # Extra facts for GET /v1/models (e.g. the sizes an upstream accepts).
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary for ``GET /v1/models``."""
@@ -94,6 +100,8 @@ class ModelCapabilities:
                 "max_pixels": self.max_pixels,
             },
             "images": {"min": self.min_images, "max": self.max_images},
+            "aliases": list(self.aliases),
+            **self.extra,
             "options": {
                 name: {
                     "type": opt.kind.__name__,
@@ -144,6 +152,32 @@ class NormalizedRequest:
 
 
 def normalize(request: VideoRequest, caps: ModelCapabilities) -> NormalizedRequest:
+    if caps.normalizer is not None:
+        return caps.normalizer(request, caps)
+    check_image_count(request, caps)
+    duration = check_duration(request.duration, caps)
+    width, height = request.size or caps.default_size
+    for side in (width, height):
+        if not caps.min_side <= side <= caps.max_side:
+            raise invalid(
+                "size", f"sides must be between {caps.min_side} and {caps.max_side} pixels"
+            )
+    if caps.even_sides and (width % 2 or height % 2):
+        raise invalid("size", "width and height must be even numbers")
+    if width * height > caps.max_pixels:
+        raise invalid("size", f"exceeds {caps.max_pixels} pixels for '{caps.name}'")
+    return NormalizedRequest(
+        model=caps.name,
+        prompt=request.prompt,
+        images=request.images,
+        duration=duration,
+        width=width,
+        height=height,
+        options=check_options(request.metadata, caps),
+    )
+
+
+def check_image_count(request: VideoRequest, caps: ModelCapabilities) -> None:
     n_images = len(request.images)
     if n_images and Mode.IMAGE_TO_VIDEO not in caps.modes:
         raise InvalidRequest(
@@ -160,27 +194,26 @@ def normalize(request: VideoRequest, caps: ModelCapabilities) -> NormalizedReque
     if n_images > caps.max_images:
         raise invalid("images", f"holds {n_images} images; '{caps.name}' takes {caps.max_images}")
 
-    duration = caps.default_duration if request.duration is None else request.duration
+
+def check_duration(
+    requested: int | None, caps: ModelCapabilities, extra: frozenset[int] = frozenset()
+) -> int:
+    duration = caps.default_duration if requested is None else requested
+    if duration in extra:
+        return duration
     if not caps.min_duration <= duration <= caps.max_duration:
+        also = f" (or {', '.join(str(x) for x in sorted(extra))})" if extra else ""
         raise invalid(
             "duration",
-            f"must be between {caps.min_duration} and {caps.max_duration} seconds "
+            f"must be between {caps.min_duration} and {caps.max_duration} seconds{also} "
             f"for '{caps.name}' (got {duration})",
         )
+    return duration
 
-    width, height = request.size or caps.default_size
-    for side in (width, height):
-        if not caps.min_side <= side <= caps.max_side:
-            raise invalid(
-                "size", f"sides must be between {caps.min_side} and {caps.max_side} pixels"
-            )
-    if caps.even_sides and (width % 2 or height % 2):
-        raise invalid("size", "width and height must be even numbers")
-    if width * height > caps.max_pixels:
-        raise invalid("size", f"exceeds {caps.max_pixels} pixels for '{caps.name}'")
 
+def check_options(metadata: Mapping[str, Any], caps: ModelCapabilities) -> dict[str, Any]:
     options: dict[str, Any] = {}
-    for name, value in request.metadata.items():
+    for name, value in metadata.items():
         spec = caps.options.get(name)
         if spec is None:
             allowed = ", ".join(sorted(caps.options)) or "none"
@@ -191,13 +224,4 @@ def normalize(request: VideoRequest, caps: ModelCapabilities) -> NormalizedReque
                 param=f"metadata.{name}",
             )
         options[name] = spec.check(name, value)
-
-    return NormalizedRequest(
-        model=caps.name,
-        prompt=request.prompt,
-        images=request.images,
-        duration=duration,
-        width=width,
-        height=height,
-        options=options,
-    )
+    return options

@@ -126,6 +126,9 @@ class Worker:
             return
         for task in tasks:
             next_at = self._clock() + schedule.POLL.delay(task.poll_attempts + 1, self._rng)
+            if task.upstream_id is not None and seen.get(task.upstream_id, False) is None:
+                await self.service.reschedule(task, next_at, polled=True)  # unreadable: retry
+                continue
             observation = seen.get(task.upstream_id or "")
             if observation is None:
                 if task.missing_looks + 1 >= schedule.MAX_MISSING_LOOKS:

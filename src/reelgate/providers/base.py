@@ -24,8 +24,12 @@ class Provider(Protocol):
     async def submit(self, task_id: str, request: NormalizedRequest) -> str:
         """Start the work upstream; return the upstream's id for it."""
 
-    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation]:
-        """Look up many tasks at once; an id missing from the answer is unknown upstream."""
+    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
+        """Look up many tasks at once.
+
+        An id missing from the answer is unknown upstream; an id mapped to ``None`` was seen but
+        could not be understood (an unknown status string): look again later.
+        """
 
     async def cancel(self, upstream_id: str) -> None:
         """Cancel upstream work, or raise ``Conflict`` when it can no longer be cancelled."""
@@ -39,15 +43,28 @@ class Provider(Protocol):
 class Registry:
     """Which provider serves which model."""
 
-    def __init__(self, providers: Sequence[Provider]) -> None:
+    def __init__(
+        self, providers: Sequence[Provider], unconfigured: Mapping[str, str] | None = None
+    ) -> None:
+        """``unconfigured`` maps model names reelgate knows but cannot serve to the fix."""
         self.providers = {p.name: p for p in providers}
+        self._unconfigured = dict(unconfigured or {})
         self._models: dict[str, tuple[Provider, ModelCapabilities]] = {}
+        self._names: dict[str, tuple[Provider, ModelCapabilities]] = {}
         for provider in providers:
             for caps in provider.models():
                 self._models[caps.name] = (provider, caps)
+                for name in (caps.name, *caps.aliases):
+                    self._names[name] = (provider, caps)
 
     def resolve(self, model: str) -> tuple[Provider, ModelCapabilities]:
-        found = self._models.get(model)
+        found = self._names.get(model)
+        if found is None and model in self._unconfigured:
+            raise InvalidRequest(
+                f"model '{model}' is not configured on this gateway: {self._unconfigured[model]}",
+                code="model_not_configured",
+                param="model",
+            )
         if found is None:
             known = ", ".join(sorted(self._models)) or "none configured"
             raise InvalidRequest(

@@ -134,8 +134,8 @@ class SandboxProvider:
             self._start_render(job)
         return job.id
 
-    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation]:
-        found: dict[str, Observation] = {}
+    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
+        found: dict[str, Observation | None] = {}
         for job_id in upstream_ids:
             job = await asyncio.to_thread(self._read_job, job_id)
             if job is not None:

@@ -1,0 +1,244 @@
+"""Doubao Seedance on Volcengine Ark and BytePlus ModelArk: the upstream adapter.
+
+Translates a ``NormalizedRequest`` into Ark's create body, Ark's task objects into
+``Observation``s, and Ark's errors into reelgate's error tree at this boundary. A create is
+never retried here: a retried POST can make a second paid video (the engine decides).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest
+from reelgate.core.errors import (
+    Conflict,
+    InvalidRequest,
+    ReelgateError,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from reelgate.core.lifecycle import Observation, UpstreamState
+from reelgate.providers import ark_models
+
+log = logging.getLogger("reelgate.providers.ark")
+
+REGIONS = {
+    "cn-beijing": "https://ark.cn-beijing.volces.com/api/v3",
+    "ap-southeast": "https://ark.ap-southeast.bytepluses.com/api/v3",
+}
+TASKS = "/contents/generations/tasks"
+LIST_PAGE = 500
+
+# Options passed to Ark under the same name.
+_PASS_THROUGH = (
+    "resolution",
+    "ratio",
+    "seed",
+    "camera_fixed",
+    "watermark",
+    "return_last_frame",
+    "service_tier",
+    "execution_expires_after",
+    "generate_audio",
+    "draft",
+    "priority",
+    "safety_identifier",
+    "output_format",
+    "frames",
+)
+
+
+def build_body(request: NormalizedRequest, *, byteplus: bool) -> dict[str, Any]:
+    """Ark's create body for a normalized request."""
+    model = ark_models.BY_NAME[request.model]
+    content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
+    mode = request.options.get("image_mode")
+    roles = {
+        "first_frame": ["first_frame"],
+        "first_last_frame": ["first_frame", "last_frame"],
+    }.get(str(mode), ["reference_image"] * len(request.images))
+    for url, role in zip(request.images, roles, strict=False):
+        content.append({"type": "image_url", "image_url": {"url": url}, "role": role})
+    body: dict[str, Any] = {"model": model.byteplus if byteplus else model.name, "content": content}
+    for key in _PASS_THROUGH:
+        if key in request.options:
+            body[key] = request.options[key]
+    if "frames" not in body:
+        body["duration"] = request.duration
+    if request.options.get("web_search"):
+        body["tools"] = [{"type": "web_search"}]
+    return body
+
+
+def _error_of(status: int, payload: Any) -> ReelgateError:
+    err = payload.get("error") if isinstance(payload, dict) else None
+    code = str(err.get("code", "")) if isinstance(err, dict) else ""
+    message = str(err.get("message", "")) if isinstance(err, dict) else ""
+    param = err.get("param") if isinstance(err, dict) else None
+    detail = f"Ark {code or status}: {message or 'no message'}"
+    retry = None
+    if "SensitiveContentDetected" in code:
+        return InvalidRequest(detail, code="content_moderation", param=param)
+    if status == 400 and code.startswith(("InvalidParameter", "MissingParameter")):
+        return InvalidRequest(detail, code="invalid_parameter", param=param)
+    if status == 401:
+        return UpstreamError(detail, code="upstream_auth_failed")
+    if status == 403:
+        return UpstreamError(detail, code="upstream_account_error")
+    if status == 404:
+        return UpstreamError(detail, code="upstream_model_unavailable")
+    if status == 429:
+        name = "upstream_quota_exceeded" if code == "QuotaExceeded" else "upstream_rate_limited"
+        return UpstreamUnavailable(detail, code=name, retry_after=retry)
+    if status >= 500:
+        return UpstreamUnavailable(detail, code="upstream_unavailable")
+    return UpstreamError(detail, code="upstream_error")
+
+
+def observe(item: Mapping[str, Any]) -> Observation | None:
+    """An Ark task object in reelgate's terms; None for a status we do not know."""
+    raw = item.get("status")
+    try:
+        state = UpstreamState(str(raw))
+    except ValueError:
+        log.warning("Ark reported unknown status %r for %s; will look again", raw, item.get("id"))
+        return None
+    content = item.get("content") or {}
+    error = item.get("error") or {}
+    usage = (item.get("usage") or {}).get("total_tokens")
+    code = ""
+    message = ""
+    if isinstance(error, dict) and (error.get("code") or error.get("message")):
+        upstream_code = str(error.get("code") or "")
+        code = "content_moderation" if "SensitiveContent" in upstream_code else "upstream_failed"
+        message = f"{upstream_code}: {error.get('message') or 'task failed'}".lstrip(": ")
+    return Observation(
+        state,
+        video_url=str(content.get("video_url") or "") if isinstance(content, dict) else "",
+        last_frame_url=str(content.get("last_frame_url") or "")
+        if isinstance(content, dict)
+        else "",
+        error_code=code,
+        error_message=message,
+        usage_tokens=int(usage) if isinstance(usage, int | float) else None,
+        extra={"created_at": item.get("created_at"), "updated_at": item.get("updated_at")},
+    )
+
+
+class ArkProvider:
+    name = "ark"
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = REGIONS["cn-beijing"],
+        byteplus: bool | None = None,
+        timeout_s: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.byteplus = "byteplus" in self.base_url if byteplus is None else byteplus
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
+            transport=transport,
+        )
+        self._models = ark_models.capabilities()
+
+    def models(self) -> Sequence[ModelCapabilities]:
+        return self._models
+
+    async def _call(
+        self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any
+    ) -> Any:
+        """One HTTP call; with ``missing_ok`` a 404 (unknown task) answers None."""
+        try:
+            resp = await self._client.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise UpstreamUnavailable(
+                f"Ark timed out ({type(exc).__name__})", code="upstream_timeout"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"Ark unreachable ({type(exc).__name__})") from None
+        try:
+            payload = resp.json() if resp.content else {}
+        except ValueError:
+            if resp.is_success:
+                raise UpstreamError(
+                    "Ark answered with malformed JSON", code="upstream_bad_response"
+                ) from None
+            payload = {}
+        if missing_ok and resp.status_code == 404:
+            return None
+        if not resp.is_success:
+            error = _error_of(resp.status_code, payload)
+            if resp.status_code == 429:
+                error.retry_after = _retry_after(resp.headers.get("retry-after"))
+            raise error
+        return payload
+
+    async def submit(self, task_id: str, request: NormalizedRequest) -> str:
+        body = build_body(request, byteplus=self.byteplus)
+        payload = await self._call("POST", TASKS, json=body)
+        upstream_id = payload.get("id") if isinstance(payload, dict) else None
+        if not isinstance(upstream_id, str) or not upstream_id:
+            raise UpstreamError("Ark accepted the task without an id", code="upstream_bad_response")
+        return upstream_id
+
+    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
+        found: dict[str, Observation | None] = {}
+        ids = list(dict.fromkeys(upstream_ids))
+        if len(ids) > 1:
+            for start in range(0, len(ids), LIST_PAGE):
+                chunk = ids[start : start + LIST_PAGE]
+                params: list[tuple[str, str | int]] = [
+                    ("page_num", 1),
+                    ("page_size", LIST_PAGE),
+                    *(("filter.task_ids", i) for i in chunk),
+                ]
+                payload = await self._call("GET", TASKS, params=params)
+                for item in payload.get("items") or [] if isinstance(payload, dict) else []:
+                    if isinstance(item, dict) and item.get("id") in chunk:
+                        found[str(item["id"])] = observe(item)
+        for upstream_id in ids:
+            if upstream_id in found:
+                continue
+            # The list may not return every id (7-day window, paging); ask for the rest singly.
+            item = await self._call("GET", f"{TASKS}/{upstream_id}", missing_ok=True)
+            if isinstance(item, dict):
+                found[upstream_id] = observe(item)
+        return found
+
+    async def cancel(self, upstream_id: str) -> None:
+        try:
+            await self._call("DELETE", f"{TASKS}/{upstream_id}")
+        except (InvalidRequest, UpstreamError) as exc:
+            if isinstance(exc, UpstreamUnavailable):
+                raise
+            raise Conflict(
+                f"Ark refused to cancel: {exc.message}", code="not_cancellable"
+            ) from None
+
+    def parse_callback(self, body: bytes) -> str | None:
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return None
+        upstream_id = payload.get("id") if isinstance(payload, dict) else None
+        return upstream_id if isinstance(upstream_id, str) else None
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value and value.strip().replace(".", "", 1).isdigit():
+        return min(600.0, float(value))
+    return None
