@@ -53,7 +53,14 @@ _PASS_THROUGH = (
 )
 
 
-def build_body(request: NormalizedRequest, *, byteplus: bool) -> dict[str, Any]:
+def marker(task_id: str) -> str:
+    """The ``safety_identifier`` reelgate sets (when the client set none) to find a task again."""
+    return f"rg-{task_id}"
+
+
+def build_body(
+    request: NormalizedRequest, *, byteplus: bool, task_id: str | None = None
+) -> dict[str, Any]:
     """Ark's create body for a normalized request."""
     model = ark_models.BY_NAME[request.model]
     content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
@@ -72,6 +79,8 @@ def build_body(request: NormalizedRequest, *, byteplus: bool) -> dict[str, Any]:
         body["duration"] = request.duration
     if request.options.get("web_search"):
         body["tools"] = [{"type": "web_search"}]
+    if task_id is not None and "safety_identifier" not in body:
+        body["safety_identifier"] = marker(task_id)
     return body
 
 
@@ -185,12 +194,40 @@ class ArkProvider:
         return payload
 
     async def submit(self, task_id: str, request: NormalizedRequest) -> str:
-        body = build_body(request, byteplus=self.byteplus)
-        payload = await self._call("POST", TASKS, json=body)
+        body = build_body(request, byteplus=self.byteplus, task_id=task_id)
+        try:
+            payload = await self._call("POST", TASKS, json=body)
+        except UpstreamUnavailable as exc:
+            if exc.code not in ("upstream_timeout", "upstream_unavailable"):
+                raise
+            # The create may have reached Ark before the answer was lost: look before resending.
+            found = await self._reconcile(body)
+            if found is None:
+                raise
+            log.warning("create for %s was answered by %s after a lost reply", task_id, found)
+            return found
         upstream_id = payload.get("id") if isinstance(payload, dict) else None
         if not isinstance(upstream_id, str) or not upstream_id:
             raise UpstreamError("Ark accepted the task without an id", code="upstream_bad_response")
         return upstream_id
+
+    async def _reconcile(self, body: Mapping[str, Any]) -> str | None:
+        """The id of a task this body already created, found by its safety_identifier."""
+        wanted = body.get("safety_identifier")
+        if not isinstance(wanted, str) or not wanted.startswith("rg-task_"):
+            return None  # the client's own identifier: not unique, cannot tell
+        try:
+            payload = await self._call(
+                "GET",
+                TASKS,
+                params=[("page_num", 1), ("page_size", 100), ("filter.model", body["model"])],
+            )
+        except ReelgateError:
+            return None
+        for item in payload.get("items") or [] if isinstance(payload, dict) else []:
+            if isinstance(item, dict) and item.get("safety_identifier") == wanted:
+                return str(item.get("id"))
+        return None
 
     async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
         found: dict[str, Observation | None] = {}
