@@ -23,6 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
+from reelgate import logs
 from reelgate.api.errors import on_http_exception, on_reelgate_error, on_unexpected
 from reelgate.api.media import MediaLinks
 from reelgate.api.openapi import OpenApi
@@ -207,8 +208,5 @@ def create_app(
 def app_from_env() -> Starlette:
     """Factory for ``granian --factory`` / ``uvicorn --factory``: settings from the environment."""
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings)
     return create_app(settings)

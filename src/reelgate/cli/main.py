@@ -8,7 +8,6 @@ import dataclasses
 import datetime as dt
 import enum
 import json
-import logging
 import os
 import signal
 import sys
@@ -20,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from reelgate import logs
 from reelgate.core.errors import ReelgateError
 from reelgate.core.ids import new_token
 from reelgate.settings import CONFIG_FILE_ENV, Settings, load_settings
@@ -82,10 +82,7 @@ def _run(settings: Settings, job: Callable[[SqlStore], Awaitable[T]]) -> T:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings)
 
 
 @app.command()
