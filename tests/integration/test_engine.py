@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,15 +51,37 @@ async def owner(service: VideoService) -> ApiToken:
     return record
 
 
+@dataclass
+class Rig:
+    clock: Clock
+    service: VideoService
+    worker: Worker
+    sandbox: SandboxProvider | None = None
+
+
+def rig(store: SqlStore, provider: Any, clock: Clock | None = None) -> Rig:
+    """A service and worker around ``provider``, all on one injected clock."""
+    clock = clock or Clock()
+    service = VideoService(store, Registry([provider]), clock=clock, monotonic=clock)
+    sandbox = provider if isinstance(provider, SandboxProvider) else None
+    return Rig(clock, service, Worker(service, clock=clock), sandbox)
+
+
+def sandbox_rig(store: SqlStore, tmp_path: Path, queue: float, run: float) -> Rig:
+    clock = Clock()
+    return rig(
+        store, SandboxProvider(tmp_path, queue_seconds=queue, run_seconds=run, clock=clock), clock
+    )
+
+
 def t2v(prompt: str = "a cat") -> VideoRequest:
     return VideoRequest(model="sandbox-t2v", prompt=prompt, duration=1, size=(160, 120))
 
 
 async def test_a_task_lives_its_whole_life(store: SqlStore, tmp_path: Path) -> None:
-    clock = Clock()
-    sandbox = SandboxProvider(tmp_path, queue_seconds=5, run_seconds=5, clock=clock)
-    service = VideoService(store, Registry([sandbox]), clock=clock, monotonic=clock)
-    worker = Worker(service, clock=clock)
+    r = sandbox_rig(store, tmp_path, queue=5, run=5)
+    clock, service, worker, sandbox = r.clock, r.service, r.worker, r.sandbox
+    assert sandbox is not None
     me = await owner(service)
     task = await service.create(me, t2v())
     assert (task.status, task.submit_time) == (Status.QUEUED, 1_000_000)
@@ -88,10 +112,8 @@ async def test_a_task_lives_its_whole_life(store: SqlStore, tmp_path: Path) -> N
 
 
 async def test_due_times_are_respected(store: SqlStore, tmp_path: Path) -> None:
-    clock = Clock()
-    sandbox = SandboxProvider(tmp_path, queue_seconds=100, run_seconds=100, clock=clock)
-    service = VideoService(store, Registry([sandbox]), clock=clock, monotonic=clock)
-    worker = Worker(service, clock=clock)
+    r = sandbox_rig(store, tmp_path, queue=100, run=100)
+    clock, service, worker = r.clock, r.service, r.worker
     await service.create(await owner(service), t2v())
     assert await worker.tick() == 1
     assert await worker.tick() == 0  # the first look is scheduled ahead, not now
@@ -100,10 +122,8 @@ async def test_due_times_are_respected(store: SqlStore, tmp_path: Path) -> None:
 
 
 async def test_a_vanished_upstream_task_ends_as_lost(store: SqlStore, tmp_path: Path) -> None:
-    clock = Clock()
-    sandbox = SandboxProvider(tmp_path, queue_seconds=100, run_seconds=100, clock=clock)
-    service = VideoService(store, Registry([sandbox]), clock=clock, monotonic=clock)
-    worker = Worker(service, clock=clock)
+    r = sandbox_rig(store, tmp_path, queue=100, run=100)
+    clock, service, worker = r.clock, r.service, r.worker
     me = await owner(service)
     task = await service.create(me, t2v())
     await worker.tick()
@@ -161,10 +181,9 @@ class Flaky:
 
 
 async def test_submission_is_retried_after_retry_after(store: SqlStore) -> None:
-    clock = Clock()
     flaky = Flaky(failures=2)
-    service = VideoService(store, Registry([flaky]), clock=clock, monotonic=clock)
-    worker = Worker(service, clock=clock)
+    r = rig(store, flaky)
+    clock, service, worker = r.clock, r.service, r.worker
     me = await owner(service)
     task = await service.create(me, VideoRequest(model="flaky-1", prompt="x"))
     await worker.tick()
@@ -181,10 +200,9 @@ async def test_submission_is_retried_after_retry_after(store: SqlStore) -> None:
 
 
 async def test_submission_gives_up_with_a_clear_code(store: SqlStore) -> None:
-    clock = Clock()
     flaky = Flaky(failures=10_000)
-    service = VideoService(store, Registry([flaky]), clock=clock, monotonic=clock)
-    worker = Worker(service, clock=clock)
+    r = rig(store, flaky)
+    clock, service, worker = r.clock, r.service, r.worker
     me = await owner(service)
     task = await service.create(me, VideoRequest(model="flaky-1", prompt="x"))
     for _ in range(MAX_SUBMIT_ATTEMPTS):
@@ -196,9 +214,8 @@ async def test_submission_gives_up_with_a_clear_code(store: SqlStore) -> None:
 
 
 async def test_a_crashed_workers_lease_expires(store: SqlStore, tmp_path: Path) -> None:
-    clock = Clock()
-    sandbox = SandboxProvider(tmp_path, queue_seconds=100, run_seconds=100, clock=clock)
-    service = VideoService(store, Registry([sandbox]), clock=clock, monotonic=clock)
+    r = sandbox_rig(store, tmp_path, queue=100, run=100)
+    clock, service = r.clock, r.service
     await service.create(await owner(service), t2v())
     claimed = await store.claim_due(clock(), 10, "dead-worker", lease_seconds=60)
     assert len(claimed) == 1
