@@ -10,7 +10,7 @@ from reelgate.core.capabilities import normalize
 from reelgate.core.errors import InvalidRequest, UpstreamError, UpstreamUnavailable
 from reelgate.core.lifecycle import UpstreamState
 from reelgate.core.request import VideoRequest, parse_seed_body
-from reelgate.providers import ark_models
+from reelgate.providers import ark_catalog, ark_models
 from reelgate.providers.ark import _error_of, build_body, observe
 from reelgate.providers.base import Registry
 
@@ -244,6 +244,6 @@ def test_unconfigured_seedance_says_how_to_enable_it() -> None:
 
 
 def test_every_spec_model_is_offered_under_both_names() -> None:
-    for m in ark_models.MODELS:
+    for m in ark_catalog.MODELS:
         assert CAPS[m.name] is CAPS[m.byteplus]
     assert normalize(VideoRequest(model=V2, prompt="x"), CAPS[V2]).model == V2

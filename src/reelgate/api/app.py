@@ -31,7 +31,7 @@ from reelgate.api.seed import SeedSurface
 from reelgate.core.errors import ReelgateError
 from reelgate.engine.worker import Worker
 from reelgate.net import Network
-from reelgate.providers import ark_models
+from reelgate.providers import ark_catalog
 from reelgate.providers.ark import REGIONS, ArkProvider
 from reelgate.providers.base import Provider, Registry
 from reelgate.providers.sandbox import SandboxProvider
@@ -112,7 +112,7 @@ async def start_runtime(
         )
     else:
         hint = "set REELGATE_ARK_API_KEY to enable Doubao Seedance"
-        for m in ark_models.MODELS:
+        for m in ark_catalog.MODELS:
             unconfigured[m.name] = unconfigured[m.byteplus] = hint
     registry = Registry(providers, unconfigured)
     service = VideoService(

@@ -23,7 +23,7 @@ from reelgate.core.errors import (
     UpstreamUnavailable,
 )
 from reelgate.core.lifecycle import Observation, UpstreamState
-from reelgate.providers import ark_models
+from reelgate.providers import ark_catalog, ark_models
 
 log = logging.getLogger("reelgate.providers.ark")
 
@@ -62,7 +62,7 @@ def build_body(
     request: NormalizedRequest, *, byteplus: bool, task_id: str | None = None
 ) -> dict[str, Any]:
     """Ark's create body for a normalized request."""
-    model = ark_models.BY_NAME[request.model]
+    model = ark_catalog.BY_NAME[request.model]
     content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
     mode = request.options.get("image_mode")
     roles = {
