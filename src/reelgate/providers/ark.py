@@ -197,8 +197,12 @@ class ArkProvider:
         body = build_body(request, byteplus=self.byteplus, task_id=task_id)
         try:
             payload = await self._call("POST", TASKS, json=body)
-        except UpstreamUnavailable as exc:
-            if exc.code not in ("upstream_timeout", "upstream_unavailable"):
+        except UpstreamError as exc:
+            if exc.code not in (
+                "upstream_timeout",
+                "upstream_unavailable",
+                "upstream_bad_response",
+            ):
                 raise
             # The create may have reached Ark before the answer was lost: look before resending.
             found = await self._reconcile(body)
