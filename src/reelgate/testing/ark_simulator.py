@@ -189,6 +189,7 @@ class ArkSimulator:
     def create(self, key: str, body: Any) -> SimTask:
         if not isinstance(body, dict):
             raise ArkError(400, "InvalidParameter", "The request body is invalid.")
+        body = {k: v for k, v in body.items() if v is not None}
         unknown = sorted(set(body) - _OPTIONS - {"model", "content"})
         if unknown:
             raise ArkError(
@@ -267,7 +268,6 @@ class ArkSimulator:
         return task
 
     async def _route(self, request: Request, endpoint: str) -> Response:
-        self.calls[endpoint] += 1
         key = self._auth(request)
         task_id = request.path_params.get("task_id", "")
         if endpoint == "create":
@@ -328,6 +328,7 @@ class ArkSimulator:
     async def handle(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         request_id = secrets.token_hex(10)
+        self.calls[name] += 1
         fault = self._take_fault(name)
         try:
             if fault is not None and fault.kind in ("timeout", "malformed", "reset"):

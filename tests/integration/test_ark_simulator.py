@@ -1,0 +1,172 @@
+"""The Ark simulator itself, over real HTTP: the documented behaviours reelgate relies on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from reelgate.testing import ArkSimulator, serve_in_thread
+
+KEY = "k"
+PRO = "doubao-seedance-1-0-pro-250528"
+TASKS = "/contents/generations/tasks"
+
+
+class Clock:
+    now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def ark() -> Iterator[tuple[httpx.Client, Clock, ArkSimulator]]:
+    clock = Clock()
+    sim = ArkSimulator(api_keys={KEY}, queued_seconds=10, running_seconds=20, clock=clock)
+    handle = serve_in_thread(sim)
+    with httpx.Client(
+        base_url=handle.base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10
+    ) as client:
+        yield client, clock, sim
+    handle.stop()
+
+
+def create(client: httpx.Client, text: str = "a boat", **extra: Any) -> str:
+    r = client.post(
+        TASKS, json={"model": PRO, "content": [{"type": "text", "text": text}], **extra}
+    )
+    assert r.status_code == 200, r.text
+    return str(r.json()["id"])
+
+
+def test_timeline_on_an_injected_clock(ark: Any) -> None:
+    client, clock, _ = ark
+    task_id = create(client, resolution="720p", ratio="16:9", duration=5)
+    assert client.get(f"{TASKS}/{task_id}").json()["status"] == "queued"
+    clock.now += 11
+    assert client.get(f"{TASKS}/{task_id}").json()["status"] == "running"
+    clock.now += 20
+    done = client.get(f"{TASKS}/{task_id}").json()
+    assert done["status"] == "succeeded"
+    assert done["usage"] == {"completion_tokens": 108900, "total_tokens": 108900}
+    video = httpx.get(done["content"]["video_url"])
+    assert (video.status_code, video.content[4:8]) == (200, b"ftyp")
+    clock.now += 25 * 3600
+    assert httpx.get(done["content"]["video_url"]).status_code == 403  # links last 24 h
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"content": [{"type": "text", "text": "x"}]}, 400, "MissingParameter"),
+        (
+            {"model": "nope", "content": [{"type": "text", "text": "x"}]},
+            404,
+            "InvalidEndpointOrModel.NotFound",
+        ),
+        (
+            {"model": PRO, "content": [{"type": "text", "text": "x"}], "bogus": 1},
+            400,
+            "InvalidParameter.UnsupportedParameter",
+        ),
+        (
+            {
+                "model": "doubao-seedance-1-0-lite-t2v-250428",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": "data:,"}, "role": "first_frame"}
+                ],
+            },
+            400,
+            "InvalidParameter",
+        ),
+        (
+            {
+                "model": PRO,
+                "content": [
+                    {"type": "text", "text": "x [sim:reject=InputTextSensitiveContentDetected]"}
+                ],
+            },
+            400,
+            "InputTextSensitiveContentDetected",
+        ),
+    ],
+)
+def test_error_bodies(ark: Any, body: dict[str, Any], status: int, code: str) -> None:
+    client, _, _ = ark
+    r = client.post(TASKS, json=body)
+    assert r.status_code == status
+    err = r.json()["error"]
+    assert set(err) == {"code", "message", "param", "type"}
+    assert err["code"] == code
+    assert "Request id:" in err["message"]
+    assert r.headers["x-request-id"]
+
+
+def test_auth(ark: Any) -> None:
+    client, _, _ = ark
+    r = client.get(TASKS, headers={"Authorization": "Bearer wrong"})
+    assert (r.status_code, r.json()["error"]["code"]) == (401, "AuthenticationError")
+
+
+def test_cancel_rules(ark: Any) -> None:
+    client, clock, _ = ark
+    queued = create(client)
+    assert client.delete(f"{TASKS}/{queued}").status_code == 200
+    assert client.get(f"{TASKS}/{queued}").json()["status"] == "cancelled"
+    running = create(client)
+    clock.now += 11
+    assert client.delete(f"{TASKS}/{running}").status_code == 400
+    clock.now += 30
+    assert client.delete(f"{TASKS}/{running}").status_code == 200  # finished: record deleted
+    assert client.get(f"{TASKS}/{running}").status_code == 404
+
+
+def test_list_filters_paging_and_window(ark: Any) -> None:
+    client, clock, _ = ark
+    old = create(client)
+    clock.now += 8 * 24 * 3600
+    ids = [create(client) for _ in range(3)]
+    listing = client.get(TASKS, params=[("page_size", 500)]).json()
+    assert listing["total"] == 3  # the 8-day-old task is outside the 7-day window
+    assert old not in {i["id"] for i in listing["items"]}
+    picked = client.get(TASKS, params=[("filter.task_ids", ids[0]), ("filter.task_ids", ids[2])])
+    assert {i["id"] for i in picked.json()["items"]} == {ids[0], ids[2]}
+    page = client.get(TASKS, params={"page_size": 2, "page_num": 2}).json()
+    assert (page["total"], len(page["items"])) == (3, 1)
+    assert client.get(TASKS, params={"filter.status": "running"}).json()["total"] == 0
+    assert client.get(TASKS, params={"page_size": 501}).status_code == 400
+
+
+def test_queued_cap(ark: Any) -> None:
+    client, _, _ = ark
+    for _ in range(120):
+        create(client)
+    r = client.post(TASKS, json={"model": PRO, "content": [{"type": "text", "text": "x"}]})
+    assert (r.status_code, r.json()["error"]["code"]) == (429, "QuotaExceeded")
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [("reset", httpx.RemoteProtocolError), ("malformed", None), ("500", None), ("429", None)],
+)
+def test_faults(ark: Any, kind: str, error: type[Exception] | None) -> None:
+    client, _, sim = ark
+    httpx.post(
+        str(client.base_url).removesuffix("/api/v3/") + "/_sim/faults",
+        json={"endpoint": "list", "kind": kind, "count": 1},
+    )
+    if error is not None:
+        with pytest.raises(error):
+            client.get(TASKS)
+    else:
+        r = client.get(TASKS)
+        if kind == "malformed":
+            with pytest.raises(ValueError):  # noqa: PT011 - json's own error
+                r.json()
+        else:
+            assert r.status_code == int(kind)
+    assert client.get(TASKS).status_code == 200  # one fault, then normal service
+    assert sim.calls["list"] == 2
