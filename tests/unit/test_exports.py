@@ -14,9 +14,11 @@ def test_public_names() -> None:
         "cli",
         "core",
         "engine",
+        "logs",
         "net",
         "providers",
         "service",
         "settings",
         "store",
+        "testing",
     }
