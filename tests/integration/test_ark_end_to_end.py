@@ -178,3 +178,18 @@ def test_seed_examples_work_against_seedance(gateway: LiveServer, tmp_path: Path
     out = run([sys.executable, str(script)], tmp_path)
     assert "状态: success, 进度: 100%" in out
     assert "视频地址: http://127.0.0.1" in out
+
+
+def test_a_bad_account_fails_fast_with_a_clear_code(ark: Any, tmp_path: Path) -> None:
+    server = LiveServer(
+        tmp_path,
+        server_env(tmp_path, REELGATE_ARK_API_KEY="wrong-key", REELGATE_ARK_BASE_URL=ark.base_url),
+    )
+    server.start()
+    try:
+        data = run_to_end(server, model=V2, prompt="nobody home")
+    finally:
+        server.stop()
+    assert (data["status"], data["error"]["code"]) == ("failure", "upstream_auth_failed")
+    assert ARK_KEY not in data["fail_reason"]
+    assert "wrong-key" not in data["fail_reason"]

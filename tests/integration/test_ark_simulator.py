@@ -170,3 +170,22 @@ def test_faults(ark: Any, kind: str, error: type[Exception] | None) -> None:
             assert r.status_code == int(kind)
     assert client.get(TASKS).status_code == 200  # one fault, then normal service
     assert sim.calls["list"] == 2
+
+
+def test_execution_expires_after(ark: Any) -> None:
+    client, clock, sim = ark
+    sim.queued_seconds = 7200
+    task_id = create(client, execution_expires_after=3600)
+    clock.now += 3601
+    assert client.get(f"{TASKS}/{task_id}").json()["status"] == "expired"
+
+
+def test_rpm_limit_per_key(ark: Any) -> None:
+    client, clock, sim = ark
+    sim.rpm = 3
+    for _ in range(3):
+        assert client.get(TASKS).status_code == 200
+    r = client.get(TASKS)
+    assert (r.status_code, r.json()["error"]["code"]) == (429, "APIAccountRpmRateLimitExceeded")
+    clock.now += 61
+    assert client.get(TASKS).status_code == 200

@@ -19,7 +19,13 @@ from collections.abc import Callable, Sequence
 
 from reelgate.core import schedule
 from reelgate.core.capabilities import NormalizedRequest
-from reelgate.core.errors import ClientError, IllegalTransition, ReelgateError
+from reelgate.core.errors import (
+    ClientError,
+    IllegalTransition,
+    ReelgateError,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from reelgate.core.lifecycle import Task
 from reelgate.providers.base import Provider
 from reelgate.service import VideoService
@@ -93,10 +99,14 @@ class Worker:
             return
         try:
             upstream_id = await provider.submit(task.id, NormalizedRequest.from_json(task.request))
-        except ClientError as exc:
-            await self.service.fail(task, exc.code, exc.message)
-            return
         except ReelgateError as exc:
+            transient = isinstance(exc, UpstreamUnavailable) or not isinstance(
+                exc, ClientError | UpstreamError
+            )
+            if not transient:
+                # The request is refused, or this account cannot serve it: retrying won't help.
+                await self.service.fail(task, exc.code, exc.message)
+                return
             if task.submit_attempts + 1 >= schedule.MAX_SUBMIT_ATTEMPTS:
                 await self.service.fail(task, "upstream_unavailable", exc.message)
                 return

@@ -180,7 +180,7 @@ class ArkProvider:
             payload = resp.json() if resp.content else {}
         except ValueError:
             if resp.is_success:
-                raise UpstreamError(
+                raise UpstreamUnavailable(
                     "Ark answered with malformed JSON", code="upstream_bad_response"
                 ) from None
             payload = {}

@@ -116,6 +116,8 @@ class ArkSimulator:
     clock: Callable[[], float] = time.time
     time_scale: float = 1.0
     timeout_hang_s: float = 5.0
+    rpm: int | None = None  # requests per minute per API key; None: unlimited
+    _recent: dict[str, list[float]] = field(default_factory=dict)
     tasks: dict[str, SimTask] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
@@ -132,10 +134,13 @@ class ArkSimulator:
         elapsed = self._elapsed(task)
         if task.cancelled:
             return "cancelled"
+        limit = float(task.body.get("execution_expires_after", 172800))
+        if task.outcome == "expire" and elapsed >= task.queued_s:
+            return "expired"
+        if elapsed >= limit and elapsed < task.queued_s + task.running_s:
+            return "expired"  # sat queued/running past its execution_expires_after
         if elapsed < task.queued_s:
             return "queued"
-        if task.outcome == "expire":
-            return "expired"
         if elapsed < task.queued_s + task.running_s:
             return task.odd_status or "running"
         return "failed" if task.outcome == "fail" else "succeeded"
@@ -184,6 +189,16 @@ class ArkSimulator:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or key not in self.api_keys:
             raise ArkError(401, "AuthenticationError", "The API key is invalid.")
+        if self.rpm is not None:
+            now = self.clock()
+            recent = [t for t in self._recent.get(key, []) if now - t < 60]
+            if len(recent) >= self.rpm:
+                raise ArkError(
+                    429,
+                    "APIAccountRpmRateLimitExceeded",
+                    f"The account's {self.rpm} requests per minute are used up.",
+                )
+            self._recent[key] = [*recent, now]
         return key
 
     def create(self, key: str, body: Any) -> SimTask:
