@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from reelgate.testing import ArkSimulator, serve_in_thread
 
@@ -189,3 +194,52 @@ def test_rpm_limit_per_key(ark: Any) -> None:
     assert (r.status_code, r.json()["error"]["code"]) == (429, "APIAccountRpmRateLimitExceeded")
     clock.now += 61
     assert client.get(TASKS).status_code == 200
+
+
+def test_callbacks_on_every_change_with_retries(ark: Any) -> None:
+    client, clock, sim = ark
+    sim.callback_retry_s = 0.05
+    received: list[tuple[str, int]] = []
+
+    async def hook(request: Request) -> Response:
+        payload = await request.json()
+        # The first delivery of the final status fails: the simulator must retry it.
+        failing = payload["status"] == "succeeded" and not any(
+            s == "succeeded" for s, _ in received
+        )
+        received.append((payload["status"], 500 if failing else 200))
+        return Response(status_code=500 if failing else 200)
+
+    receiver = serve_in_thread(
+        _Receiver(Starlette(routes=[Route("/hook", hook, methods=["POST"])]))
+    )
+    try:
+        create(client, callback_url=f"{receiver.url}/hook")
+        for step, seen in ((0, 1), (11, 2), (20, 3)):
+            clock.now += step
+            _wait_for(lambda n=seen: len({s for s, _ in received}) >= n)
+        _wait_for(lambda: received.count(("succeeded", 200)) == 1)
+    finally:
+        receiver.stop()
+    assert [s for s, _ in received] == ["queued", "running", "succeeded", "succeeded"]
+    attempts = [c["attempt"] for c in sim.callbacks if c["status"] == "succeeded"]
+    assert attempts == [1, 2]
+
+
+class _Receiver(ArkSimulator):
+    """serve_in_thread runs anything with an ``app``; reuse it for a callback receiver."""
+
+    def __init__(self, app: Starlette) -> None:
+        super().__init__(api_keys=set())
+        self._app = app
+
+    @property
+    def app(self) -> Starlette:  # type: ignore[override]
+        return self._app
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)

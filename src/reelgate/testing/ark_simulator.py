@@ -5,6 +5,8 @@ It answers ``/api/v3/contents/generations/tasks`` like the real service as docum
 cancel rules, Ark's error bodies, the 120-queued-tasks cap, and video URLs it serves itself.
 Its model list is its own (not reelgate's tables), so a mistake there cannot hide here.
 
+Deliveries to ``callback_url`` live in ``ark_callbacks``.
+
 Scripting: prompt markers ``[sim:queued=S]``, ``[sim:running=S]``, ``[sim:fail=CODE]``,
 ``[sim:reject=CODE]`` (a 400 at create), ``[sim:expire]``, ``[sim:status=TEXT]`` (an unknown
 status while running); faults by ``POST /_sim/faults {"endpoint","kind","count"}`` with endpoint
@@ -15,6 +17,7 @@ create|get|list|delete|any_read|any and kind 500|429|reset|timeout|malformed|slo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -23,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from reelgate.providers.render import render_video
+from reelgate.testing.ark_callbacks import CallbackSender
 
 BASE = "/api/v3/contents/generations/tasks"
 QUEUED_CAP = 120
@@ -116,6 +120,9 @@ class ArkSimulator:
     clock: Callable[[], float] = time.time
     time_scale: float = 1.0
     timeout_hang_s: float = 5.0
+    callback_timeout_s: float = 5.0
+    callback_retry_s: float = 5.0
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
     rpm: int | None = None  # requests per minute per API key; None: unlimited
     _recent: dict[str, list[float]] = field(default_factory=dict)
     tasks: dict[str, SimTask] = field(default_factory=dict)
@@ -431,9 +438,20 @@ class ArkSimulator:
         path = self._media / ("video.mp4" if name.endswith(".mp4") else "frame.png")
         return FileResponse(path, media_type="video/mp4" if name.endswith(".mp4") else "image/png")
 
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        sender = asyncio.get_running_loop().create_task(CallbackSender(self).run())
+        try:
+            yield
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
     @property
     def app(self) -> Starlette:
         return Starlette(
+            lifespan=self._lifespan,
             routes=[
                 Route(BASE, self.endpoint("create"), methods=["POST"]),
                 Route(BASE, self.endpoint("list"), methods=["GET"]),
@@ -443,7 +461,7 @@ class ArkSimulator:
                 Route("/_sim/stats", self._stats, methods=["GET"]),
                 Route("/_sim/reset", self._reset, methods=["POST"]),
                 Route("/tos/{name}", self._file, methods=["GET", "HEAD"]),
-            ]
+            ],
         )
 
 
@@ -501,7 +519,7 @@ class SimulatorHandle:
 
 def serve_in_thread(sim: ArkSimulator, host: str = "127.0.0.1", port: int = 0) -> SimulatorHandle:
     """Run ``sim`` under uvicorn in a background thread; real HTTP on loopback."""
-    config = uvicorn.Config(sim.app, host=host, port=port, log_level="critical", lifespan="off")
+    config = uvicorn.Config(sim.app, host=host, port=port, log_level="critical", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
