@@ -193,3 +193,34 @@ def test_a_bad_account_fails_fast_with_a_clear_code(ark: Any, tmp_path: Path) ->
     assert (data["status"], data["error"]["code"]) == ("failure", "upstream_auth_failed")
     assert ARK_KEY not in data["fail_reason"]
     assert "wrong-key" not in data["fail_reason"]
+
+
+def test_a_task_cancelled_upstream_ends_as_cancelled(gateway: LiveServer, ark: Any) -> None:
+    import json
+    import subprocess
+    import sys
+    import time
+
+    task_id = create(gateway, model=V2, prompt="long wait [sim:queued=60]").json()["task_id"]
+    deadline = time.monotonic() + 20
+    upstream = None
+    while upstream is None:
+        assert time.monotonic() < deadline, "never submitted"
+        shown = subprocess.run(
+            [sys.executable, "-m", "reelgate", "task", "get", task_id],
+            cwd=gateway.workdir,
+            env=gateway.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        upstream = json.loads(shown.stdout)["upstream_id"]
+        time.sleep(0.1)
+    r = httpx.delete(
+        f"{ark.base_url}/contents/generations/tasks/{upstream}",
+        headers={"Authorization": f"Bearer {ARK_KEY}"},
+    )
+    assert r.status_code == 200
+    data = gateway.wait_terminal(task_id)
+    assert (data["status"], data["error"]["code"]) == ("failure", "cancelled")
+    assert data["progress"] == "100%"
