@@ -33,7 +33,11 @@ def sim() -> Iterator[tuple[Any, Clock]]:
 
 def test_create_get_list_delete(sim: tuple[Any, Clock]) -> None:
     handle, clock = sim
-    client = Ark(base_url=handle.base_url, api_key=KEY, max_retries=0)
+    with Ark(base_url=handle.base_url, api_key=KEY, max_retries=0) as client:
+        _exercise(client, handle, clock)
+
+
+def _exercise(client: Ark, handle: Any, clock: Clock) -> None:
     created = client.content_generation.tasks.create(
         model=MODEL,
         content=[{"type": "text", "text": "a paper boat --rs 720p"}],
@@ -69,7 +73,9 @@ def test_sdk_sees_arks_errors(sim: tuple[Any, Clock]) -> None:
     from volcenginesdkarkruntime._exceptions import ArkAPIError
 
     handle, _ = sim
-    client = Ark(base_url=handle.base_url, api_key="wrong", max_retries=0)
-    with pytest.raises(ArkAPIError) as info:
+    with (
+        Ark(base_url=handle.base_url, api_key="wrong", max_retries=0) as client,
+        pytest.raises(ArkAPIError) as info,
+    ):
         client.content_generation.tasks.get(task_id="cgt-x")
     assert "AuthenticationError" in str(info.value)

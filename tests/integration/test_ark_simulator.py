@@ -243,3 +243,46 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "param"),
+    [
+        (PRO, {"duration": 13}, "duration"),
+        (PRO, {"duration": -1}, "duration"),
+        (PRO, {"resolution": "4k"}, "resolution"),
+        (PRO, {"frames": 30}, "frames"),
+        (PRO, {"generate_audio": True}, "generate_audio"),
+        ("doubao-seedance-2-0-260128", {"service_tier": "flex"}, "service_tier"),
+        ("doubao-seedance-2-0-260128", {"frames": 29}, "frames"),
+        ("doubao-seedance-1-5-pro-251215", {"draft": True, "resolution": "720p"}, "draft"),
+        (PRO, {"execution_expires_after": 60}, "execution_expires_after"),
+        (PRO, {"priority": 1}, "priority"),
+        (PRO, {"watermark": "yes"}, "watermark"),
+        (PRO, {"safety_identifier": "x" * 65}, "safety_identifier"),
+    ],
+)
+def test_option_rules(ark: Any, model: str, extra: dict[str, Any], param: str) -> None:
+    client, _, _ = ark
+    r = client.post(
+        TASKS, json={"model": model, "content": [{"type": "text", "text": "x"}], **extra}
+    )
+    assert r.status_code == 400, r.text
+    assert (r.json()["error"]["code"], r.json()["error"]["param"]) == ("InvalidParameter", param)
+
+
+def test_valid_options_pass(ark: Any) -> None:
+    client, _, _ = ark
+    create(client, duration=12, resolution="1080p", frames=289, seed=7, watermark=False)
+    r = client.post(
+        TASKS,
+        json={
+            "model": "dreamina-seedance-2-5-260628",
+            "duration": -1,
+            "content": [{"type": "text", "text": "x"}],
+            "priority": 9,
+            "output_format": "mov",
+            "resolution": "4k",
+        },
+    )
+    assert r.status_code == 200, r.text

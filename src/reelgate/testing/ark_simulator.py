@@ -40,6 +40,8 @@ from starlette.types import Receive, Scope, Send
 
 from reelgate.providers.render import render_video
 from reelgate.testing.ark_callbacks import CallbackSender
+from reelgate.testing.ark_errors import ArkError
+from reelgate.testing.ark_rules import check_options
 
 BASE = "/api/v3/contents/generations/tasks"
 QUEUED_CAP = 120
@@ -82,12 +84,6 @@ _OPTIONS = {
 }
 _PIXELS = {"480p": (864, 480), "720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
 _MARK = re.compile(r"\[sim:(\w+)(?:=([^\]]*))?\]")
-
-
-class ArkError(Exception):
-    def __init__(self, status: int, code: str, message: str, param: str = "") -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.param = status, code, message, param
 
 
 @dataclass
@@ -230,6 +226,7 @@ class ArkSimulator:
                 f"The model {model} does not exist.",
                 "model",
             )
+        check_options(model, body)
         content = body.get("content")
         if not isinstance(content, list) or not content:
             raise ArkError(
