@@ -145,7 +145,7 @@ def test_invalid_options_never_reach_ark(gateway: LiveServer, ark: Any) -> None:
     assert stats(ark).get("creates", 0) == before.get("creates", 0)
 
 
-@pytest.mark.parametrize("kind", ["500", "429", "reset", "timeout", "malformed"])
+@pytest.mark.parametrize("kind", ["500", "429", "reset", "timeout", "malformed", "slow"])
 def test_a_blip_at_create_is_absorbed_without_a_second_task(
     gateway: LiveServer, ark: Any, kind: str
 ) -> None:
@@ -158,10 +158,10 @@ def test_a_blip_at_create_is_absorbed_without_a_second_task(
         assert per_body.get(prompt, 0) == 1
 
 
-@pytest.mark.parametrize("kind", ["500", "429", "reset", "malformed", "slow"])
+@pytest.mark.parametrize("kind", ["500", "429", "reset", "malformed", "slow", "timeout"])
 def test_a_blip_while_tracking_is_invisible(gateway: LiveServer, ark: Any, kind: str) -> None:
     r = create(gateway, model=V2, prompt=f"tracking {kind}")
-    fault(ark, endpoint="any_read", kind=kind, count=3)
+    fault(ark, endpoint="any_read", kind=kind, count=1 if kind == "timeout" else 3)
     data = gateway.wait_terminal(r.json()["task_id"], timeout=60)
     assert data["status"] == "success"
 
@@ -178,6 +178,14 @@ def test_seed_examples_work_against_seedance(gateway: LiveServer, tmp_path: Path
     out = run([sys.executable, str(script)], tmp_path)
     assert "状态: success, 进度: 100%" in out
     assert "视频地址: http://127.0.0.1" in out
+
+    failed = create(gateway, model=V2, prompt="x [sim:fail=OutputVideoSensitiveContentDetected]")
+    failed_id = failed.json()["task_id"]
+    gateway.wait_terminal(failed_id)
+    script.write_text(substitute(example("python"), gateway, failed_id))
+    out = run([sys.executable, str(script)], tmp_path)
+    assert "状态: failure, 进度: 100%" in out
+    assert "任务失败: OutputVideoSensitiveContentDetected: " in out
 
 
 def test_a_bad_account_fails_fast_with_a_clear_code(ark: Any, tmp_path: Path) -> None:

@@ -286,3 +286,13 @@ def test_valid_options_pass(ark: Any) -> None:
         },
     )
     assert r.status_code == 200, r.text
+
+
+def test_time_scale_runs_long_tasks_fast(ark: Any) -> None:
+    client, clock, sim = ark
+    sim.time_scale = 100.0  # 30 s in the simulator's world per 0.3 s of the clock
+    task_id = create(client)
+    clock.now += 0.11
+    assert client.get(f"{TASKS}/{task_id}").json()["status"] == "running"
+    clock.now += 0.2
+    assert client.get(f"{TASKS}/{task_id}").json()["status"] == "succeeded"
