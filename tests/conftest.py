@@ -118,6 +118,7 @@ def server_env(workdir: Path, **overrides: str) -> dict[str, str]:
             "REELGATE_SANDBOX_QUEUE_SECONDS": "0.2",
             "REELGATE_SANDBOX_RUN_SECONDS": "0.3",
             "REELGATE_WORKER_POLL_INTERVAL": "0.05",
+            "REELGATE_TRACKING_TYPICAL_SECONDS": "1",
             "REELGATE_ALLOW_PRIVATE_NETWORKS": '["127.0.0.0/8"]',
             "REELGATE_LOG_LEVEL": "warning",
         }

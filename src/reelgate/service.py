@@ -1,4 +1,4 @@
-"""The use cases: authenticate, create, get, and apply what the engine learns upstream.
+"""The use cases: authenticate, create, get, wait, and apply what the engine learns upstream.
 
 The service is the only writer of tasks. It keeps two in-process caches for the hot status GET:
 token look-ups, and task rows (terminal rows never change; a non-terminal row is reused for at
@@ -8,8 +8,11 @@ most ``task_cache_ttl`` seconds and replaced at once when this process writes it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import hashlib
 import io
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +20,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
-from reelgate.core import lifecycle
+from reelgate.core import lifecycle, schedule
 from reelgate.core.cache import TtlCache
 from reelgate.core.capabilities import normalize
 from reelgate.core.errors import AuthenticationError, InvalidRequest, NotFound
@@ -29,6 +32,8 @@ from reelgate.providers.base import Registry
 from reelgate.store.base import Store
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
+# How long an Idempotency-Key is remembered.
+IDEMPOTENCY_WINDOW_S = 24 * 3600.0
 _NEGATIVE_TOKEN_TTL = 1.0
 
 
@@ -42,10 +47,13 @@ class VideoService:
         task_cache_ttl: float = 1.0,
         task_cache_size: int = 100_000,
         allow_networks: Sequence[Network] = (),
+        max_task_seconds: float = schedule.MAX_TASK_SECONDS,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
+        self.max_task_seconds = max_task_seconds
+        self._waiters: dict[str, asyncio.Event] = {}
         self.registry = registry
         self.clock = clock
         self._allow = allow_networks
@@ -83,23 +91,42 @@ class VideoService:
         return record
 
     # -- tasks -------------------------------------------------------------------------------
-    async def create(self, owner: ApiToken, request: VideoRequest) -> Task:
+    async def create(
+        self, owner: ApiToken, request: VideoRequest, *, idempotency_key: str | None = None
+    ) -> Task:
+        """Validate and persist a task ("accepted, not yet submitted"); the engine submits it.
+
+        With an ``idempotency_key``, the same key and body within 24 h answer the task the first
+        request made (no second task, no second upstream call); concurrent duplicates too.
+        """
         provider, caps = self.registry.resolve(request.model)
         normalized = normalize(request, caps)
         for index, ref in enumerate(normalized.images):
             await self._check_image(ref, "image" if index == 0 else f"images[{index}]")
         now = self.clock()
+        body = normalized.to_json()
         task = Task(
             id=new_task_id(),
             owner_id=owner.id,
             provider=provider.name,
             model=caps.name,
-            request=normalized.to_json(),
+            request=body,
             status=Status.QUEUED,
             submit_time=int(now),
             next_poll_at=now,
+            deadline_at=schedule.deadline(now, max_task_seconds=self.max_task_seconds),
         )
-        await self.store.insert_task(task)
+        if idempotency_key is None:
+            await self.store.insert_task(task)
+        else:
+            fingerprint = hashlib.sha256(
+                json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+            ).hexdigest()
+            task, created = await self.store.create_task(
+                task, idempotency_key, fingerprint, now - IDEMPOTENCY_WINDOW_S
+            )
+            if not created:
+                return task
         self._remember(task)
         self.work_available.set()
         return task
@@ -119,14 +146,20 @@ class VideoService:
         self._listeners.append(listener)
 
     # -- writes from the engine --------------------------------------------------------------
-    async def mark_submitted(self, task: Task, upstream_id: str, next_poll_at: float) -> Task:
+    async def mark_submitted(
+        self, task: Task, upstream_id: str, next_poll_at: float, deadline_at: float
+    ) -> Task:
+        """Record the upstream id; the same write ends the "being submitted" state."""
         return await self._write(
             task,
             dataclasses.replace(
                 task,
                 upstream_id=upstream_id,
+                submitted_at=self.clock(),
+                submit_started_at=None,
                 submit_attempts=task.submit_attempts + 1,
                 next_poll_at=next_poll_at,
+                deadline_at=deadline_at,
                 poll_attempts=0,
             ),
         )
@@ -140,7 +173,10 @@ class VideoService:
         return await self._write(
             task,
             dataclasses.replace(
-                changed, next_poll_at=next_poll_at, poll_attempts=0, missing_looks=0
+                changed,
+                next_poll_at=next_poll_at,
+                poll_attempts=task.poll_attempts + 1,
+                missing_looks=0,
             ),
         )
 
@@ -170,15 +206,71 @@ class VideoService:
             task.version,
         )
 
+    # -- upstream callbacks --------------------------------------------------------------------
+    async def callback(self, provider_name: str, task_id: str, body: bytes) -> bool:
+        """An upstream says a task changed: look it up soon (the engine confirms before applying).
+
+        The caller has checked the address's token. Returns whether a look was scheduled: a
+        callback for a finished task, another provider's, or naming another upstream task
+        changes nothing.
+        """
+        task = await self.store.find_task(task_id)
+        provider = self.registry.provider(provider_name)
+        if task is None or provider is None or task.provider != provider_name:
+            return False
+        if task.status.terminal or task.upstream_id is None:
+            return False
+        named = provider.parse_callback(body)
+        if named is not None and named != task.upstream_id:
+            return False
+        nudged = await self.store.nudge(task.id, self.clock() + schedule.CALLBACK_COALESCE)
+        if nudged:
+            self.work_available.set()
+        return nudged
+
+    # -- waiting for changes -------------------------------------------------------------------
+    async def wait_change(
+        self, owner: ApiToken, task_id: str, version: int, seconds: float
+    ) -> Task:
+        """The task once its version is past ``version`` (or as it is after ``seconds``)."""
+        task = await self.get(owner, task_id)
+        if task.version > version or task.status.terminal or seconds <= 0:
+            return task
+        event = self._waiters.setdefault(task_id, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+        return await self.get(owner, task_id)
+
+    def remote_change(self, owner_id: str, task_id: str, version: int) -> None:
+        """Another process changed a task (PostgreSQL NOTIFY): drop stale copies, wake waiters."""
+        cached = self._tasks.get((owner_id, task_id))
+        if cached is not None and cached.version < version:
+            self._tasks.discard((owner_id, task_id))
+        self._wake(task_id)
+
+    def _wake(self, task_id: str) -> None:
+        event = self._waiters.pop(task_id, None)
+        if event is not None:
+            event.set()
+
     async def _write(self, old: Task, new: Task) -> Task:
         new = dataclasses.replace(new, version=old.version + 1)
-        if not await self.store.save_task(new, old.version):
+        if not await self.store.save_task(new, old.version, notify=True):
             # Someone else changed it first; their write wins and ours is dropped.
             self._tasks.discard((old.owner_id, old.id))
             return old
         self._remember(new)
+        self._wake(new.id)
         for listener in self._listeners:
             listener(new)
+        if (
+            new.status is Status.SUCCESS
+            and not old.status.terminal
+            and new.submitted_at is not None
+        ):
+            # What the schedule learns: how long this model's tasks take upstream.
+            seconds = max(0.0, self.clock() - new.submitted_at)
+            await self.store.learn_duration(new.provider, new.model, seconds, self.clock())
         return new
 
     def _remember(self, task: Task) -> None:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +22,27 @@ from reelgate.core.errors import ConfigError
 
 CONFIG_FILE_ENV = "REELGATE_CONFIG"
 DEFAULT_CONFIG_FILE = "reelgate.toml"
+
+
+class ArkAccount(BaseModel):
+    """One more Ark account (API key) for the same models; tasks stick to their account."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    api_key: SecretStr
+    region: Literal["cn-beijing", "ap-southeast"] = "cn-beijing"
+    base_url: str = ""
+    max_queued: int | None = Field(120, ge=1)
+    max_in_flight: int | None = Field(None, ge=1)
+    rpm: int | None = Field(None, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL ending in /api/v3")
+        return value.rstrip("/")
 
 
 class Settings(BaseSettings):
@@ -57,6 +78,36 @@ class Settings(BaseSettings):
     )
     ark_base_url: str = Field("", description="Overrides the region's URL (e.g. a simulator)")
     ark_timeout: float = Field(30.0, gt=0, le=600, description="Per-request timeout (s)")
+    ark_max_queued: int | None = Field(
+        120, ge=1, description="Tasks in Ark's own queue per account (Ark refuses more)"
+    )
+    ark_max_in_flight: int | None = Field(
+        None, ge=1, description="Tasks queued or running on Ark per account (unset: no cap)"
+    )
+    ark_rpm: int | None = Field(
+        None, ge=1, description="Ark requests per minute per account, shared by all workers"
+    )
+    ark_accounts: list[ArkAccount] = Field(
+        default_factory=list,
+        description="More Ark accounts (JSON list), tried in order after the default one",
+    )
+
+    # Upstream callbacks: Ark posts status changes to reelgate, which confirms them with one
+    # look-up. Needs an address Ark can reach: on by default when REELGATE_PUBLIC_URL is set.
+    callbacks: bool | None = Field(
+        None, description="Ask upstreams to call back (default: on when public_url is set)"
+    )
+    tracking_typical_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=86400,
+        description="Expected task duration before any task of a model has finished (s)",
+    )
+    max_task_seconds: float = Field(
+        72 * 3600.0,
+        gt=0,
+        description="A task not finished this long after create ends as failure/timeout",
+    )
 
     # Outbound URLs (input images): private/loopback targets are refused unless listed here.
     allow_private_networks: list[str] = Field(
@@ -66,7 +117,7 @@ class Settings(BaseSettings):
     # Background worker (#4 makes it distributed).
     worker_enabled: bool = Field(True, description="Run the worker inside `reelgate serve`")
     worker_poll_interval: float = Field(0.5, gt=0, le=60)
-    worker_batch_size: int = Field(100, ge=1, le=500)
+    worker_batch_size: int = Field(500, ge=1, le=500)
     worker_lease_seconds: float = Field(60.0, gt=0)
 
     # HTTP limits and caches.
@@ -105,6 +156,18 @@ class Settings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("ark_accounts")
+    @classmethod
+    def _unique_accounts(cls, value: list[ArkAccount]) -> list[ArkAccount]:
+        names = [a.name for a in value]
+        if "default" in names or len(set(names)) != len(names):
+            raise ValueError("account names must be unique and not 'default'")
+        return value
+
+    @property
+    def callbacks_enabled(self) -> bool:
+        return self.callbacks if self.callbacks is not None else bool(self.public_url)
 
     @property
     def base_url(self) -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest
 from reelgate.core.errors import UpstreamUnavailable
 from reelgate.core.ids import ApiToken
@@ -20,7 +21,7 @@ from reelgate.engine.worker import Worker
 from reelgate.providers.base import Registry
 from reelgate.providers.sandbox import MODELS, SandboxProvider
 from reelgate.service import VideoService
-from reelgate.store.sql import SqlStore, open_store
+from reelgate.store.sql import SqlStore
 
 pytestmark = pytest.mark.anyio
 
@@ -36,14 +37,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    s = await open_store(f"sqlite:///{tmp_path / 'engine.db'}")
-    await s.migrate()
-    yield s
-    await s.close()
 
 
 async def owner(service: VideoService) -> ApiToken:
@@ -99,11 +92,11 @@ async def test_a_task_lives_its_whole_life(store: SqlStore, tmp_path: Path) -> N
     assert (running.status, running.start_time) == (Status.IN_PROGRESS, 1_000_007)
 
     await asyncio.gather(*list(sandbox._renders.values()))  # the render is real work
-    clock.now += 10
+    clock.now += 30  # the next look closes in on the expected finish (a minute by default)
     await worker.tick()
     done = await service.get(me, task.id)
     assert done.status is Status.SUCCESS
-    assert (done.start_time, done.finish_time) == (1_000_007, 1_000_017)
+    assert (done.start_time, done.finish_time) == (1_000_007, 1_000_037)
     assert done.result_url == f"local://sandbox/{submitted.upstream_id}.mp4"
     assert (tmp_path / "sandbox" / "media" / f"{submitted.upstream_id}.mp4").stat().st_size > 0
 
@@ -140,11 +133,15 @@ class Flaky:
     """An in-memory provider whose submit fails ``failures`` times with a 503."""
 
     name = "flaky"
+    account = "default"
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, caps: AdmissionCaps | None = None) -> None:
         self.failures = failures
         self.submits = 0
-        self.caps = ModelCapabilities(
+        self.caps = caps or AdmissionCaps()
+        self.created: dict[str, str] = {}
+        self.reconciles = 0
+        self.model = ModelCapabilities(
             name="flaky-1",
             provider="flaky",
             description="",
@@ -156,13 +153,20 @@ class Flaky:
         )
 
     def models(self) -> Sequence[ModelCapabilities]:
-        return [self.caps]
+        return [self.model]
 
-    async def submit(self, task_id: str, request: NormalizedRequest) -> str:
+    async def submit(
+        self, task_id: str, request: NormalizedRequest, *, callback_url: str | None = None
+    ) -> str:
         self.submits += 1
         if self.submits <= self.failures:
             raise UpstreamUnavailable("busy", retry_after=30)
+        self.created[task_id] = f"up-{task_id}"
         return f"up-{task_id}"
+
+    async def reconcile(self, task_id: str, request: NormalizedRequest, since: float) -> str | None:
+        self.reconciles += 1
+        return self.created.get(task_id)
 
     async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
         return {
@@ -215,8 +219,10 @@ async def test_submission_gives_up_with_a_clear_code(store: SqlStore) -> None:
 
 async def test_a_crashed_workers_lease_expires(store: SqlStore, tmp_path: Path) -> None:
     r = sandbox_rig(store, tmp_path, queue=100, run=100)
-    clock, service = r.clock, r.service
+    clock, service, worker = r.clock, r.service, r.worker
     await service.create(await owner(service), t2v())
+    await worker.tick()  # submitted
+    clock.now += 60
     claimed = await store.claim_due(clock(), 10, "dead-worker", lease_seconds=60)
     assert len(claimed) == 1
     assert await store.claim_due(clock(), 10, "other", lease_seconds=60) == []

@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from reelgate.core.accounts import AdmissionCaps
+from reelgate.core.errors import Conflict
 from reelgate.core.ids import new_task_id, new_token
 from reelgate.core.lifecycle import Status, Task
-from reelgate.store.sql import SqlStore, open_store
+from reelgate.store.sql import TASK_CHANNEL, SqlStore, open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -78,8 +80,13 @@ def task(owner: str, **kw: object) -> Task:
         status=Status.QUEUED,
         submit_time=100,
         next_poll_at=0.0,
+        upstream_id="up-" + secrets.token_hex(4),
     )
     return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+
+
+def unsubmitted(owner: str, **kw: object) -> Task:
+    return task(owner, upstream_id=None, **kw)
 
 
 async def test_migrate_is_idempotent_and_current(store: SqlStore) -> None:
@@ -156,3 +163,137 @@ async def test_save_is_optimistic(store: SqlStore) -> None:
     stale = dataclasses.replace(t, status=Status.FAILURE, version=2)
     assert not await store.save_task(stale, expected_version=1)
     assert await store.get_task(a.id, t.id) == moved
+
+
+async def test_admission_fills_an_account_up_to_its_caps_in_order(store: SqlStore) -> None:
+    a = await store.create_token("a", new_token(), 1)
+    waiting = [unsubmitted(a.id, submit_time=100 + i) for i in range(6)]
+    upstream_queued = task(a.id, account="acct")
+    running = task(a.id, account="acct", status=Status.IN_PROGRESS)
+    elsewhere = task(a.id, account="other")  # another account's load does not count
+    for t in (*reversed(waiting), upstream_queued, running, elsewhere):
+        await store.insert_task(t)
+    caps = AdmissionCaps(max_queued=3, max_in_flight=4)
+    first = await store.claim_admission("sandbox", "acct", caps, 200.0, "w1", 30, 10)
+    # in flight: 1 queued + 1 running; room: min(3 - 1, 4 - 2) = 2, oldest first
+    assert [t.id for t in first] == [t.id for t in waiting[:2]]
+    assert all(t.submit_started_at is None for t in first)  # as they were before the claim
+    claimed = await store.find_task(first[0].id)
+    assert claimed is not None
+    assert (claimed.account, claimed.submit_started_at) == ("acct", 200.0)
+    # The two being submitted count against the caps until they are released or submitted.
+    assert await store.claim_admission("sandbox", "acct", caps, 200.0, "w2", 30, 10) == []
+    # No caps: the rest, except what another account already tried (sticky).
+    sticky = dataclasses.replace(waiting[5], account="other")
+    assert await store.save_task(sticky, expected_version=1)
+    rest = await store.claim_admission("sandbox", "acct", AdmissionCaps(), 200.0, "w2", 30, 10)
+    assert [t.id for t in rest] == [t.id for t in waiting[2:5]]
+    assert await store.has_unsubmitted("sandbox", 200.0)
+    assert not await store.has_unsubmitted("ark", 200.0)
+
+
+async def test_concurrent_admission_never_exceeds_the_cap(store: SqlStore) -> None:
+    a = await store.create_token("a", new_token(), 1)
+    for i in range(40):
+        await store.insert_task(unsubmitted(a.id, submit_time=i))
+    caps = AdmissionCaps(max_queued=7)
+    batches = await asyncio.gather(
+        *(store.claim_admission("sandbox", "acct", caps, 100.0, f"w{i}", 30, 5) for i in range(8))
+    )
+    ids = [t.id for batch in batches for t in batch]
+    assert len(ids) == len(set(ids)) == 7
+
+
+async def test_overdue_tasks_are_claimed_for_the_sweeper(store: SqlStore) -> None:
+    a = await store.create_token("a", new_token(), 1)
+    late = task(a.id, deadline_at=50.0)
+    fine = task(a.id, deadline_at=500.0)
+    unset = task(a.id, deadline_at=0.0)
+    over_but_done = task(a.id, deadline_at=50.0, status=Status.FAILURE)
+    for t in (late, fine, unset, over_but_done):
+        await store.insert_task(t)
+    assert [t.id for t in await store.claim_overdue(100.0, 10, "w", 30)] == [late.id]
+    assert await store.claim_overdue(100.0, 10, "w2", 30) == []  # leased
+
+
+async def test_idempotency_keys(store: SqlStore) -> None:
+    a = await store.create_token("a", new_token(), 1)
+    b = await store.create_token("b", new_token(), 1)
+    first, created = await store.create_task(task(a.id, submit_time=1000), "k1", "fp", 0.0)
+    assert created
+    again, created = await store.create_task(task(a.id, submit_time=1001), "k1", "fp", 0.0)
+    assert (again.id, created) == (first.id, False)
+    with pytest.raises(Conflict) as err:
+        await store.create_task(task(a.id, submit_time=1002), "k1", "other", 0.0)
+    assert err.value.code == "idempotency_key_reused"
+    # Keys are per token, and forgotten after the window.
+    _, created = await store.create_task(task(b.id, submit_time=1003), "k1", "fp", 0.0)
+    assert created
+    later, created = await store.create_task(task(a.id, submit_time=9000), "k1", "x", 5000.0)
+    assert created
+    assert later.id != first.id
+
+
+async def test_concurrent_duplicates_make_one_task(store: SqlStore) -> None:
+    a = await store.create_token("a", new_token(), 1)
+    results = await asyncio.gather(
+        *(store.create_task(task(a.id, submit_time=1000), "dup", "fp", 0.0) for _ in range(10))
+    )
+    assert len({t.id for t, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+
+
+async def test_nudge_only_brings_a_submitted_unfinished_look_forward(store: SqlStore) -> None:
+    a = await store.create_token("a", new_token(), 1)
+    waiting = task(a.id, next_poll_at=500.0)
+    soon = task(a.id, next_poll_at=10.0)
+    done = task(a.id, next_poll_at=500.0, status=Status.SUCCESS, result_url="u")
+    fresh = unsubmitted(a.id, next_poll_at=500.0)
+    for t in (waiting, soon, done, fresh):
+        await store.insert_task(t)
+    assert await store.nudge(waiting.id, 100.0)
+    assert not await store.nudge(soon.id, 100.0)
+    assert not await store.nudge(done.id, 100.0)
+    assert not await store.nudge(fresh.id, 100.0)
+    moved = await store.find_task(waiting.id)
+    assert moved is not None
+    assert moved.next_poll_at == 100.0
+    assert moved.version == waiting.version  # not a visible change
+
+
+async def test_typical_durations_are_learned(store: SqlStore) -> None:
+    assert await store.typical_durations() == {}
+    await store.learn_duration("ark", "m", 100.0, 1.0)
+    await store.learn_duration("ark", "m", 200.0, 2.0)
+    await asyncio.gather(*(store.learn_duration("ark", "n", 10.0, 3.0) for _ in range(4)))
+    learned = await store.typical_durations()
+    assert learned[("ark", "m")] == pytest.approx(120.0)
+    assert learned[("ark", "n")] == pytest.approx(10.0)
+
+
+async def test_rate_bucket_is_shared_and_refills(store: SqlStore) -> None:
+    # 1 token per second, burst 3
+    assert await store.take_tokens("k", 5, 1.0, 3.0, 100.0) == 3
+    assert await store.take_tokens("k", 1, 1.0, 3.0, 100.5) == 0
+    assert await store.take_tokens("k", 5, 1.0, 3.0, 102.0) == 2
+    assert await store.take_tokens("k", 5, 1.0, 3.0, 1000.0) == 3  # capped at the burst
+    taken = await asyncio.gather(*(store.take_tokens("j", 1, 0.001, 4.0, 5.0) for _ in range(8)))
+    assert sum(taken) <= 4
+
+
+async def test_a_saved_change_is_announced_on_postgresql(store: SqlStore) -> None:
+    if store.dialect != "postgresql":
+        pytest.skip("NOTIFY is PostgreSQL's; on SQLite one process holds every waiter")
+    a = await store.create_token("a", new_token(), 1)
+    t = task(a.id)
+    await store.insert_task(t)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    url = store._engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.add_listener(TASK_CHANNEL, lambda *args: heard.put_nowait(args[-1]))
+        moved = dataclasses.replace(t, status=Status.IN_PROGRESS, version=2)
+        assert await store.save_task(moved, expected_version=1, notify=True)
+        assert await asyncio.wait_for(heard.get(), 10) == f"{a.id} {t.id} 2"
+    finally:
+        await conn.close()

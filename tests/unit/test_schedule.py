@@ -1,9 +1,19 @@
 from __future__ import annotations
 
+import itertools
 import random
 
+import pytest
+
 from reelgate.core.cache import TtlCache
-from reelgate.core.schedule import Backoff
+from reelgate.core.schedule import (
+    TRACKING,
+    Backoff,
+    TrackingSchedule,
+    deadline,
+    learn,
+    on_grid,
+)
 
 
 def test_backoff_grows_to_the_cap_within_jitter() -> None:
@@ -32,3 +42,76 @@ def test_cache_is_bounded() -> None:
     assert len(cache) == 2
     assert cache.get("a") is None
     assert cache.get("c") == 2
+
+
+def _looks(typical: float, *, callbacks: bool = False, until: float = 400.0) -> list[float]:
+    """The look instants of a task submitted at 0 under the default schedule, no jitter."""
+    s = TrackingSchedule(jitter=0.0)
+    at, looks, out = 0.0, 0, []
+    while at < until:
+        at = s.next_look(at, submitted_at=0.0, looks=looks, typical=typical, callbacks=callbacks)
+        out.append(at)
+        looks += 1
+    return out
+
+
+def test_first_look_is_soon_then_closes_in_on_the_typical_duration() -> None:
+    looks = _looks(100.0)
+    assert looks[0] == 1.0
+    before = [t for t in looks if t < 100]
+    # halving the remaining time: few looks early, denser near the expected finish
+    assert len(before) <= 9
+    gaps = [b - a for a, b in itertools.pairwise(before)]
+    assert gaps == sorted(gaps, reverse=True)
+    assert any(95 <= t <= 100 for t in looks)
+
+
+def test_after_the_typical_duration_it_backs_off_to_the_cap() -> None:
+    looks = _looks(30.0, until=2000)
+    gaps = [b - a for a, b in itertools.pairwise(t for t in looks if t > 30)]
+    assert gaps[0] <= 3
+    assert max(gaps) == TRACKING.cap
+    assert gaps == sorted(gaps)
+
+
+def test_callbacks_make_the_schedule_a_sparse_safety_net() -> None:
+    plain = _looks(100.0, until=3000)
+    with_callbacks = _looks(100.0, callbacks=True, until=3000)
+    assert with_callbacks[0] == plain[0]  # the first look still catches instant failures
+    assert len(with_callbacks) * 3 < len(plain)
+    assert max(b - a for a, b in itertools.pairwise(with_callbacks)) == TRACKING.callback_cap
+
+
+def test_looks_land_on_a_grid_so_batches_form() -> None:
+    rng = random.Random(3)  # noqa: S311 - deterministic jitter for the test
+    for now in (0.0, 0.3, 17.77, 1234.5):
+        for looks in range(6):
+            at = TRACKING.next_look(now, submitted_at=0.0, looks=looks, typical=50.0, rng=rng)
+            assert at > now
+            assert at == on_grid(at, TRACKING.grid) == float(int(at))
+
+
+def test_unknown_models_use_the_default_typical_duration() -> None:
+    s = TrackingSchedule(jitter=0.0)
+    assert s.next_look(10.0, submitted_at=0.0, looks=1, typical=None) == s.next_look(
+        10.0, submitted_at=0.0, looks=1, typical=s.default_typical
+    )
+
+
+def test_learning_is_a_weighted_mean() -> None:
+    assert learn(None, 80.0) == 80.0
+    assert learn(100.0, 200.0) == pytest.approx(120.0)
+    typical = 100.0
+    for _ in range(50):
+        typical = learn(typical, 30.0)
+    assert typical == pytest.approx(30.0, abs=0.1)
+
+
+def test_deadlines() -> None:
+    assert deadline(100.0, max_task_seconds=1000.0) == 1100.0
+    # submitted with an upstream expiry: that expiry plus grace, but never past the maximum
+    assert deadline(100.0, max_task_seconds=10_000.0, submitted_at=200.0, expires_after=3600) == (
+        200.0 + 3600 + 300
+    )
+    assert deadline(100.0, max_task_seconds=1000.0, submitted_at=200.0, expires_after=3600) == 1100
+    assert deadline(100.0, max_task_seconds=1000.0, submitted_at=200.0) == 1100.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import secrets
@@ -24,11 +25,17 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from reelgate import logs
+from reelgate.api.callbacks import CallbackSurface
 from reelgate.api.errors import on_http_exception, on_reelgate_error, on_unexpected
 from reelgate.api.media import MediaLinks
 from reelgate.api.openapi import OpenApi
 from reelgate.api.seed import SeedSurface
+from reelgate.core import schedule
+from reelgate.core.accounts import DEFAULT_ACCOUNT, AdmissionCaps
 from reelgate.core.errors import ReelgateError
+from reelgate.engine.callbacks import ROUTE as CALLBACK_ROUTE
+from reelgate.engine.callbacks import CallbackUrls
+from reelgate.engine.notify import PgListener, plain_dsn
 from reelgate.engine.worker import Worker
 from reelgate.net import Network
 from reelgate.providers import ark_catalog
@@ -37,7 +44,7 @@ from reelgate.providers.base import Provider, Registry
 from reelgate.providers.sandbox import SandboxProvider
 from reelgate.service import VideoService
 from reelgate.settings import Settings, load_settings
-from reelgate.store.sql import SqlStore, open_store
+from reelgate.store.sql import SqlStore, async_url, open_store
 
 log = logging.getLogger("reelgate")
 
@@ -51,15 +58,19 @@ class Runtime:
     registry: Registry
     service: VideoService
     links: MediaLinks
+    callbacks: CallbackUrls
     worker: Worker | None = None
     worker_task: asyncio.Task[None] | None = None
     stop: asyncio.Event | None = None
+    listener: PgListener | None = None
 
     async def close(self) -> None:
         if self.worker_task is not None and self.stop is not None:
             self.stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.worker_task
+        if self.listener is not None:
+            await self.listener.stop()
         await self.registry.close()
         await self.store.close()
 
@@ -103,13 +114,7 @@ async def start_runtime(
         roots["sandbox"] = sandbox.media_root
     unconfigured: dict[str, str] = {}
     if settings.ark_api_key is not None:
-        providers.append(
-            ArkProvider(
-                settings.ark_api_key.get_secret_value(),
-                base_url=settings.ark_base_url or REGIONS[settings.ark_region],
-                timeout_s=settings.ark_timeout,
-            )
-        )
+        providers.extend(ark_accounts(settings))
     else:
         hint = "set REELGATE_ARK_API_KEY to enable Doubao Seedance"
         for m in ark_catalog.MODELS:
@@ -122,20 +127,64 @@ async def start_runtime(
         task_cache_ttl=settings.task_cache_ttl,
         task_cache_size=settings.task_cache_size,
         allow_networks=networks,
+        max_task_seconds=settings.max_task_seconds,
         clock=clock,
     )
     links = MediaLinks(key, settings.base_url, roots, ttl=settings.media_link_ttl, clock=clock)
-    runtime = Runtime(settings, store, registry, service, links)
+    callbacks = CallbackUrls(key, settings.base_url)
+    runtime = Runtime(settings, store, registry, service, links, callbacks)
+    if store.dialect == "postgresql":
+        runtime.listener = PgListener(
+            plain_dsn(async_url(settings.database_url)),
+            on_task=service.remote_change,
+            on_work=service.work_available.set,
+        )
+        runtime.listener.start()
     if run_worker:
         runtime.worker = Worker(
             service,
             batch_size=settings.worker_batch_size,
             lease_seconds=settings.worker_lease_seconds,
             poll_interval=settings.worker_poll_interval,
+            callbacks=callbacks if settings.callbacks_enabled else None,
+            tracking=dataclasses.replace(
+                schedule.TRACKING, default_typical=settings.tracking_typical_seconds
+            ),
+            # The sandbox's timing is known: no need to learn it.
+            typical_defaults={
+                "sandbox": settings.sandbox_queue_seconds + settings.sandbox_run_seconds
+            },
         )
         runtime.stop = asyncio.Event()
         runtime.worker_task = asyncio.create_task(runtime.worker.run(runtime.stop))
     return runtime
+
+
+def ark_accounts(settings: Settings) -> list[ArkProvider]:
+    """The configured Ark accounts: the default one first, then ``ark_accounts`` in order."""
+    assert settings.ark_api_key is not None
+    accounts = [
+        ArkProvider(
+            settings.ark_api_key.get_secret_value(),
+            base_url=settings.ark_base_url or REGIONS[settings.ark_region],
+            timeout_s=settings.ark_timeout,
+            account=DEFAULT_ACCOUNT,
+            caps=AdmissionCaps(
+                settings.ark_max_queued, settings.ark_max_in_flight, settings.ark_rpm
+            ),
+        )
+    ]
+    for extra in settings.ark_accounts:
+        accounts.append(
+            ArkProvider(
+                extra.api_key.get_secret_value(),
+                base_url=extra.base_url or REGIONS[extra.region],
+                timeout_s=settings.ark_timeout,
+                account=extra.name,
+                caps=AdmissionCaps(extra.max_queued, extra.max_in_flight, extra.rpm),
+            )
+        )
+    return accounts
 
 
 async def healthz(_request: Request) -> Response:
@@ -166,6 +215,7 @@ def create_app(
         handlers["seed_create"] = seed.create
         handlers["models"] = seed.models
         handlers["media"] = runtime.links.serve
+        handlers["callback"] = CallbackSurface(runtime.service, runtime.callbacks).receive
         try:
             yield
         finally:
@@ -187,6 +237,7 @@ def create_app(
         Route("/v1/video/generations/{task_id}", late("seed_get"), methods=["GET"]),
         Route("/v1/video/generations", late("seed_create"), methods=["POST"]),
         Route("/v1/models", late("models"), methods=["GET"]),
+        Route(CALLBACK_ROUTE, late("callback"), methods=["POST"]),
         Route("/v1/media/{root}/{name}", late("media"), methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi.spec, methods=["GET"]),

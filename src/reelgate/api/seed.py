@@ -15,7 +15,7 @@ from starlette.responses import Response
 from reelgate.api.body import read_object
 from reelgate.api.errors import error_response
 from reelgate.api.media import MediaLinks
-from reelgate.core.errors import ReelgateError
+from reelgate.core.errors import InvalidRequest, ReelgateError
 from reelgate.core.lifecycle import Status, Task
 from reelgate.core.request import parse_seed_body
 from reelgate.service import VideoService
@@ -55,6 +55,20 @@ def task_data(task: Task, links: MediaLinks, epoch: int | None = None) -> dict[s
     }
 
 
+def idempotency_key(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header (1 to 255 printable ASCII characters), if sent."""
+    value = request.headers.get("idempotency-key")
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 255 or not all(" " <= ch <= "~" for ch in value):
+        raise InvalidRequest(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters",
+            code="invalid_parameter",
+            param="Idempotency-Key",
+        )
+    return value
+
+
 class SeedSurface:
     def __init__(
         self, service: VideoService, links: MediaLinks, max_body: int, cache_size: int = 100_000
@@ -88,8 +102,9 @@ class SeedSurface:
     async def create(self, request: Request) -> Response:
         try:
             owner = await self.service.authenticate(bearer(request))
+            key = idempotency_key(request)
             fields = await read_object(request, self.max_body)
-            task = await self.service.create(owner, parse_seed_body(fields))
+            task = await self.service.create(owner, parse_seed_body(fields), idempotency_key=key)
         except ReelgateError as exc:
             return error_response(exc)
         body = {

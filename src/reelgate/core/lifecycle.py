@@ -114,6 +114,15 @@ class Task:
     submit_attempts: int = 0
     missing_looks: int = 0
     version: int = 1
+    # Which upstream account (channel) serves the task; chosen when it is admitted for submission.
+    account: str | None = None
+    # When the task must have ended (else ``timeout``); 0 means "not set" (no deadline).
+    deadline_at: float = 0.0
+    # When an upstream accepted it (the upstream id is recorded in the same write).
+    submitted_at: float | None = None
+    # When a submission attempt began whose outcome is not known yet: a crash or a lost reply
+    # after it may have created the upstream task, so the next attempt reconciles first.
+    submit_started_at: float | None = None
 
     @property
     def progress(self) -> str:

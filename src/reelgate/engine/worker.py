@@ -1,21 +1,34 @@
-"""Claim due tasks, submit the new ones, look up the rest in batches, apply what changed.
+"""The engine: admit and submit new tasks, look up submitted ones in batches, end overdue ones.
 
-One loop per worker process. Tasks are claimed with a lease, so a crashed worker's tasks become
-claimable again once the lease runs out; on PostgreSQL several workers share the table safely
-(``FOR UPDATE SKIP LOCKED``), on SQLite run one worker process.
+One loop per worker process; any number of workers may share a PostgreSQL database. Every task a
+worker touches is leased (``lease_owner``/``lease_until``, ``FOR UPDATE SKIP LOCKED``), so a
+crashed worker's tasks come back once its lease runs out, and no two workers look at a task at
+once. On SQLite run one worker process.
+
+A round (``tick``):
+
+1. **Sweep** (every few seconds): unfinished tasks past their deadline end as ``timeout``.
+2. **Admit**: per provider account, as many of the oldest unsubmitted tasks as its caps allow
+   (``AdmissionCaps``) are submitted; the rest wait in reelgate's queue, in order. A task whose
+   earlier attempt may have reached the upstream is reconciled before it is sent again.
+3. **Track**: due tasks grouped by (provider, account), one batch look-up per group, transitions
+   applied through the service; the next look follows ``schedule.TRACKING``.
+
+Each upstream call first takes a token from the account's shared bucket when it has an RPM limit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import random
 import secrets
 import socket
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from reelgate.core import schedule
 from reelgate.core.capabilities import NormalizedRequest
@@ -26,11 +39,19 @@ from reelgate.core.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from reelgate.core.lifecycle import Task
+from reelgate.core.lifecycle import Observation, Status, Task
+from reelgate.engine.callbacks import CallbackUrls
 from reelgate.providers.base import Provider
 from reelgate.service import VideoService
 
 log = logging.getLogger("reelgate.engine")
+
+# Upstream answers that prove a create did not happen (nothing to reconcile before a retry).
+NOT_CREATED = frozenset({"upstream_rate_limited", "upstream_quota_exceeded"})
+SWEEP_INTERVAL = 5.0
+TYPICAL_REFRESH = 60.0
+# Submissions in flight at once per worker.
+SUBMIT_CONCURRENCY = 16
 
 
 class Worker:
@@ -38,9 +59,12 @@ class Worker:
         self,
         service: VideoService,
         *,
-        batch_size: int = 100,
+        batch_size: int = 500,
         lease_seconds: float = 60.0,
         poll_interval: float = 0.5,
+        callbacks: CallbackUrls | None = None,
+        tracking: schedule.TrackingSchedule = schedule.TRACKING,
+        typical_defaults: Mapping[str, float] | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
@@ -49,11 +73,19 @@ class Worker:
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
+        self.callbacks = callbacks
+        self.tracking = tracking
         self._rng = rng or random.Random()  # noqa: S311 - scheduling jitter
         self._clock = clock or service.clock
+        self._next_sweep = 0.0
+        # Per provider: the expected duration until the model's own is learned.
+        self._typical_defaults = dict(typical_defaults or {})
+        self._typical: dict[tuple[str, str], float] = {}
+        self._typical_at = float("-inf")
+        self._submit_slots = asyncio.Semaphore(SUBMIT_CONCURRENCY)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until ``stop`` is set, then give back every lease still held."""
+        """Work until ``stop`` is set, finish the round under way, then give back every lease."""
         log.info("worker %s started", self.id)
         try:
             while not stop.is_set():
@@ -75,84 +107,213 @@ class Worker:
             log.info("worker %s stopped", self.id)
 
     async def tick(self) -> int:
-        """One round: claim a batch and handle it. Returns how many tasks were claimed."""
+        """One round: sweep, admit, track. Returns how many tasks it handled."""
+        handled = 0
+        now = self._clock()
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_INTERVAL
+            handled += await self.sweep()
+        handled += await self.admit()
+        handled += await self.track()
+        return handled
+
+    # -- 1. deadlines ------------------------------------------------------------------------------
+    async def sweep(self) -> int:
+        overdue = await self.service.store.claim_overdue(
+            self._clock(), self.batch_size, self.id, self.lease_seconds
+        )
+        for task in overdue:
+            provider = self.service.registry.account(task.provider, task.account)
+            if provider is not None and task.upstream_id and task.status is Status.QUEUED:
+                # Still waiting upstream: withdraw it so it is not run (and billed) for nothing.
+                with contextlib.suppress(ReelgateError):
+                    await provider.cancel(task.upstream_id)
+            where = "upstream" if task.upstream_id else "in reelgate's queue"
+            await self.service.fail(
+                task, "timeout", f"the task did not finish before its deadline (it was {where})"
+            )
+        return len(overdue)
+
+    # -- 2. admission and submission ---------------------------------------------------------------
+    async def admit(self) -> int:
+        handled = 0
+        now = self._clock()
+        for name in list(self.service.registry.providers):
+            if not await self.service.store.has_unsubmitted(name, now):
+                continue
+            for provider in self.service.registry.accounts(name):
+                claimed = await self.service.store.claim_admission(
+                    name,
+                    provider.account,
+                    provider.caps,
+                    now,
+                    self.id,
+                    self.lease_seconds,
+                    self.batch_size,
+                )
+                handled += len(claimed)
+                allowed = await self._budget(provider, len(claimed))
+                for task in claimed[allowed:]:
+                    # Over the account's request rate: back in the queue, untouched.
+                    await self.service.reschedule(task, now + self._rate_wait(provider))
+                await asyncio.gather(*(self._submit(provider, t, now) for t in claimed[:allowed]))
+        return handled
+
+    async def _submit(self, provider: Provider, claimed: Task, now: float) -> None:
+        # An attempt that began before this claim may have reached the upstream.
+        uncertain = claimed.submit_started_at is not None
+        task = dataclasses.replace(
+            claimed, account=provider.account, submit_started_at=claimed.submit_started_at or now
+        )
+        request = NormalizedRequest.from_json(task.request)
+        async with self._submit_slots:
+            try:
+                upstream_id = None
+                if uncertain:
+                    assert task.submit_started_at is not None
+                    upstream_id = await provider.reconcile(task.id, request, task.submit_started_at)
+                    if upstream_id is not None:
+                        log.warning(
+                            "task %s was already created upstream as %s", task.id, upstream_id
+                        )
+                if upstream_id is None:
+                    callback = (
+                        self.callbacks.url(task.provider, task.id) if self.callbacks else None
+                    )
+                    upstream_id = await provider.submit(task.id, request, callback_url=callback)
+            except ReelgateError as exc:
+                await self._submit_failed(task, exc)
+                return
+        submitted = self._clock()
+        expires = request.options.get("execution_expires_after")
+        deadline = schedule.deadline(
+            task.submit_time,
+            max_task_seconds=self.service.max_task_seconds,
+            submitted_at=submitted,
+            expires_after=float(expires) if isinstance(expires, int | float) else None,
+        )
+        await self.service.mark_submitted(
+            task,
+            upstream_id,
+            self.tracking.next_look(
+                submitted,
+                submitted_at=submitted,
+                looks=0,
+                typical=await self._typical_of(task),
+                callbacks=self.callbacks is not None,
+                rng=self._rng,
+            ),
+            deadline,
+        )
+
+    async def _submit_failed(self, task: Task, exc: ReelgateError) -> None:
+        transient = isinstance(exc, UpstreamUnavailable) or not isinstance(
+            exc, ClientError | UpstreamError
+        )
+        if not transient:
+            # The request is refused, or this account cannot serve it: retrying won't help.
+            await self.service.fail(task, exc.code, exc.message)
+            return
+        if task.submit_attempts + 1 >= schedule.MAX_SUBMIT_ATTEMPTS:
+            await self.service.fail(task, "upstream_unavailable", exc.message)
+            return
+        if exc.code in NOT_CREATED:
+            task = dataclasses.replace(task, submit_started_at=None)
+        delay = exc.retry_after or schedule.SUBMIT_RETRY.delay(task.submit_attempts, self._rng)
+        log.warning("submit of %s failed (%s); retrying in %.1fs", task.id, exc.code, delay)
+        await self.service.reschedule(task, self._clock() + delay, submit_failed=True)
+
+    # -- 3. tracking -------------------------------------------------------------------------------
+    async def track(self) -> int:
         claimed = await self.service.store.claim_due(
             self._clock(), self.batch_size, self.id, self.lease_seconds
         )
-        if not claimed:
-            return 0
-        to_submit = [t for t in claimed if t.upstream_id is None]
-        to_poll: dict[str, list[Task]] = defaultdict(list)
+        groups: dict[tuple[str, str | None], list[Task]] = defaultdict(list)
         for task in claimed:
-            if task.upstream_id is not None:
-                to_poll[task.provider].append(task)
-        await asyncio.gather(*(self._submit(t) for t in to_submit))
-        await asyncio.gather(*(self._poll(name, ts) for name, ts in to_poll.items()))
+            groups[(task.provider, task.account)].append(task)
+        await asyncio.gather(*(self._look(key, ts) for key, ts in groups.items()))
         return len(claimed)
 
-    async def _submit(self, task: Task) -> None:
-        provider = self.service.registry.provider(task.provider)
-        if provider is None:
-            await self.service.fail(
-                task, "provider_unavailable", f"provider '{task.provider}' is not configured"
-            )
-            return
-        try:
-            upstream_id = await provider.submit(task.id, NormalizedRequest.from_json(task.request))
-        except ReelgateError as exc:
-            transient = isinstance(exc, UpstreamUnavailable) or not isinstance(
-                exc, ClientError | UpstreamError
-            )
-            if not transient:
-                # The request is refused, or this account cannot serve it: retrying won't help.
-                await self.service.fail(task, exc.code, exc.message)
-                return
-            if task.submit_attempts + 1 >= schedule.MAX_SUBMIT_ATTEMPTS:
-                await self.service.fail(task, "upstream_unavailable", exc.message)
-                return
-            delay = exc.retry_after or schedule.SUBMIT_RETRY.delay(task.submit_attempts, self._rng)
-            log.warning("submit of %s failed (%s); retrying in %.1fs", task.id, exc.code, delay)
-            await self.service.reschedule(task, self._clock() + delay, submit_failed=True)
-            return
-        await self.service.mark_submitted(
-            task, upstream_id, self._clock() + schedule.POLL.delay(0, self._rng)
-        )
-
-    async def _poll(self, provider_name: str, tasks: Sequence[Task]) -> None:
-        provider: Provider | None = self.service.registry.provider(provider_name)
+    async def _look(self, key: tuple[str, str | None], tasks: Sequence[Task]) -> None:
+        provider = self.service.registry.account(*key)
         if provider is None:
             for task in tasks:
                 await self.service.fail(
-                    task, "provider_unavailable", f"provider '{provider_name}' is not configured"
+                    task,
+                    "provider_unavailable",
+                    f"provider '{key[0]}' (account '{key[1]}') is no longer configured",
                 )
+            return
+        if await self._budget(provider, 1) <= 0:
+            wait = self._clock() + self._rate_wait(provider)
+            for task in tasks:
+                await self.service.reschedule(task, wait)
             return
         try:
             seen = await provider.fetch_many([t.upstream_id or "" for t in tasks])
         except ReelgateError as exc:
-            log.warning("look-up at %s failed (%s)", provider_name, exc.code)
+            log.warning("look-up at %s/%s failed (%s)", key[0], key[1], exc.code)
             for task in tasks:
-                delay = exc.retry_after or schedule.POLL.delay(task.poll_attempts + 1, self._rng)
+                delay = exc.retry_after or schedule.LOOKUP_RETRY.delay(
+                    task.missing_looks, self._rng
+                )
                 await self.service.reschedule(task, self._clock() + delay, polled=True)
             return
         for task in tasks:
-            next_at = self._clock() + schedule.POLL.delay(task.poll_attempts + 1, self._rng)
-            if task.upstream_id is not None and seen.get(task.upstream_id, False) is None:
-                await self.service.reschedule(task, next_at, polled=True)  # unreadable: retry
-                continue
-            observation = seen.get(task.upstream_id or "")
-            if observation is None:
-                if task.missing_looks + 1 >= schedule.MAX_MISSING_LOOKS:
-                    await self.service.fail(
-                        task, "upstream_lost", "the upstream no longer knows this task"
-                    )
-                else:
-                    await self.service.reschedule(task, next_at, polled=True, missing=True)
-                continue
-            try:
-                await self.service.observe(task, observation, next_at)
-            except IllegalTransition as exc:
-                log.error("ignored upstream report for %s: %s", task.id, exc.message)
-                await self.service.reschedule(task, next_at, polled=True)
+            await self._apply(task, seen)
+
+    async def _apply(self, task: Task, seen: Mapping[str, Observation | None]) -> None:
+        now = self._clock()
+        next_at = self.tracking.next_look(
+            now,
+            submitted_at=task.submitted_at or float(task.submit_time),
+            looks=task.poll_attempts + 1,
+            typical=await self._typical_of(task),
+            callbacks=self.callbacks is not None,
+            rng=self._rng,
+        )
+        upstream_id = task.upstream_id or ""
+        if upstream_id in seen and seen[upstream_id] is None:
+            await self.service.reschedule(task, next_at, polled=True)  # unreadable: retry
+            return
+        observation = seen.get(upstream_id)
+        if observation is None:
+            if task.missing_looks + 1 >= schedule.MAX_MISSING_LOOKS:
+                await self.service.fail(
+                    task, "upstream_lost", "the upstream no longer knows this task"
+                )
+            else:
+                retry = now + schedule.LOOKUP_RETRY.delay(task.missing_looks, self._rng)
+                await self.service.reschedule(task, retry, polled=True, missing=True)
+            return
+        try:
+            await self.service.observe(task, observation, next_at)
+        except IllegalTransition as exc:
+            log.error("ignored upstream report for %s: %s", task.id, exc.message)
+            await self.service.reschedule(task, next_at, polled=True)
+
+    # -- shared state ------------------------------------------------------------------------------
+    async def _typical_of(self, task: Task) -> float | None:
+        now = self._clock()
+        if now - self._typical_at >= TYPICAL_REFRESH:
+            self._typical_at = now
+            with contextlib.suppress(ReelgateError):
+                self._typical = await self.service.store.typical_durations()
+        learned = self._typical.get((task.provider, task.model))
+        return learned if learned is not None else self._typical_defaults.get(task.provider)
+
+    async def _budget(self, provider: Provider, wanted: int) -> int:
+        """How many upstream calls the account's shared bucket allows now (at most ``wanted``)."""
+        rate = provider.caps.bucket_rate()
+        if rate is None or wanted <= 0:
+            return wanted
+        key = f"rpm:{provider.name}:{provider.account}"
+        return await self.service.store.take_tokens(key, wanted, rate[0], rate[1], self._clock())
+
+    @staticmethod
+    def _rate_wait(provider: Provider) -> float:
+        rate = provider.caps.bucket_rate()
+        return 1.0 / rate[0] if rate else schedule.LOOKUP_RETRY.first
 
 
 async def _first(*events: asyncio.Event) -> None:

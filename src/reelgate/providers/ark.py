@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
+from reelgate.core.accounts import DEFAULT_ACCOUNT, AdmissionCaps
 from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest
 from reelgate.core.errors import (
     Conflict,
@@ -33,6 +35,12 @@ REGIONS = {
 }
 TASKS = "/contents/generations/tasks"
 LIST_PAGE = 500
+# Reconciling a create: pages of the account's task list read back to the attempt's start.
+RECONCILE_PAGE = 100
+RECONCILE_MAX_PAGES = 20
+CLOCK_SKEW_S = 300.0
+# Ark queues at most 120 tasks per account; beyond that it answers 429 QuotaExceeded.
+DEFAULT_CAPS = AdmissionCaps(max_queued=120)
 
 # Options passed to Ark under the same name.
 _PASS_THROUGH = (
@@ -59,7 +67,11 @@ def marker(task_id: str) -> str:
 
 
 def build_body(
-    request: NormalizedRequest, *, byteplus: bool, task_id: str | None = None
+    request: NormalizedRequest,
+    *,
+    byteplus: bool,
+    task_id: str | None = None,
+    callback_url: str | None = None,
 ) -> dict[str, Any]:
     """Ark's create body for a normalized request."""
     model = ark_catalog.BY_NAME[request.model]
@@ -81,6 +93,8 @@ def build_body(
         body["tools"] = [{"type": "web_search"}]
     if task_id is not None and "safety_identifier" not in body:
         body["safety_identifier"] = marker(task_id)
+    if callback_url:
+        body["callback_url"] = callback_url
     return body
 
 
@@ -149,8 +163,12 @@ class ArkProvider:
         base_url: str = REGIONS["cn-beijing"],
         byteplus: bool | None = None,
         timeout_s: float = 30.0,
+        account: str = DEFAULT_ACCOUNT,
+        caps: AdmissionCaps = DEFAULT_CAPS,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self.account = account
+        self.caps = caps
         self.base_url = base_url.rstrip("/")
         self.byteplus = "byteplus" in self.base_url if byteplus is None else byteplus
         self._client = httpx.AsyncClient(
@@ -193,8 +211,13 @@ class ArkProvider:
             raise error
         return payload
 
-    async def submit(self, task_id: str, request: NormalizedRequest) -> str:
-        body = build_body(request, byteplus=self.byteplus, task_id=task_id)
+    async def submit(
+        self, task_id: str, request: NormalizedRequest, *, callback_url: str | None = None
+    ) -> str:
+        body = build_body(
+            request, byteplus=self.byteplus, task_id=task_id, callback_url=callback_url
+        )
+        sent_at = time.time()
         try:
             payload = await self._call("POST", TASKS, json=body)
         except UpstreamError as exc:
@@ -205,7 +228,10 @@ class ArkProvider:
             ):
                 raise
             # The create may have reached Ark before the answer was lost: look before resending.
-            found = await self._reconcile(body)
+            try:
+                found = await self._find_created(body, sent_at)
+            except ReelgateError:
+                found = None  # cannot tell now; the engine reconciles before its next attempt
             if found is None:
                 raise
             log.warning("create for %s was answered by %s after a lost reply", task_id, found)
@@ -215,23 +241,54 @@ class ArkProvider:
             raise UpstreamError("Ark accepted the task without an id", code="upstream_bad_response")
         return upstream_id
 
-    async def _reconcile(self, body: Mapping[str, Any]) -> str | None:
-        """The id of a task this body already created, found by its safety_identifier."""
+    async def reconcile(self, task_id: str, request: NormalizedRequest, since: float) -> str | None:
+        return await self._find_created(
+            build_body(request, byteplus=self.byteplus, task_id=task_id), since
+        )
+
+    async def _find_created(self, body: Mapping[str, Any], since: float) -> str | None:
+        """The id of a task ``body`` created at or after ``since``, found by safety_identifier.
+
+        Ark lists an account's tasks newest first; pages are read back to ``since`` (less a margin
+        for clock skew). With reelgate's own marker the match is certain. With a client's own
+        identifier several tasks may share it: one candidate is taken, several raise
+        ``submission_uncertain`` rather than guess (a wrong guess would hand over another task's
+        video).
+        """
         wanted = body.get("safety_identifier")
-        if not isinstance(wanted, str) or not wanted.startswith("rg-task_"):
-            return None  # the client's own identifier: not unique, cannot tell
-        try:
+        if not isinstance(wanted, str) or not wanted:
+            return None
+        candidates: list[str] = []
+        for page in range(1, RECONCILE_MAX_PAGES + 1):
             payload = await self._call(
                 "GET",
                 TASKS,
-                params=[("page_num", 1), ("page_size", 100), ("filter.model", body["model"])],
+                params=[
+                    ("page_num", page),
+                    ("page_size", RECONCILE_PAGE),
+                    ("filter.model", body["model"]),
+                ],
             )
-        except ReelgateError:
-            return None
-        for item in payload.get("items") or [] if isinstance(payload, dict) else []:
-            if isinstance(item, dict) and item.get("safety_identifier") == wanted:
-                return str(item.get("id"))
-        return None
+            items = payload.get("items") if isinstance(payload, dict) else None
+            items = [i for i in items or [] if isinstance(i, dict)]
+            oldest = float("inf")
+            for item in items:
+                created = item.get("created_at")
+                if isinstance(created, int | float):
+                    oldest = min(oldest, float(created))
+                    if created < since - CLOCK_SKEW_S:
+                        continue
+                if item.get("safety_identifier") == wanted and item.get("id"):
+                    candidates.append(str(item["id"]))
+            if len(items) < RECONCILE_PAGE or oldest < since - CLOCK_SKEW_S:
+                break
+        if len(candidates) > 1 and not wanted.startswith("rg-task_"):
+            raise UpstreamError(
+                f"{len(candidates)} Ark tasks carry this safety_identifier; cannot tell which one "
+                "this task created",
+                code="submission_uncertain",
+            )
+        return candidates[0] if candidates else None
 
     async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
         found: dict[str, Observation | None] = {}

@@ -10,19 +10,39 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest
 from reelgate.core.errors import InvalidRequest
 from reelgate.core.lifecycle import Observation
 
 
 class Provider(Protocol):
+    """One upstream account of one provider (a provider with two API keys is two instances)."""
+
     name: str
+    account: str
+    # Admission caps and request rate of this account (the engine enforces them).
+    caps: AdmissionCaps
 
     def models(self) -> Sequence[ModelCapabilities]:
         """The models this provider serves, with what each can do."""
 
-    async def submit(self, task_id: str, request: NormalizedRequest) -> str:
-        """Start the work upstream; return the upstream's id for it."""
+    async def submit(
+        self, task_id: str, request: NormalizedRequest, *, callback_url: str | None = None
+    ) -> str:
+        """Start the work upstream; return the upstream's id for it.
+
+        ``callback_url``, when given, is where the upstream may report status changes (a hint the
+        engine confirms with a look-up, never trusted as is).
+        """
+
+    async def reconcile(self, task_id: str, request: NormalizedRequest, since: float) -> str | None:
+        """The upstream id of work an earlier ``submit`` of this task created, if any.
+
+        Called before re-submitting a task whose earlier attempt may have reached the upstream
+        (a crash or a lost reply after ``since``): re-sending blindly could make a second paid
+        video. Raises ``UpstreamError`` when it cannot tell (the engine then waits and retries).
+        """
 
     async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
         """Look up many tasks at once.
@@ -41,17 +61,23 @@ class Provider(Protocol):
 
 
 class Registry:
-    """Which provider serves which model."""
+    """Which provider serves which model, and the accounts of each provider."""
 
     def __init__(
         self, providers: Sequence[Provider], unconfigured: Mapping[str, str] | None = None
     ) -> None:
-        """``unconfigured`` maps model names reelgate knows but cannot serve to the fix."""
-        self.providers = {p.name: p for p in providers}
+        """``providers`` in order of preference; ``unconfigured`` maps model names reelgate
+        knows but cannot serve to the fix."""
+        self._accounts: dict[str, dict[str, Provider]] = {}
+        for p in providers:
+            self._accounts.setdefault(p.name, {})[p.account] = p
+        self.providers = {
+            name: next(iter(accts.values())) for name, accts in self._accounts.items()
+        }
         self._unconfigured = dict(unconfigured or {})
         self._models: dict[str, tuple[Provider, ModelCapabilities]] = {}
         self._names: dict[str, tuple[Provider, ModelCapabilities]] = {}
-        for provider in providers:
+        for provider in self.providers.values():
             for caps in provider.models():
                 self._models[caps.name] = (provider, caps)
                 for name in (caps.name, *caps.aliases):
@@ -75,11 +101,24 @@ class Registry:
         return found
 
     def provider(self, name: str) -> Provider | None:
+        """The provider's first (preferred) account."""
         return self.providers.get(name)
+
+    def account(self, name: str, account: str | None) -> Provider | None:
+        """The given account of a provider (``None``: its preferred one)."""
+        if account is None:
+            return self.provider(name)
+        return self._accounts.get(name, {}).get(account)
+
+    def accounts(self, name: str) -> list[Provider]:
+        return list(self._accounts.get(name, {}).values())
+
+    def all_accounts(self) -> list[Provider]:
+        return [p for accts in self._accounts.values() for p in accts.values()]
 
     def models(self) -> list[ModelCapabilities]:
         return [caps for _, caps in self._models.values()]
 
     async def close(self) -> None:
-        for provider in self.providers.values():
+        for provider in self.all_accounts():
             await provider.close()

@@ -9,15 +9,16 @@ restart of reelgate. Prompt markers script outcomes: ``[sandbox:fail]`` fails th
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
-import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reelgate.core.accounts import DEFAULT_ACCOUNT, AdmissionCaps
 from reelgate.core.capabilities import Mode, ModelCapabilities, NormalizedRequest, Option
 from reelgate.core.errors import Conflict, InvalidRequest, ReelgateError
 from reelgate.core.lifecycle import Observation, UpstreamState
@@ -82,6 +83,8 @@ class _Job:
 
 class SandboxProvider:
     name = NAME
+    account = DEFAULT_ACCOUNT
+    caps = AdmissionCaps()  # local work: no upstream queue to protect
 
     def __init__(
         self,
@@ -107,7 +110,14 @@ class SandboxProvider:
         return MODELS
 
     # -- the "upstream API" -------------------------------------------------------------------
-    async def submit(self, task_id: str, request: NormalizedRequest) -> str:
+    async def submit(
+        self, task_id: str, request: NormalizedRequest, *, callback_url: str | None = None
+    ) -> str:
+        """Start a job. Idempotent per task: the job id derives from the task id, so a second
+        submit of the same task answers the first job instead of starting another."""
+        existing = await self.reconcile(task_id, request, 0.0)
+        if existing is not None:
+            return existing
         prompt = request.prompt
         if REJECT_MARKER in prompt:
             raise InvalidRequest(
@@ -121,8 +131,7 @@ class SandboxProvider:
         elif EXPIRE_MARKER in prompt:
             outcome = "expire"
         job = _Job(
-            id=f"sbx-{time.strftime('%Y%m%d%H%M%S', time.gmtime(self._clock()))}-"
-            f"{secrets.token_hex(6)}",
+            id=job_id_of(task_id),
             created_at=self._clock(),
             queue_s=float(request.options.get("queue_seconds", self._queue_s)),
             run_s=float(request.options.get("run_seconds", self._run_s)),
@@ -134,13 +143,14 @@ class SandboxProvider:
             self._start_render(job)
         return job.id
 
+    async def reconcile(self, task_id: str, request: NormalizedRequest, since: float) -> str | None:
+        job = await asyncio.to_thread(self._read_job, job_id_of(task_id))
+        return job.id if job is not None else None
+
     async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
-        found: dict[str, Observation | None] = {}
-        for job_id in upstream_ids:
-            job = await asyncio.to_thread(self._read_job, job_id)
-            if job is not None:
-                found[job_id] = self._observe(job)
-        return found
+        """One batch: every job file is read in a single trip to the thread pool."""
+        jobs = await asyncio.to_thread(lambda: [self._read_job(i) for i in upstream_ids])
+        return {job.id: self._observe(job) for job in jobs if job is not None}
 
     async def cancel(self, upstream_id: str) -> None:
         job = await asyncio.to_thread(self._read_job, upstream_id)
@@ -269,6 +279,11 @@ class SandboxProvider:
             outcome=str(data["outcome"]),
             request=dict(data["request"]),
         )
+
+
+def job_id_of(task_id: str) -> str:
+    """The sandbox job of a task: one per task, whatever happens to the submission."""
+    return "sbx-" + hashlib.sha256(task_id.encode()).hexdigest()[:24]
 
 
 def _replace_outcome(job: _Job, outcome: str) -> _Job:

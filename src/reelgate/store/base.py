@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.ids import ApiToken, NewToken
 from reelgate.core.lifecycle import Task
 
@@ -37,19 +38,68 @@ class Store(Protocol):
     # -- tasks ----------------------------------------------------------------------------------
     async def insert_task(self, task: Task) -> None: ...
 
+    async def create_task(
+        self, task: Task, key: str, fingerprint: str, since: float
+    ) -> tuple[Task, bool]:
+        """Insert under an idempotency key, or return the task the key made (``created`` False).
+
+        Keys older than ``since`` are forgotten; a key reused with another fingerprint raises
+        ``Conflict`` (``idempotency_key_reused``). Concurrent duplicates yield one task.
+        """
+
     async def get_task(self, owner_id: str, task_id: str) -> Task | None:
         """A task by (owner, id): another owner's task is indistinguishable from none."""
 
     async def find_task(self, task_id: str) -> Task | None:
-        """A task by id alone: for operators on the host (CLI), never for API clients."""
+        """A task by id alone: for operators on the host (CLI) and authenticated callbacks."""
 
+    # -- the engine's queue ------------------------------------------------------------------------
     async def claim_due(
         self, now: float, limit: int, worker: str, lease_seconds: float
     ) -> Sequence[Task]:
-        """Lease up to ``limit`` non-terminal tasks whose ``next_poll_at`` has come."""
+        """Lease up to ``limit`` submitted, unfinished tasks whose ``next_poll_at`` has come."""
 
-    async def save_task(self, task: Task, expected_version: int) -> bool:
-        """Write ``task`` (with version+1) and release its lease, if nobody wrote it meanwhile."""
+    async def claim_admission(
+        self,
+        provider: str,
+        account: str,
+        caps: AdmissionCaps,
+        now: float,
+        worker: str,
+        lease_seconds: float,
+        limit: int,
+    ) -> Sequence[Task]:
+        """Lease the oldest unsubmitted tasks ``account`` has room for under ``caps``, marking
+        them as being submitted on it. Returned as they were before (a set
+        ``submit_started_at`` means an earlier attempt's outcome is unknown)."""
+
+    async def claim_overdue(
+        self, now: float, limit: int, worker: str, lease_seconds: float
+    ) -> Sequence[Task]:
+        """Lease unfinished tasks past their deadline."""
+
+    async def has_unsubmitted(self, provider: str, now: float) -> bool: ...
+
+    async def save_task(self, task: Task, expected_version: int, *, notify: bool = False) -> bool:
+        """Write ``task`` and release its lease, if nobody wrote it meanwhile (optimistic).
+
+        With ``notify`` other processes hear of the change (PostgreSQL NOTIFY at commit)."""
+
+    async def nudge(self, task_id: str, at: float) -> bool:
+        """Bring a submitted, unfinished task's next look forward to ``at``."""
 
     async def release_leases(self, worker: str) -> None:
         """Give back every lease ``worker`` holds (graceful shutdown)."""
+
+    # -- shared engine state -----------------------------------------------------------------------
+    async def typical_durations(self) -> dict[tuple[str, str], float]:
+        """(provider, model) → typical seconds from submit to finish."""
+
+    async def learn_duration(
+        self, provider: str, model: str, seconds: float, now: float
+    ) -> None: ...
+
+    async def take_tokens(
+        self, key: str, wanted: int, rate: float, burst: float, now: float
+    ) -> int:
+        """Take up to ``wanted`` tokens from a shared bucket; returns how many were taken."""

@@ -51,6 +51,10 @@ tasks = sa.Table(
     sa.Column("submit_attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("missing_looks", sa.Integer, nullable=False, server_default="0"),
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("account", sa.String(64), nullable=True),
+    sa.Column("deadline_at", sa.Float, nullable=False, server_default="0"),
+    sa.Column("submitted_at", sa.Float, nullable=True),
+    sa.Column("submit_started_at", sa.Float, nullable=True),
     # The worker's hot query: due, non-terminal tasks in poll order.
     sa.Index(
         "ix_tasks_due",
@@ -58,8 +62,63 @@ tasks = sa.Table(
         sqlite_where=sa.text("status IN ('queued', 'in_progress')"),
         postgresql_where=sa.text("status IN ('queued', 'in_progress')"),
     ),
+    # The admission queue: tasks not yet submitted, per provider, oldest first.
+    sa.Index(
+        "ix_tasks_admission",
+        "provider",
+        "submit_time",
+        sqlite_where=sa.text("status = 'queued' AND upstream_id IS NULL"),
+        postgresql_where=sa.text("status = 'queued' AND upstream_id IS NULL"),
+    ),
+    # Admission caps count an account's tasks in flight upstream.
+    sa.Index(
+        "ix_tasks_in_flight",
+        "provider",
+        "account",
+        "status",
+        sqlite_where=sa.text("status IN ('queued', 'in_progress')"),
+        postgresql_where=sa.text("status IN ('queued', 'in_progress')"),
+    ),
+    # The sweeper: non-terminal tasks past their deadline.
+    sa.Index(
+        "ix_tasks_deadline",
+        "deadline_at",
+        sqlite_where=sa.text("status IN ('queued', 'in_progress')"),
+        postgresql_where=sa.text("status IN ('queued', 'in_progress')"),
+    ),
     # A token's own tasks, newest first (lists, quotas).
     sa.Index("ix_tasks_owner_submit", "owner_id", "submit_time"),
     # Upstream callbacks and reconciliation find a task by its upstream id.
     sa.Index("ix_tasks_upstream", "provider", "upstream_id"),
+)
+
+# Idempotency-Key on create: (token, key) → the task it made, with a fingerprint of the body.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("owner_id", sa.String(40), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("task_id", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# What the schedule learns: the typical duration of each model's tasks.
+model_stats = sa.Table(
+    "model_stats",
+    metadata,
+    sa.Column("provider", sa.String(32), primary_key=True),
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("typical_seconds", sa.Float, nullable=False),
+    sa.Column("samples", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# Token buckets shared by every worker (e.g. an upstream account's requests per minute).
+rate_buckets = sa.Table(
+    "rate_buckets",
+    metadata,
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
 )

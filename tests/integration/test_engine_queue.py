@@ -1,0 +1,339 @@
+"""The engine's queue rules on a real SQLite file, an in-memory provider and an injected clock:
+admission caps, reconciliation after a crash, deadlines, callbacks, rate limits, wake-ups and
+graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+
+import pytest
+
+from reelgate.core.accounts import AdmissionCaps
+from reelgate.core.capabilities import Mode, ModelCapabilities, NormalizedRequest, Option
+from reelgate.core.errors import UpstreamUnavailable
+from reelgate.core.lifecycle import Observation, Status, UpstreamState
+from reelgate.core.request import VideoRequest
+from reelgate.engine.callbacks import CallbackUrls
+from reelgate.engine.worker import Worker
+from reelgate.providers.base import Registry
+from reelgate.service import VideoService
+from reelgate.store.sql import SqlStore
+from tests.integration.test_engine import Clock, owner
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Upstream:
+    """An in-memory upstream account: tasks queue, run and succeed on the test's clock."""
+
+    name = "mem"
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        account: str = "default",
+        caps: AdmissionCaps | None = None,
+        queued: float = 10.0,
+        running: float = 10.0,
+    ) -> None:
+        self.clock = clock
+        self.account = account
+        self.caps = caps or AdmissionCaps()
+        self.queued, self.running = queued, running
+        self.jobs: dict[str, tuple[str, float]] = {}  # upstream id -> (task id, created at)
+        self.submits: list[str] = []
+        self.lookups = 0
+        self.reconciles = 0
+        self.callback_urls: list[str | None] = []
+        self.fail_submits = 0
+        self.gate: asyncio.Event | None = None
+
+    def models(self) -> Sequence[ModelCapabilities]:
+        return [
+            ModelCapabilities(
+                name="mem-1",
+                provider="mem",
+                description="",
+                modes=frozenset({Mode.TEXT_TO_VIDEO}),
+                min_duration=1,
+                max_duration=5,
+                default_duration=1,
+                default_size=(64, 64),
+                options={"execution_expires_after": Option(int, "s", minimum=3600, maximum=259200)},
+            )
+        ]
+
+    async def submit(
+        self, task_id: str, request: NormalizedRequest, *, callback_url: str | None = None
+    ) -> str:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail_submits:
+            self.fail_submits -= 1
+            raise UpstreamUnavailable("timed out", code="upstream_timeout")
+        upstream_id = f"{self.account}-{len(self.jobs)}"
+        self.jobs[upstream_id] = (task_id, self.clock())
+        self.submits.append(task_id)
+        self.callback_urls.append(callback_url)
+        return upstream_id
+
+    async def reconcile(self, task_id: str, request: NormalizedRequest, since: float) -> str | None:
+        self.reconciles += 1
+        return next((u for u, (t, _) in self.jobs.items() if t == task_id), None)
+
+    def state(self, upstream_id: str) -> UpstreamState:
+        age = self.clock() - self.jobs[upstream_id][1]
+        if age < self.queued:
+            return UpstreamState.QUEUED
+        if age < self.queued + self.running:
+            return UpstreamState.RUNNING
+        return UpstreamState.SUCCEEDED
+
+    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
+        self.lookups += 1
+        return {
+            u: Observation(self.state(u), video_url=f"https://cdn.example/{u}.mp4")
+            for u in upstream_ids
+            if u in self.jobs
+        }
+
+    async def cancel(self, upstream_id: str) -> None:
+        return None
+
+    def parse_callback(self, body: bytes) -> str | None:
+        return body.decode() or None
+
+    async def close(self) -> None:
+        return None
+
+
+def engine(
+    store: SqlStore, *accounts: Upstream, clock: Clock, **worker_kw: object
+) -> tuple[VideoService, Worker]:
+    service = VideoService(store, Registry(list(accounts)), clock=clock, monotonic=clock)
+    return service, Worker(service, clock=clock, **worker_kw)  # type: ignore[arg-type]
+
+
+def request(**kw: object) -> VideoRequest:
+    return VideoRequest(model="mem-1", prompt="a cat", **kw)  # type: ignore[arg-type]
+
+
+async def test_the_admission_queue_holds_tasks_beyond_an_accounts_caps(store: SqlStore) -> None:
+    clock = Clock()
+    up = Upstream(clock, caps=AdmissionCaps(max_queued=2), queued=10, running=100)
+    service, worker = engine(store, up, clock=clock)
+    me = await owner(service)
+    ids = []
+    for _ in range(5):
+        ids.append((await service.create(me, request())).id)
+        clock.now += 0.01
+    await worker.tick()
+    assert up.submits == ids[:2]  # the rest wait in reelgate, not in a 429 from upstream
+    waiting = await service.get(me, ids[2])
+    assert (waiting.status, waiting.upstream_id) == (Status.QUEUED, None)
+    clock.now += 5
+    await worker.tick()
+    assert up.submits == ids[:2]
+    clock.now += 40  # the first two run now: once reelgate has looked, room opens
+    await worker.tick()
+    await worker.tick()
+    assert up.submits == ids[:4]  # in order
+    clock.now += 60
+    for _ in range(3):
+        await worker.tick()
+    assert up.submits == ids
+
+
+async def test_a_second_account_takes_what_the_first_has_no_room_for(store: SqlStore) -> None:
+    clock = Clock()
+    a = Upstream(clock, account="a", caps=AdmissionCaps(max_in_flight=1))
+    b = Upstream(clock, account="b", caps=AdmissionCaps(max_in_flight=2))
+    service, worker = engine(store, a, b, clock=clock)
+    me = await owner(service)
+    for _ in range(4):
+        await service.create(me, request())
+    await worker.tick()
+    assert (len(a.submits), len(b.submits)) == (1, 2)
+    tasks = [await service.get(me, t) for t in a.submits + b.submits]
+    assert [t.account for t in tasks] == ["a", "b", "b"]
+    # Looks stick to the account that submitted: each account is asked about its own tasks.
+    clock.now += 30
+    await worker.tick()
+    assert a.lookups == 1
+    assert b.lookups == 1
+
+
+async def test_a_crash_after_the_upstream_call_does_not_make_a_second_task(
+    store: SqlStore,
+) -> None:
+    clock = Clock()
+    up = Upstream(clock)
+    service, worker = engine(store, up, clock=clock, lease_seconds=30)
+    me = await owner(service)
+    task = await service.create(me, request())
+    # A worker claims it and the upstream creates it, then the worker dies before recording.
+    claimed = await store.claim_admission("mem", "default", up.caps, clock(), "dead", 30, 10)
+    await up.submit(claimed[0].id, NormalizedRequest.from_json(claimed[0].request))
+    await worker.tick()
+    assert len(up.submits) == 1  # still leased by the dead worker: nothing happens
+    clock.now += 31
+    await worker.tick()
+    assert len(up.submits) == 1  # reconciled, not re-sent
+    assert up.reconciles == 1
+    recovered = await service.get(me, task.id)
+    assert recovered.upstream_id == "default-0"
+    assert recovered.submit_started_at is None
+
+
+async def test_a_lost_reply_is_reconciled_before_the_retry(store: SqlStore) -> None:
+    clock = Clock()
+    up = Upstream(clock)
+    up.fail_submits = 1
+    service, worker = engine(store, up, clock=clock)
+    me = await owner(service)
+    task = await service.create(me, request())
+    await worker.tick()
+    clock.now += 120
+    await worker.tick()
+    assert up.reconciles == 1  # looked before sending again
+    assert up.submits == [task.id]
+
+
+async def test_every_task_ends_by_its_deadline(store: SqlStore) -> None:
+    clock = Clock()
+    up = Upstream(clock, caps=AdmissionCaps(max_in_flight=1), queued=10_000, running=10)
+    service = VideoService(
+        store, Registry([up]), clock=clock, monotonic=clock, max_task_seconds=7200
+    )
+    worker = Worker(service, clock=clock)
+    me = await owner(service)
+    expiring = await service.create(me, request(metadata={"execution_expires_after": 3600}))
+    clock.now += 0.01
+    await service.create(me, request())
+    clock.now += 0.01
+    stuck_in_queue = await service.create(me, request())
+    await worker.tick()
+    submitted = await service.get(me, expiring.id)
+    assert submitted.deadline_at == pytest.approx(clock.now + 3600 + 300)
+    clock.now += 3600 + 301
+    await worker.tick()
+    ended = await service.get(me, expiring.id)
+    assert (ended.status, ended.error_code) == (Status.FAILURE, "timeout")
+    waiting = await service.get(me, stuck_in_queue.id)
+    assert waiting.status is Status.QUEUED
+    clock.now += 7200
+    await worker.tick()
+    ended = await service.get(me, stuck_in_queue.id)
+    assert (ended.status, ended.error_code) == (Status.FAILURE, "timeout")
+    assert "queue" in ended.error_message
+
+
+async def test_a_callback_brings_the_confirming_look_forward(store: SqlStore) -> None:
+    clock = Clock()
+    up = Upstream(clock, queued=5, running=5)
+    urls = CallbackUrls(b"k" * 32, "https://gw.example")
+    service, worker = engine(store, up, clock=clock, callbacks=urls)
+    me = await owner(service)
+    task = await service.create(me, request())
+    await worker.tick()
+    assert up.callback_urls == [urls.url("mem", task.id)]
+    clock.now += 2
+    await worker.tick()  # the first look: still queued
+    looks = up.lookups
+    clock.now += 10  # done upstream; the safety-net schedule would look much later
+    assert await worker.tick() == 0
+    assert not await service.callback("mem", task.id, b"someone-else")  # names another task
+    assert not await service.callback("other", task.id, b"default-0")
+    assert await service.callback("mem", task.id, b"default-0")
+    assert not await service.callback("mem", task.id, b"default-0")  # a burst: one look
+    clock.now += 0.2
+    await worker.tick()
+    assert up.lookups == looks + 1
+    done = await service.get(me, task.id)
+    assert done.status is Status.SUCCESS
+    # Replayed after the end: changes nothing, costs nothing.
+    assert not await service.callback("mem", task.id, b"default-0")
+    clock.now += 1
+    await worker.tick()
+    assert up.lookups == looks + 1
+
+
+async def test_an_accounts_request_rate_is_shared_and_kept(store: SqlStore) -> None:
+    clock = Clock()
+    up = Upstream(clock, caps=AdmissionCaps(rpm=60))  # 1 per second, bursts of 6
+    service, worker = engine(store, up, clock=clock)
+    _, other_worker = engine(store, up, clock=clock)
+    me = await owner(service)
+    for _ in range(10):
+        await service.create(me, request())
+    await worker.tick()
+    await other_worker.tick()  # a second worker shares the same bucket
+    assert len(up.submits) == 6
+    clock.now += 4
+    await worker.tick()
+    assert len(up.submits) == 10
+
+
+async def test_the_schedule_learns_each_models_typical_duration(store: SqlStore) -> None:
+    clock = Clock()
+    up = Upstream(clock, queued=100, running=100)
+    service, worker = engine(store, up, clock=clock)
+    me = await owner(service)
+    await service.create(me, request())
+    await worker.tick()
+    for _ in range(40):
+        clock.now += 15
+        await worker.tick()
+    assert (await store.typical_durations())[("mem", "mem-1")] == pytest.approx(200, abs=31)
+
+
+async def test_waiters_wake_on_a_change(store: SqlStore) -> None:
+    clock = Clock()
+    up = Upstream(clock, queued=1, running=100)
+    service, worker = engine(store, up, clock=clock)
+    me = await owner(service)
+    task = await service.create(me, request())
+    waiting = asyncio.create_task(service.wait_change(me, task.id, task.version, 30))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    await worker.tick()  # submitted: a new version
+    changed = await asyncio.wait_for(waiting, 5)
+    assert changed.version > task.version
+    assert changed.upstream_id is not None
+    # With nothing changing, the wait ends after its time with the task as it is.
+    same = await service.wait_change(me, task.id, changed.version, 0.01)
+    assert same.version == changed.version
+
+
+async def test_shutdown_finishes_the_round_and_releases_leases(store: SqlStore) -> None:
+    clock = Clock()
+    up = Upstream(clock)
+    up.gate = asyncio.Event()
+    service, worker = engine(store, up, clock=clock, poll_interval=0.01)
+    me = await owner(service)
+    task = await service.create(me, request())
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if (await store.find_task(task.id)).submit_started_at is not None:  # type: ignore[union-attr]
+            break
+    stop.set()  # mid-submit
+    await asyncio.sleep(0.05)
+    assert not running.done()  # the round under way is finished first
+    up.gate.set()
+    await asyncio.wait_for(running, 5)
+    saved = await service.get(me, task.id)
+    assert saved.upstream_id == "default-0"
+    async with store._engine.connect() as conn:
+        held = await conn.exec_driver_sql(
+            "SELECT count(*) FROM tasks WHERE lease_owner IS NOT NULL"
+        )
+        assert held.scalar_one() == 0
