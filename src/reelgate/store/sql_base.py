@@ -1,0 +1,125 @@
+"""What every part of the SQL store shares: transactions, error translation, row mapping.
+
+Driver errors become ``StoreError`` here, at the boundary. On SQLite a writing transaction
+begins with BEGIN IMMEDIATE (see ``reelgate.store.sql``); reads begin a plain one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from reelgate.core.errors import ReelgateError
+from reelgate.core.lifecycle import Status, Task
+from reelgate.store.schema import tasks
+
+# PostgreSQL notification channels: a task changed ("owner id version"); work is due.
+TASK_CHANNEL = "reelgate_task"
+WORK_CHANNEL = "reelgate_work"
+
+
+class StoreError(ReelgateError):
+    """The database failed (unreachable, locked too long); the request may be retried."""
+
+    http_status = 503
+    default_code = "store_unavailable"
+
+
+def _row_to_task(m: RowMapping) -> Task:
+    return Task(
+        id=m["id"],
+        owner_id=m["owner_id"],
+        provider=m["provider"],
+        model=m["model"],
+        request=m["request"],
+        status=Status(m["status"]),
+        submit_time=m["submit_time"],
+        start_time=m["start_time"],
+        finish_time=m["finish_time"],
+        upstream_id=m["upstream_id"],
+        result_url=m["result_url"],
+        last_frame_url=m["last_frame_url"],
+        error_code=m["error_code"],
+        error_message=m["error_message"],
+        usage_tokens=m["usage_tokens"],
+        next_poll_at=m["next_poll_at"],
+        poll_attempts=m["poll_attempts"],
+        submit_attempts=m["submit_attempts"],
+        missing_looks=m["missing_looks"],
+        version=m["version"],
+        account=m["account"],
+        deadline_at=m["deadline_at"],
+        submitted_at=m["submitted_at"],
+        submit_started_at=m["submit_started_at"],
+    )
+
+
+def _task_values(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "owner_id": task.owner_id,
+        "provider": task.provider,
+        "model": task.model,
+        "request": task.request,
+        "upstream_id": task.upstream_id,
+        "status": task.status.value,
+        "result_url": task.result_url,
+        "last_frame_url": task.last_frame_url,
+        "error_code": task.error_code,
+        "error_message": task.error_message,
+        "usage_tokens": task.usage_tokens,
+        "submit_time": task.submit_time,
+        "start_time": task.start_time,
+        "finish_time": task.finish_time,
+        "next_poll_at": task.next_poll_at,
+        "poll_attempts": task.poll_attempts,
+        "submit_attempts": task.submit_attempts,
+        "missing_looks": task.missing_looks,
+        "version": task.version,
+        "account": task.account,
+        "deadline_at": task.deadline_at,
+        "submitted_at": task.submitted_at,
+        "submit_started_at": task.submit_started_at,
+    }
+
+
+_TASK_COLS = tuple(c for c in tasks.c if c.name not in ("lease_owner", "lease_until"))
+
+
+class SqlBase:
+    """The engine, transactions and shared statements of ``SqlStore``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self.dialect = engine.dialect.name
+        self._get_task = sa.select(*_TASK_COLS).where(
+            tasks.c.id == sa.bindparam("task_id"), tasks.c.owner_id == sa.bindparam("owner_id")
+        )
+
+    @asynccontextmanager
+    async def _tx(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
+        """One transaction. On SQLite a writing one starts with BEGIN IMMEDIATE: it takes the
+        write lock up front (waiting up to busy_timeout) instead of failing on upgrade."""
+        try:
+            async with self._engine.connect() as conn:
+                await conn.execution_options(reelgate_write=write)
+                async with conn.begin():
+                    yield conn
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database unavailable: {exc.orig}") from exc
+        except sa.exc.InterfaceError as exc:
+            raise StoreError(f"database connection failed: {exc.orig}") from exc
+        except OSError as exc:
+            raise StoreError(f"database unreachable: {exc}") from exc
+
+    def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self._tx(write=False)
+
+    async def _notify_work(self, conn: AsyncConnection) -> None:
+        if self.dialect == "postgresql":
+            await conn.execute(sa.text("SELECT pg_notify(:c, '')"), {"c": WORK_CHANNEL})

@@ -1,0 +1,262 @@
+"""The engine's queue in SQL: leased claims (due, admission, overdue) and the shared state the
+engine learns and limits itself by (typical durations per model, request-rate buckets).
+
+Claims lock their rows with ``FOR UPDATE SKIP LOCKED`` so concurrent workers on PostgreSQL take
+disjoint batches; SQLite serializes writers and supports one worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reelgate.core.accounts import AdmissionCaps
+from reelgate.core.lifecycle import Task
+from reelgate.store.schema import NON_TERMINAL, model_stats, rate_buckets, tasks
+from reelgate.store.sql_base import _TASK_COLS, SqlBase, _row_to_task
+
+# How much one finished task moves its model's typical duration.
+LEARNING_WEIGHT = 0.2
+
+
+class QueueQueries(SqlBase):
+    async def _lease(
+        self,
+        conn: AsyncConnection,
+        due: sa.Select[Any],
+        worker: str,
+        until: float,
+        **extra: Any,
+    ) -> list[Task]:
+        """Lease the rows ``due`` selects (locked, skipping rows others hold) and return them
+        as they were before the lease."""
+        rows = (await conn.execute(due.with_for_update(skip_locked=True))).all()
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        await conn.execute(
+            tasks.update()
+            .where(tasks.c.id.in_(ids))
+            .values(lease_owner=worker, lease_until=until, **extra)
+        )
+        return [_row_to_task(r._mapping) for r in rows]
+
+    @staticmethod
+    def _free(now: float) -> sa.ColumnElement[bool]:
+        return sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now)
+
+    async def claim_due(
+        self, now: float, limit: int, worker: str, lease_seconds: float
+    ) -> Sequence[Task]:
+        due = (
+            sa.select(*_TASK_COLS)
+            .where(
+                tasks.c.status.in_(NON_TERMINAL),
+                tasks.c.upstream_id.is_not(None),
+                tasks.c.next_poll_at <= now,
+                self._free(now),
+            )
+            .order_by(tasks.c.next_poll_at)
+            .limit(limit)
+        )
+        async with self._tx() as conn:
+            return await self._lease(conn, due, worker, now + lease_seconds)
+
+    async def claim_admission(
+        self,
+        provider: str,
+        account: str,
+        caps: AdmissionCaps,
+        now: float,
+        worker: str,
+        lease_seconds: float,
+        limit: int,
+    ) -> Sequence[Task]:
+        """Lease the oldest unsubmitted tasks of ``provider`` that ``account`` has room for.
+
+        Room is counted from the account's tasks in flight upstream (queued there, running, or
+        being submitted right now) against ``caps``; on PostgreSQL an advisory lock per account
+        makes the count and the claim one step across workers.
+        """
+        async with self._tx() as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                    {"k": f"reelgate:admission:{provider}:{account}"},
+                )
+            counts: dict[str, int] = {
+                str(row[0]): int(row[1])
+                for row in await conn.execute(
+                    sa.select(tasks.c.status, sa.func.count())
+                    .where(
+                        tasks.c.provider == provider,
+                        tasks.c.account == account,
+                        tasks.c.status.in_(NON_TERMINAL),
+                        sa.or_(
+                            tasks.c.upstream_id.is_not(None),
+                            # being submitted: leased with an attempt under way
+                            sa.and_(
+                                tasks.c.submit_started_at.is_not(None),
+                                tasks.c.lease_until >= now,
+                            ),
+                        ),
+                    )
+                    .group_by(tasks.c.status)
+                )
+            }
+            queued, running = counts.get("queued", 0), counts.get("in_progress", 0)
+            room = limit
+            if caps.max_queued is not None:
+                room = min(room, caps.max_queued - queued)
+            if caps.max_in_flight is not None:
+                room = min(room, caps.max_in_flight - queued - running)
+            if room <= 0:
+                return []
+            due = (
+                sa.select(*_TASK_COLS)
+                .where(
+                    tasks.c.provider == provider,
+                    tasks.c.status == "queued",
+                    tasks.c.upstream_id.is_(None),
+                    # sticky: a task once tried on an account stays with it
+                    sa.or_(tasks.c.account.is_(None), tasks.c.account == account),
+                    tasks.c.next_poll_at <= now,
+                    self._free(now),
+                )
+                .order_by(tasks.c.submit_time, tasks.c.next_poll_at, tasks.c.id)
+                .limit(room)
+            )
+            return await self._lease(
+                conn,
+                due,
+                worker,
+                now + lease_seconds,
+                account=account,
+                submit_started_at=sa.func.coalesce(tasks.c.submit_started_at, now),
+            )
+
+    async def claim_overdue(
+        self, now: float, limit: int, worker: str, lease_seconds: float
+    ) -> Sequence[Task]:
+        """Lease non-terminal tasks past their deadline (the sweeper ends them)."""
+        due = (
+            sa.select(*_TASK_COLS)
+            .where(
+                tasks.c.status.in_(NON_TERMINAL),
+                tasks.c.deadline_at > 0,
+                tasks.c.deadline_at <= now,
+                self._free(now),
+            )
+            .order_by(tasks.c.deadline_at)
+            .limit(limit)
+        )
+        async with self._tx() as conn:
+            return await self._lease(conn, due, worker, now + lease_seconds)
+
+    async def has_unsubmitted(self, provider: str, now: float) -> bool:
+        async with self._read() as conn:
+            found = (
+                await conn.execute(
+                    sa.select(tasks.c.id)
+                    .where(
+                        tasks.c.provider == provider,
+                        tasks.c.status == "queued",
+                        tasks.c.upstream_id.is_(None),
+                        tasks.c.next_poll_at <= now,
+                        self._free(now),
+                    )
+                    .limit(1)
+                )
+            ).first()
+            return found is not None
+
+    async def release_leases(self, worker: str) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                tasks.update()
+                .where(tasks.c.lease_owner == worker)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    # -- what the schedule learns ----------------------------------------------------------------
+    async def typical_durations(self) -> dict[tuple[str, str], float]:
+        async with self._read() as conn:
+            rows = await conn.execute(
+                sa.select(
+                    model_stats.c.provider, model_stats.c.model, model_stats.c.typical_seconds
+                )
+            )
+            return {(r.provider, r.model): float(r.typical_seconds) for r in rows}
+
+    async def learn_duration(self, provider: str, model: str, seconds: float, now: float) -> None:
+        """Fold one finished task's duration into the model's typical duration (EWMA)."""
+        where = (model_stats.c.provider == provider, model_stats.c.model == model)
+        async with self._tx() as conn:
+            for _ in range(2):
+                updated = await conn.execute(
+                    model_stats.update()
+                    .where(*where)
+                    .values(
+                        typical_seconds=model_stats.c.typical_seconds
+                        + LEARNING_WEIGHT * (seconds - model_stats.c.typical_seconds),
+                        samples=model_stats.c.samples + 1,
+                        updated_at=now,
+                    )
+                )
+                if updated.rowcount:
+                    return
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(
+                            model_stats.insert().values(
+                                provider=provider,
+                                model=model,
+                                typical_seconds=seconds,
+                                samples=1,
+                                updated_at=now,
+                            )
+                        )
+                    return
+                except sa.exc.IntegrityError:
+                    continue  # a concurrent first sample: update it instead
+
+    # -- shared rate limits ----------------------------------------------------------------------
+    async def take_tokens(
+        self, key: str, wanted: int, rate: float, burst: float, now: float
+    ) -> int:
+        """Take up to ``wanted`` tokens from the bucket ``key``; returns how many were taken.
+
+        The bucket refills at ``rate`` tokens per second up to ``burst``; every worker sharing the
+        database shares it (the row is locked for the read-modify-write on PostgreSQL).
+        """
+        async with self._tx() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(rate_buckets.c.tokens, rate_buckets.c.updated_at)
+                    .where(rate_buckets.c.key == key)
+                    .with_for_update()
+                )
+            ).first()
+            if row is None:
+                taken = int(min(wanted, burst))
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(
+                            rate_buckets.insert().values(
+                                key=key, tokens=burst - taken, updated_at=now
+                            )
+                        )
+                except sa.exc.IntegrityError:
+                    return 0  # created concurrently: try again next round
+                return taken
+            tokens = min(burst, row.tokens + max(0.0, now - row.updated_at) * rate)
+            taken = int(min(wanted, tokens))
+            await conn.execute(
+                rate_buckets.update()
+                .where(rate_buckets.c.key == key)
+                .values(tokens=tokens - taken, updated_at=max(now, row.updated_at))
+            )
+            return taken

@@ -1,0 +1,133 @@
+"""Task rows: insert (with idempotency keys), look-ups by (owner, id), optimistic saves, nudges."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from reelgate.core.errors import Conflict
+from reelgate.core.lifecycle import Task
+from reelgate.store.schema import NON_TERMINAL, idempotency_keys, tasks
+from reelgate.store.sql_base import (
+    _TASK_COLS,
+    TASK_CHANNEL,
+    SqlBase,
+    StoreError,
+    _row_to_task,
+    _task_values,
+)
+
+
+class TaskRows(SqlBase):
+    async def insert_task(self, task: Task) -> None:
+        async with self._tx() as conn:
+            await conn.execute(tasks.insert().values(**_task_values(task)))
+            await self._notify_work(conn)
+
+    async def create_task(
+        self, task: Task, key: str, fingerprint: str, since: float
+    ) -> tuple[Task, bool]:
+        """Insert ``task`` under an idempotency key, or return the task the key already made.
+
+        Returns ``(task, created)``. A key older than ``since`` is forgotten and reused. Raises
+        ``Conflict`` (``idempotency_key_reused``) when the key was used for another body.
+        """
+        for _ in range(3):
+            async with self._tx() as conn:
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(
+                            idempotency_keys.insert().values(
+                                owner_id=task.owner_id,
+                                key=key,
+                                fingerprint=fingerprint,
+                                task_id=task.id,
+                                created_at=task.submit_time,
+                            )
+                        )
+                except sa.exc.IntegrityError:
+                    pass  # the key exists (maybe a concurrent duplicate): read it below
+                else:
+                    await conn.execute(tasks.insert().values(**_task_values(task)))
+                    await self._notify_work(conn)
+                    return task, True
+                found = (
+                    await conn.execute(
+                        sa.select(idempotency_keys).where(
+                            idempotency_keys.c.owner_id == task.owner_id,
+                            idempotency_keys.c.key == key,
+                        )
+                    )
+                ).first()
+                if found is None:
+                    continue  # forgotten meanwhile: try again
+                if found.created_at < since:
+                    await conn.execute(
+                        idempotency_keys.delete().where(
+                            idempotency_keys.c.owner_id == task.owner_id,
+                            idempotency_keys.c.key == key,
+                            idempotency_keys.c.created_at == found.created_at,
+                        )
+                    )
+                    continue
+                if found.fingerprint != fingerprint:
+                    raise Conflict(
+                        "this Idempotency-Key was already used with a different request body",
+                        code="idempotency_key_reused",
+                    )
+                row = (
+                    await conn.execute(
+                        self._get_task, {"task_id": found.task_id, "owner_id": task.owner_id}
+                    )
+                ).first()
+                if row is not None:
+                    return _row_to_task(row._mapping), False
+        raise StoreError("could not settle the Idempotency-Key; retry the request")
+
+    async def get_task(self, owner_id: str, task_id: str) -> Task | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(self._get_task, {"task_id": task_id, "owner_id": owner_id})
+            ).first()
+        return _row_to_task(row._mapping) if row else None
+
+    async def find_task(self, task_id: str) -> Task | None:
+        async with self._read() as conn:
+            row = (await conn.execute(sa.select(*_TASK_COLS).where(tasks.c.id == task_id))).first()
+        return _row_to_task(row._mapping) if row else None
+
+    async def save_task(self, task: Task, expected_version: int, *, notify: bool = False) -> bool:
+        values = _task_values(task)
+        del values["id"], values["owner_id"]
+        async with self._tx() as conn:
+            result = await conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task.id, tasks.c.version == expected_version)
+                .values(**values, lease_owner=None, lease_until=None)
+            )
+            if result.rowcount and notify and self.dialect == "postgresql":
+                # Delivered at commit to every process listening (API replicas, workers).
+                await conn.execute(
+                    sa.text("SELECT pg_notify(:channel, :payload)"),
+                    {
+                        "channel": TASK_CHANNEL,
+                        "payload": f"{task.owner_id} {task.id} {task.version}",
+                    },
+                )
+            return bool(result.rowcount)
+
+    async def nudge(self, task_id: str, at: float) -> bool:
+        """Bring a submitted, unfinished task's next look forward to ``at`` (never later)."""
+        async with self._tx() as conn:
+            result = await conn.execute(
+                tasks.update()
+                .where(
+                    tasks.c.id == task_id,
+                    tasks.c.status.in_(NON_TERMINAL),
+                    tasks.c.upstream_id.is_not(None),
+                    tasks.c.next_poll_at > at,
+                )
+                .values(next_poll_at=at)
+            )
+            if result.rowcount:
+                await self._notify_work(conn)
+            return bool(result.rowcount)
