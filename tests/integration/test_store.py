@@ -297,3 +297,38 @@ async def test_a_saved_change_is_announced_on_postgresql(store: SqlStore) -> Non
         assert await asyncio.wait_for(heard.get(), 10) == f"{a.id} {t.id} 2"
     finally:
         await conn.close()
+
+
+async def test_tasks_in_flight_before_the_engine_migration_get_a_deadline(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from alembic import command
+
+    from reelgate.store.sql import _alembic_config
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('upgrade') / 'old.db'}"
+    old = await open_store(url)
+    async with old._engine.begin() as conn:
+        await conn.run_sync(lambda c: command.upgrade(_alembic_config(c), "0001"))
+        await conn.exec_driver_sql(
+            "INSERT INTO api_tokens (id, name, prefix, token_hash, created_at) "
+            "VALUES ('tok_1', 'a', 'rg_x', 'h', 1)"
+        )
+        for task_id, status in (("t_running", "in_progress"), ("t_done", "success")):
+            await conn.exec_driver_sql(
+                "INSERT INTO tasks (id, owner_id, provider, model, request, status, submit_time, "
+                "next_poll_at) VALUES (?, 'tok_1', 'sandbox', 'm', '{}', ?, 1000, 0)",
+                (task_id, status),
+            )
+    await old.close()
+    store = await open_store(url)
+    try:
+        await store.migrate()
+        running, done = await store.find_task("t_running"), await store.find_task("t_done")
+        assert running is not None
+        assert done is not None
+        assert running.deadline_at == 1000 + 72 * 3600
+        assert done.deadline_at == 0
+        assert [t.id for t in await store.claim_overdue(1e9, 10, "w", 30)] == ["t_running"]
+    finally:
+        await store.close()

@@ -26,6 +26,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("deadline_at", sa.Float, nullable=False, server_default="0"))
         batch.add_column(sa.Column("submitted_at", sa.Float, nullable=True))
         batch.add_column(sa.Column("submit_started_at", sa.Float, nullable=True))
+    # Tasks in flight from before this revision get the default deadline (72 h after create).
+    op.execute(
+        "UPDATE tasks SET deadline_at = submit_time + 259200 "
+        "WHERE status IN ('queued', 'in_progress')"
+    )
     op.create_index(
         "ix_tasks_admission",
         "tasks",
