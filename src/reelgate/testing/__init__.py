@@ -3,6 +3,7 @@
 Usable in your own tests: ``ArkSimulator`` speaks Ark's video-task API over real HTTP.
 """
 
-from reelgate.testing.ark_simulator import ArkSimulator, SimulatorHandle, serve_in_thread
+from reelgate.testing.ark_server import SimulatorHandle, serve_in_thread
+from reelgate.testing.ark_simulator import ArkSimulator
 
 __all__ = ["ArkSimulator", "SimulatorHandle", "serve_in_thread"]

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from reelgate.testing.ark_simulator import ArkSimulator
 
 RETRIED = ("succeeded", "failed")
+FINAL = ("succeeded", "failed", "expired", "cancelled")
 
 
 class CallbackSender:
@@ -36,19 +37,27 @@ class CallbackSender:
                     job.cancel()
 
     def tick(self, client: httpx.AsyncClient) -> None:
-        for task in list(self.sim.tasks.values()):
-            url = task.body.get("callback_url")
-            if not isinstance(url, str):
+        # Only tasks with a change still to post: a final status is the last, so once its
+        # delivery (retries and all) is under way, the task leaves the watch.
+        for task in list(self.sim.callback_watch.values()):
+            if self.sim.tasks.get(task.id) is not task:  # deleted before its end was seen
+                self._forget(task.id)
                 continue
             status = self.sim.status(task)
             if self._sent.get(task.id) == status:
                 continue
             self._sent[task.id] = status
+            if status in FINAL:
+                self._forget(task.id)
             job = asyncio.get_running_loop().create_task(
-                self._deliver(client, url, self.sim.view(task))
+                self._deliver(client, task.body["callback_url"], self.sim.view(task))
             )
             self._inflight.add(job)
             job.add_done_callback(self._inflight.discard)
+
+    def _forget(self, task_id: str) -> None:
+        self.sim.callback_watch.pop(task_id, None)
+        self._sent.pop(task_id, None)
 
     async def _deliver(self, client: httpx.AsyncClient, url: str, payload: dict[str, Any]) -> None:
         attempts = 4 if payload["status"] in RETRIED else 1

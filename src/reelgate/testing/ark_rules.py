@@ -1,7 +1,7 @@
-"""The Ark simulator's own reading of the documented option rules (independent of reelgate's).
+"""The Ark simulator's own reading of the documented models and option rules (not reelgate's).
 
-``check_options(model, body)`` raises ``ArkError`` (400 ``InvalidParameter``, ``param`` naming
-the field) for a value the real service refuses, per model family as the spec describes them.
+``check_body(body)`` and ``check_options(model, body)`` raise ``ArkError`` (Ark's status, code and
+``param`` naming the field) for a create the real service refuses, per model as the spec says.
 """
 
 from __future__ import annotations
@@ -10,6 +10,42 @@ from dataclasses import dataclass
 from typing import Any
 
 from reelgate.testing.ark_errors import ArkError
+
+# Models as the spec lists them (Volcengine and BytePlus names), with their image roles.
+_ALL_ROLES = {"first_frame", "last_frame", "reference_image"}
+MODELS: dict[str, set[str]] = {
+    "doubao-seaweed-241128": {"first_frame"},
+    "doubao-seedance-1-0-lite-t2v-250428": set(),
+    "doubao-seedance-1-0-lite-i2v-250428": _ALL_ROLES,
+    "doubao-seedance-1-0-pro-250528": {"first_frame", "last_frame"},
+    "doubao-seedance-1-0-pro-fast-251015": {"first_frame"},
+    "doubao-seedance-1-5-pro-251215": {"first_frame", "last_frame"},
+    "doubao-seedance-2-0-260128": _ALL_ROLES,
+    "doubao-seedance-2-0-fast-260128": _ALL_ROLES,
+    "doubao-seedance-2-5-260628": _ALL_ROLES,
+}
+for _name in list(MODELS):
+    _bp = _name.removeprefix("doubao-")
+    MODELS["dreamina-" + _bp if "seedance-2" in _bp else _bp] = MODELS[_name]
+_OPTIONS = {
+    "resolution",
+    "ratio",
+    "duration",
+    "frames",
+    "seed",
+    "camera_fixed",
+    "watermark",
+    "return_last_frame",
+    "callback_url",
+    "service_tier",
+    "execution_expires_after",
+    "generate_audio",
+    "draft",
+    "priority",
+    "safety_identifier",
+    "tools",
+    "output_format",
+}
 
 
 @dataclass(frozen=True)
@@ -60,6 +96,49 @@ def _family(model: str) -> Family:
 
 def _bad(param: str, why: str) -> ArkError:
     return ArkError(400, "InvalidParameter", f"The parameter `{param}` {why}.", param)
+
+
+def check_body(body: dict[str, Any]) -> tuple[str, str]:
+    """The model and the prompt text of a create body the service accepts."""
+    unknown = sorted(set(body) - _OPTIONS - {"model", "content"})
+    if unknown:
+        raise ArkError(
+            400,
+            "InvalidParameter.UnsupportedParameter",
+            f"The parameter `{unknown[0]}` is not supported.",
+            unknown[0],
+        )
+    model = body.get("model")
+    if not model:
+        raise ArkError(400, "MissingParameter", "The parameter `model` is missing.", "model")
+    if model not in MODELS:
+        raise ArkError(
+            404,
+            "InvalidEndpointOrModel.NotFound",
+            f"The model {model} does not exist.",
+            "model",
+        )
+    check_options(model, body)
+    content = body.get("content")
+    if not isinstance(content, list) or not content:
+        raise ArkError(400, "MissingParameter", "The parameter `content` is missing.", "content")
+    text = ""
+    for i, item in enumerate(content):
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "text":
+            text += str(item.get("text", ""))
+        elif kind == "image_url":
+            role = item.get("role", "first_frame")
+            if role not in MODELS[model]:
+                raise ArkError(
+                    400,
+                    "InvalidParameter",
+                    f"The role {role} is not supported by {model}.",
+                    f"content[{i}].role",
+                )
+        else:
+            raise ArkError(400, "InvalidParameter", "Unknown content type.", f"content[{i}].type")
+    return str(model), text
 
 
 def check_options(model: str, body: dict[str, Any]) -> None:
