@@ -23,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from reelgate.core import lifecycle, schedule
 from reelgate.core.cache import TtlCache
 from reelgate.core.capabilities import normalize
-from reelgate.core.errors import AuthenticationError, InvalidRequest, NotFound
+from reelgate.core.errors import AuthenticationError, InvalidRequest, NotFound, ReelgateError
 from reelgate.core.ids import ApiToken, NewToken, hash_token, new_task_id, new_token
 from reelgate.core.lifecycle import Observation, Status, Task
 from reelgate.core.request import VideoRequest
@@ -54,6 +54,12 @@ class VideoService:
         self.store = store
         self.max_task_seconds = max_task_seconds
         self._waiters: dict[str, asyncio.Event] = {}
+        self._monotonic = monotonic
+        # A waiter re-reads its task at least this often (a change it cannot hear of).
+        self.recheck = 1.0
+        self.default_typical = schedule.TRACKING.default_typical
+        self._typical: dict[tuple[str, str], float] = {}
+        self._typical_until = float("-inf")
         self.registry = registry
         self.clock = clock
         self._allow = allow_networks
@@ -232,14 +238,69 @@ class VideoService:
     async def wait_change(
         self, owner: ApiToken, task_id: str, version: int, seconds: float
     ) -> Task:
-        """The task once its version is past ``version`` (or as it is after ``seconds``)."""
+        """The task once its version is past ``version`` (or as it is after ``seconds``).
+
+        Woken at once by a change this process makes or hears of (PostgreSQL NOTIFY); between
+        wake-ups the row is re-read every ``recheck`` seconds, so a change made by a process that
+        cannot notify (a separate worker on SQLite) is seen within that time.
+        """
+        loop = asyncio.get_running_loop()  # waiting is real time, whatever the task clock says
+        deadline = loop.time() + max(0.0, seconds)
         task = await self.get(owner, task_id)
-        if task.version > version or task.status.terminal or seconds <= 0:
+        while task.version <= version and not task.status.terminal:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            event = self._waiters.setdefault(task_id, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(remaining, self.recheck))
+            task = await self.refresh(owner, task_id)
+        return task
+
+    async def wait_status(
+        self, owner: ApiToken, task_id: str, seen_version: int | None, seconds: float
+    ) -> Task:
+        """Long-poll: the task once its status differs from what the client last saw.
+
+        ``seen_version`` is the version the client holds (from its ETag): an older one answers
+        at once. Changes invisible to clients (a recorded upstream id) do not end the wait.
+        """
+        task = await self.get(owner, task_id)
+        if seen_version is not None and seen_version < task.version:
             return task
-        event = self._waiters.setdefault(task_id, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), seconds)
-        return await self.get(owner, task_id)
+        start = task.status
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not task.status.terminal and task.status is start:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            task = await self.wait_change(owner, task_id, task.version, remaining)
+        return task
+
+    async def refresh(self, owner: ApiToken, task_id: str) -> Task:
+        """The task as stored now (a cached copy is replaced)."""
+        task = await self.store.get_task(owner.id, task_id)
+        if task is None:
+            raise NotFound(f"no task '{task_id}' for this token", code="task_not_found")
+        cached = self._tasks.get((owner.id, task_id))
+        if cached is not None and cached.version == task.version:
+            return cached  # keep the identical value (rendered bodies are cached by identity)
+        self._remember(task)
+        return task
+
+    async def expected_remaining(self, task: Task) -> float | None:
+        """Seconds until the task is expected to finish (per-model history), None if done."""
+        if task.status.terminal:
+            return None
+        now = self._monotonic()
+        if now >= self._typical_until:
+            self._typical_until = now + 60.0
+            with contextlib.suppress(ReelgateError):
+                self._typical = await self.store.typical_durations()
+        typical = self._typical.get((task.provider, task.model), self.default_typical)
+        started = task.submitted_at or float(task.submit_time)
+        return max(0.0, started + typical - self.clock())
 
     def remote_change(self, owner_id: str, task_id: str, version: int) -> None:
         """Another process changed a task (PostgreSQL NOTIFY): drop stale copies, wake waiters."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import secrets
 from collections.abc import AsyncIterator
 
@@ -16,40 +15,14 @@ from reelgate.core.errors import Conflict
 from reelgate.core.ids import new_task_id, new_token
 from reelgate.core.lifecycle import Status, Task
 from reelgate.store.sql import TASK_CHANNEL, SqlStore, open_store
+from tests.pg import PG_ADMIN, _drop, _pg_database
 
 pytestmark = pytest.mark.anyio
-
-PG_ADMIN = os.environ.get("REELGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def _pg_database() -> str:
-    """A fresh, empty database for one test; dropped by the fixture afterwards."""
-    name = f"reelgate_t_{secrets.token_hex(4)}"
-    try:
-        conn = await asyncpg.connect(PG_ADMIN, timeout=3)
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL is required under CI and unreachable at {PG_ADMIN}: {exc}")
-        pytest.skip(f"no PostgreSQL reachable at {PG_ADMIN} ({exc}); set REELGATE_TEST_PG")
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return name
-
-
-async def _drop(name: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -87,6 +87,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, finish the round under way, then give back every lease."""
         log.info("worker %s started", self.id)
+        heartbeat = asyncio.create_task(self._heartbeat())
         try:
             while not stop.is_set():
                 try:
@@ -102,9 +103,23 @@ class Worker:
                         _first(stop, self.service.work_available), self.poll_interval
                     )
         finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
             with contextlib.suppress(ReelgateError):
                 await self.service.store.release_leases(self.id)
             log.info("worker %s stopped", self.id)
+
+    async def _heartbeat(self) -> None:
+        """Keep this worker's leases alive while a round outlasts them (slow upstream calls,
+        submissions waiting for a slot): only a dead worker's tasks may be taken over."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            now = self._clock()
+            try:
+                await self.service.store.extend_leases(self.id, now, now + self.lease_seconds)
+            except ReelgateError as exc:
+                log.error("cannot extend leases: %s", exc.message)
 
     async def tick(self) -> int:
         """One round: sweep, admit, track. Returns how many tasks it handled."""
@@ -167,6 +182,14 @@ class Worker:
         )
         request = NormalizedRequest.from_json(task.request)
         async with self._submit_slots:
+            start = self._clock()
+            if not await self.service.store.hold(
+                task.id, self.id, start, start + self.lease_seconds
+            ):
+                # The lease ran out while the task waited for a slot, and another worker may
+                # have taken it: sending now could create it twice.
+                log.warning("lost the lease on %s before submitting it; leaving it", task.id)
+                return
             try:
                 upstream_id = None
                 if uncertain:

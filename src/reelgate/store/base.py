@@ -88,6 +88,12 @@ class Store(Protocol):
     async def nudge(self, task_id: str, at: float) -> bool:
         """Bring a submitted, unfinished task's next look forward to ``at``."""
 
+    async def extend_leases(self, worker: str, now: float, until: float) -> int:
+        """Push back every live lease ``worker`` holds (a heartbeat while it works)."""
+
+    async def hold(self, task_id: str, worker: str, now: float, until: float) -> bool:
+        """Renew the lease on one task if ``worker`` still holds it; False once lost."""
+
     async def release_leases(self, worker: str) -> None:
         """Give back every lease ``worker`` holds (graceful shutdown)."""
 

@@ -173,6 +173,30 @@ class QueueQueries(SqlBase):
             ).first()
             return found is not None
 
+    async def extend_leases(self, worker: str, now: float, until: float) -> int:
+        """Push back every live lease ``worker`` holds to ``until`` (its heartbeat)."""
+        async with self._tx() as conn:
+            result = await conn.execute(
+                tasks.update()
+                .where(tasks.c.lease_owner == worker, tasks.c.lease_until >= now)
+                .values(lease_until=until)
+            )
+            return int(result.rowcount)
+
+    async def hold(self, task_id: str, worker: str, now: float, until: float) -> bool:
+        """Renew ``worker``'s lease on one task if it still holds it; False if it was lost."""
+        async with self._tx() as conn:
+            result = await conn.execute(
+                tasks.update()
+                .where(
+                    tasks.c.id == task_id,
+                    tasks.c.lease_owner == worker,
+                    tasks.c.lease_until >= now,
+                )
+                .values(lease_until=until)
+            )
+            return bool(result.rowcount)
+
     async def release_leases(self, worker: str) -> None:
         async with self._tx() as conn:
             await conn.execute(

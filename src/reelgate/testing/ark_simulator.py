@@ -181,6 +181,14 @@ class ArkSimulator:
             self._recent[key] = [*recent, now]
         return key
 
+    def _new_id(self) -> str:
+        """``cgt-<UTC time>-<random>``, as Ark's look; never one already handed out."""
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(self.clock()))
+        while True:
+            task_id = f"cgt-{stamp}-{secrets.token_hex(3)[:5]}"
+            if task_id not in self.tasks:
+                return task_id
+
     def create(self, key: str, body: Any) -> SimTask:
         if not isinstance(body, dict):
             raise ArkError(400, "InvalidParameter", "The request body is invalid.")
@@ -201,8 +209,7 @@ class ArkSimulator:
             else (self.queued_seconds, self.running_seconds)
         )
         task = SimTask(
-            id=f"cgt-{time.strftime('%Y%m%d%H%M%S', time.gmtime(self.clock()))}-"
-            f"{secrets.token_hex(3)[:5]}",
+            id=self._new_id(),
             key=key,
             model=model,
             body=body,
