@@ -337,3 +337,39 @@ async def test_shutdown_finishes_the_round_and_releases_leases(store: SqlStore) 
             "SELECT count(*) FROM tasks WHERE lease_owner IS NOT NULL"
         )
         assert held.scalar_one() == 0
+
+
+async def test_a_long_poll_answers_within_100ms_of_a_status_change(store: SqlStore) -> None:
+    clock = Clock()
+    up = Upstream(clock, queued=5, running=100)
+    service, worker = engine(store, up, clock=clock)
+    me = await owner(service)
+    task = await service.create(me, request())
+    await worker.tick()  # submitted: queued upstream, a new version but the same status
+    submitted = await service.get(me, task.id)
+    waiting = asyncio.create_task(service.wait_status(me, task.id, submitted.version, 30))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    clock.now += 40
+    await worker.tick()  # running now: the waiter must hear of it at once
+    changed = await asyncio.wait_for(waiting, 0.1)
+    assert changed.status is Status.IN_PROGRESS
+    # A client holding an older version is answered at once, without waiting.
+    stale = await asyncio.wait_for(service.wait_status(me, task.id, task.version, 30), 0.1)
+    assert stale.version == changed.version
+
+
+async def test_a_long_poll_sees_a_change_it_could_not_hear_of(store: SqlStore) -> None:
+    clock = Clock()
+    up = Upstream(clock, queued=5, running=100)
+    service, worker = engine(store, up, clock=clock)
+    _, other_worker = engine(store, up, clock=clock)  # another process's service and worker
+    me = await owner(service)
+    task = await service.create(me, request())
+    await worker.tick()
+    service.recheck = 0.05
+    waiting = asyncio.create_task(service.wait_status(me, task.id, None, 30))
+    await asyncio.sleep(0.05)
+    clock.now += 40
+    await other_worker.tick()  # written by the other service: no event reaches this one
+    assert (await asyncio.wait_for(waiting, 2)).status is Status.IN_PROGRESS

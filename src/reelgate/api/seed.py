@@ -7,6 +7,7 @@ a task from the service's cache, and a small JSON body; no framework dependency 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from starlette.requests import Request
@@ -19,6 +20,10 @@ from reelgate.core.errors import InvalidRequest, ReelgateError
 from reelgate.core.lifecycle import Status, Task
 from reelgate.core.request import parse_seed_body
 from reelgate.service import VideoService
+
+# Longest long-poll a status GET may ask for (s).
+MAX_WAIT_SECONDS = 60
+MAX_POLL_HINT = 30.0
 
 
 def bearer(request: Request) -> str | None:
@@ -69,6 +74,43 @@ def idempotency_key(request: Request) -> str | None:
     return value
 
 
+def wait_seconds(request: Request) -> float | None:
+    """``?wait=N`` or ``Prefer: wait=N``: how long a status GET may wait for a change (≤ 60 s)."""
+    raw = request.query_params.get("wait")
+    param = "wait"
+    if raw is None:
+        for part in request.headers.get("prefer", "").split(","):
+            name, _, value = part.strip().partition("=")
+            if name.strip().lower() == "wait":
+                raw, param = value.strip(), "Prefer"
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_WAIT_SECONDS or math.isnan(seconds):
+        raise InvalidRequest(
+            f"wait must be a number of seconds from 0 to {MAX_WAIT_SECONDS}",
+            code="invalid_parameter",
+            param=param,
+        )
+    return seconds
+
+
+def seen_version(etag: str | None) -> int | None:
+    """The task version a client's ``If-None-Match`` names (None when it names none of ours)."""
+    if not etag:
+        return None
+    version, _, _ = etag.strip().removeprefix("W/").strip('"').partition(".")
+    return int(version) if version.isdigit() else None
+
+
+def poll_hint(remaining: float) -> float:
+    """When to look again: half the expected remaining time, between 1 and 30 seconds."""
+    return min(MAX_POLL_HINT, max(1.0, remaining / 2))
+
+
 class SeedSurface:
     def __init__(
         self, service: VideoService, links: MediaLinks, max_body: int, cache_size: int = 100_000
@@ -91,13 +133,32 @@ class SeedSurface:
         self._bodies[task.id] = (task, epoch, body)
         return body
 
+    def etag(self, task: Task) -> str:
+        """Changes whenever the body does: a new task version, or fresh links on a success."""
+        epoch = self.links.epoch() if task.status is Status.SUCCESS else 0
+        return f'"{task.version}.{epoch}"'
+
     async def get(self, request: Request) -> Response:
         try:
             owner = await self.service.authenticate(bearer(request))
-            task = await self.service.get(owner, request.path_params["task_id"])
+            task_id = request.path_params["task_id"]
+            task = await self.service.get(owner, task_id)
+            seen = request.headers.get("if-none-match")
+            if request.scope["query_string"] or "prefer" in request.headers:
+                wait = wait_seconds(request)
+                if wait and not task.status.terminal:
+                    task = await self.service.wait_status(owner, task_id, seen_version(seen), wait)
+            headers = {"ETag": self.etag(task)}
+            remaining = await self.service.expected_remaining(task)
         except ReelgateError as exc:
             return error_response(exc)
-        return Response(self.render(task), media_type="application/json")
+        if remaining is not None:
+            hint = poll_hint(remaining)
+            headers["Retry-After"] = str(math.ceil(hint))
+            headers["openai-poll-after-ms"] = str(int(hint * 1000))
+        if seen is not None and seen == headers["ETag"]:
+            return Response(status_code=304, headers=headers)
+        return Response(self.render(task), media_type="application/json", headers=headers)
 
     async def create(self, request: Request) -> Response:
         try:
