@@ -22,8 +22,14 @@ from PIL import Image, UnidentifiedImageError
 
 from reelgate.core import lifecycle, schedule
 from reelgate.core.cache import TtlCache
-from reelgate.core.capabilities import normalize
-from reelgate.core.errors import AuthenticationError, InvalidRequest, NotFound, ReelgateError
+from reelgate.core.capabilities import NormalizedRequest, normalize
+from reelgate.core.errors import (
+    AuthenticationError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    ReelgateError,
+)
 from reelgate.core.ids import ApiToken, NewToken, hash_token, new_task_id, new_token
 from reelgate.core.lifecycle import Observation, Status, Task
 from reelgate.core.request import VideoRequest
@@ -32,6 +38,8 @@ from reelgate.providers.base import Registry
 from reelgate.store.base import Store
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
+# How many times a cancel waits for a submission under way to finish.
+CANCEL_WAITS = 3
 # How long an Idempotency-Key is remembered.
 IDEMPOTENCY_WINDOW_S = 24 * 3600.0
 _NEGATIVE_TOKEN_TTL = 1.0
@@ -119,6 +127,7 @@ class VideoService:
             request=body,
             status=Status.QUEUED,
             submit_time=int(now),
+            created_at=now,
             next_poll_at=now,
             deadline_at=schedule.deadline(now, max_task_seconds=self.max_task_seconds),
         )
@@ -146,6 +155,103 @@ class VideoService:
                 raise NotFound(f"no task '{task_id}' for this token", code="task_not_found")
             self._remember(task)
         return task
+
+    async def list(
+        self,
+        owner: ApiToken,
+        *,
+        limit: int = 20,
+        status: Status | None = None,
+        model: str | None = None,
+        after: str | None = None,
+    ) -> tuple[list[Task], bool]:
+        """The token's own tasks, newest first, and whether more follow. ``after`` is the id of
+        the last task of the previous page (a task of another token is unknown here)."""
+        before = None
+        if after is not None:
+            anchor = await self.store.get_task(owner.id, after)
+            if anchor is None:
+                raise InvalidRequest(
+                    f"'after' names no task of this token: '{after}'",
+                    code="invalid_parameter",
+                    param="after",
+                )
+            before = (anchor.created_at, anchor.id)
+        if model is not None:
+            # A model no longer served still lists its old tasks under its stored name.
+            with contextlib.suppress(InvalidRequest):
+                model = self.registry.resolve(model)[1].name
+        found = await self.store.list_tasks(
+            owner.id,
+            limit=limit + 1,
+            status=status.value if status is not None else None,
+            model=model,
+            before=before,
+        )
+        return found[:limit], len(found) > limit
+
+    async def cancel(self, owner: ApiToken, task_id: str) -> Task:
+        """Cancel a task: locally while it waits in reelgate's queue, upstream while it waits in
+        the upstream's; a running or finished task is ``409 not_cancellable``.
+
+        A task a worker is submitting at this moment is waited for (a few seconds), then
+        cancelled upstream."""
+        for _ in range(CANCEL_WAITS):
+            try:
+                return await self._cancel(owner, task_id)
+            except Conflict as exc:
+                if exc.code != "task_busy":
+                    raise
+                busy = await self.refresh(owner, task_id)
+                await self.wait_change(owner, task_id, busy.version, 2.0)
+        return await self._cancel(owner, task_id)
+
+    async def _cancel(self, owner: ApiToken, task_id: str) -> Task:
+        task = await self.refresh(owner, task_id)
+        if task.status is Status.FAILURE and task.error_code == "cancelled":
+            return task  # cancelling twice is not an error
+        if task.status is not Status.QUEUED:
+            raise Conflict(
+                f"the task is {task.status.value}; only a queued task can be cancelled"
+                + (" (the upstream cannot stop a running one)" if not task.status.terminal else ""),
+                code="not_cancellable",
+            )
+        provider = self.registry.account(task.provider, task.account)
+        if task.upstream_id is None and task.submit_started_at is not None and provider:
+            # An earlier attempt may have created it upstream: find out before deciding.
+            found = await provider.reconcile(
+                task.id, NormalizedRequest.from_json(task.request), task.submit_started_at
+            )
+            if found is not None:
+                task = await self._write(task, dataclasses.replace(task, upstream_id=found))
+        if task.upstream_id is None:
+            cancelled = lifecycle.fail(
+                task, code="cancelled", message="cancelled by the client", now=self.clock()
+            )
+            written = await self._write(task, cancelled, unleased_at=self.clock())
+            if written is task:
+                raise Conflict(
+                    "the task is being submitted right now; try again in a moment",
+                    code="task_busy",
+                    retry_after=1.0,
+                )
+            return written
+        if provider is None:
+            raise Conflict("the task's upstream is no longer configured", code="not_cancellable")
+        await provider.cancel(task.upstream_id)  # Conflict(not_cancellable) once it runs
+        for _ in range(3):
+            current = await self.refresh(owner, task_id)
+            if current.status.terminal:
+                return current
+            done = await self._write(
+                current,
+                lifecycle.fail(
+                    current, code="cancelled", message="cancelled by the client", now=self.clock()
+                ),
+            )
+            if done is not current:
+                return done
+        return await self.refresh(owner, task_id)
 
     def add_listener(self, listener: Callable[[Task], None]) -> None:
         """Called with every task this process changes (waiters, webhooks, metrics)."""
@@ -314,9 +420,9 @@ class VideoService:
         if event is not None:
             event.set()
 
-    async def _write(self, old: Task, new: Task) -> Task:
+    async def _write(self, old: Task, new: Task, *, unleased_at: float | None = None) -> Task:
         new = dataclasses.replace(new, version=old.version + 1)
-        if not await self.store.save_task(new, old.version, notify=True):
+        if not await self.store.save_task(new, old.version, notify=True, unleased_at=unleased_at):
             # Someone else changed it first; their write wins and ours is dropped.
             self._tasks.discard((old.owner_id, old.id))
             return old

@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(500, ge=1, le=500)
     worker_lease_seconds: float = Field(60.0, gt=0)
 
+    sse_keepalive_seconds: float = Field(
+        15.0, gt=0, le=300, description="Comment lines on idle event streams (s)"
+    )
+
     # HTTP limits and caches.
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     media_link_ttl: int = Field(24 * 3600, ge=60, description="Lifetime of signed media links (s)")

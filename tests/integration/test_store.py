@@ -140,7 +140,7 @@ async def test_save_is_optimistic(store: SqlStore) -> None:
 
 async def test_admission_fills_an_account_up_to_its_caps_in_order(store: SqlStore) -> None:
     a = await store.create_token("a", new_token(), 1)
-    waiting = [unsubmitted(a.id, submit_time=100 + i) for i in range(6)]
+    waiting = [unsubmitted(a.id, submit_time=100 + i, created_at=100.0 + i) for i in range(6)]
     upstream_queued = task(a.id, account="acct")
     running = task(a.id, account="acct", status=Status.IN_PROGRESS)
     elsewhere = task(a.id, account="other")  # another account's load does not count
@@ -168,7 +168,7 @@ async def test_admission_fills_an_account_up_to_its_caps_in_order(store: SqlStor
 async def test_concurrent_admission_never_exceeds_the_cap(store: SqlStore) -> None:
     a = await store.create_token("a", new_token(), 1)
     for i in range(40):
-        await store.insert_task(unsubmitted(a.id, submit_time=i))
+        await store.insert_task(unsubmitted(a.id, submit_time=i, created_at=float(i)))
     caps = AdmissionCaps(max_queued=7)
     batches = await asyncio.gather(
         *(store.claim_admission("sandbox", "acct", caps, 100.0, f"w{i}", 30, 5) for i in range(8))

@@ -27,6 +27,7 @@ from swagger_ui_bundle import swagger_ui_path
 from reelgate import logs
 from reelgate.api.callbacks import CallbackSurface
 from reelgate.api.errors import on_http_exception, on_reelgate_error, on_unexpected
+from reelgate.api.events import TaskEvents
 from reelgate.api.media import MediaLinks
 from reelgate.api.openapi import OpenApi
 from reelgate.api.seed import SeedSurface
@@ -213,6 +214,11 @@ def create_app(
         seed = SeedSurface(runtime.service, runtime.links, settings.max_body_bytes)
         handlers["seed_get"] = seed.get
         handlers["seed_create"] = seed.create
+        handlers["seed_list"] = seed.list
+        handlers["seed_cancel"] = seed.cancel
+        handlers["seed_events"] = TaskEvents(
+            runtime.service, seed, keepalive=settings.sse_keepalive_seconds
+        ).stream
         handlers["models"] = seed.models
         handlers["media"] = runtime.links.serve
         handlers["callback"] = CallbackSurface(runtime.service, runtime.callbacks).receive
@@ -236,6 +242,9 @@ def create_app(
     routes = [
         Route("/v1/video/generations/{task_id}", late("seed_get"), methods=["GET"]),
         Route("/v1/video/generations", late("seed_create"), methods=["POST"]),
+        Route("/v1/video/generations", late("seed_list"), methods=["GET"]),
+        Route("/v1/video/generations/{task_id}/cancel", late("seed_cancel"), methods=["POST"]),
+        Route("/v1/video/generations/{task_id}/events", late("seed_events"), methods=["GET"]),
         Route("/v1/models", late("models"), methods=["GET"]),
         Route(CALLBACK_ROUTE, late("callback"), methods=["POST"]),
         Route("/v1/media/{root}/{name}", late("media"), methods=["GET", "HEAD"]),

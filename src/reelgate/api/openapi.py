@@ -72,6 +72,13 @@ class ErrorBody(BaseModel):
     param: str | None = Field(None, description="The offending parameter, when there is one.")
 
 
+class TaskPage(BaseModel):
+    code: Literal["success"]
+    data: list[TaskData] = Field(description="The token's own tasks, newest first.")
+    has_more: bool
+    next_after: str | None = Field(description="Pass as `after` for the next page.")
+
+
 class ModelList(BaseModel):
     object: Literal["list"]
     data: list[dict[str, Any]]
@@ -93,7 +100,7 @@ def build_document() -> dict[str, Any]:
     _, defs = models_json_schema(
         [
             (m, "validation")
-            for m in (TaskEnvelope, CreateRequest, CreateResponse, ErrorBody, ModelList)
+            for m in (TaskEnvelope, TaskPage, CreateRequest, CreateResponse, ErrorBody, ModelList)
         ],
         ref_template=REF,
     )
@@ -111,6 +118,18 @@ def build_document() -> dict[str, Any]:
             "multipart/form-data": {"schema": _ref(CreateRequest)},
         },
     }
+
+    def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+        return {"name": name, "in": "query", "schema": schema, "description": description}
+
+    def header(name: str, description: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": description,
+        }
+
     return {
         "openapi": "3.1.0",
         "info": {
@@ -128,10 +147,67 @@ def build_document() -> dict[str, Any]:
                     "summary": "Create a video generation task",
                     "operationId": "createVideoGeneration",
                     "security": security,
+                    "parameters": [
+                        header(
+                            "Idempotency-Key",
+                            "Same key and body within 24 h: the same task, no second one.",
+                        )
+                    ],
                     "requestBody": create_body,
                     "responses": {
                         "200": _json(CreateResponse, "The task was accepted"),
-                        **_errors(400, 401, 413, 415),
+                        **_errors(400, 401, 409, 413, 415),
+                    },
+                },
+                "get": {
+                    "summary": "List the token's tasks (newest first, cursor paging)",
+                    "operationId": "listVideoGenerations",
+                    "security": security,
+                    "parameters": [
+                        query(
+                            "status",
+                            {"enum": ["queued", "in_progress", "success", "failure"]},
+                            "Only tasks in this status.",
+                        ),
+                        query("model", {"type": "string"}, "Only tasks of this model."),
+                        query(
+                            "limit",
+                            {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+                            "Page size.",
+                        ),
+                        query("after", {"type": "string"}, "The last task id of the page before."),
+                    ],
+                    "responses": {"200": _json(TaskPage, "A page of tasks"), **_errors(400, 401)},
+                },
+            },
+            "/v1/video/generations/{task_id}/cancel": {
+                "post": {
+                    "summary": "Cancel a queued task",
+                    "operationId": "cancelVideoGeneration",
+                    "security": security,
+                    "parameters": [task_id],
+                    "responses": {
+                        "200": _json(TaskEnvelope, "The task, now failure/cancelled"),
+                        **_errors(401, 404, 409),
+                    },
+                }
+            },
+            "/v1/video/generations/{task_id}/events": {
+                "get": {
+                    "summary": "Stream the task's status changes (server-sent events)",
+                    "operationId": "streamVideoGeneration",
+                    "security": security,
+                    "parameters": [
+                        task_id,
+                        header("Last-Event-ID", "Resume after this event id (a task version)."),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "`event: status` with the same data object as the "
+                            "GET, until the terminal status",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(401, 404),
                     },
                 }
             },
@@ -140,10 +216,22 @@ def build_document() -> dict[str, Any]:
                     "summary": "Get a task's status and result",
                     "operationId": "getVideoGeneration",
                     "security": security,
-                    "parameters": [task_id],
+                    "parameters": [
+                        task_id,
+                        query(
+                            "wait",
+                            {"type": "number", "minimum": 0, "maximum": 60},
+                            "Long-poll: answer at once on a status change, else after N s.",
+                        ),
+                        header("Prefer", "`wait=N`, the same as ?wait=N."),
+                        header(
+                            "If-None-Match", "An ETag from an earlier answer: 304 if unchanged."
+                        ),
+                    ],
                     "responses": {
                         "200": _json(TaskEnvelope, "The task"),
-                        **_errors(401, 404),
+                        "304": {"description": "Unchanged since the ETag sent"},
+                        **_errors(400, 401, 404),
                     },
                 }
             },

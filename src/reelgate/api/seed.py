@@ -24,6 +24,8 @@ from reelgate.service import VideoService
 # Longest long-poll a status GET may ask for (s).
 MAX_WAIT_SECONDS = 60
 MAX_POLL_HINT = 30.0
+DEFAULT_LIST_LIMIT = 20
+MAX_LIST_LIMIT = 100
 
 
 def bearer(request: Request) -> str | None:
@@ -111,6 +113,31 @@ def poll_hint(remaining: float) -> float:
     return min(MAX_POLL_HINT, max(1.0, remaining / 2))
 
 
+def list_limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIST_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
+        raise InvalidRequest(
+            f"limit must be an integer from 1 to {MAX_LIST_LIMIT}",
+            code="invalid_parameter",
+            param="limit",
+        )
+    return int(raw)
+
+
+def list_status(raw: str | None) -> Status | None:
+    if not raw:
+        return None
+    try:
+        return Status(raw)
+    except ValueError:
+        raise InvalidRequest(
+            "status must be one of queued, in_progress, success, failure",
+            code="invalid_parameter",
+            param="status",
+        ) from None
+
+
 class SeedSurface:
     def __init__(
         self, service: VideoService, links: MediaLinks, max_body: int, cache_size: int = 100_000
@@ -176,6 +203,43 @@ class SeedSurface:
             "status": task.status.value,
             "progress": 0,
             "created_at": task.submit_time,
+        }
+        return Response(json.dumps(body).encode(), media_type="application/json")
+
+    async def cancel(self, request: Request) -> Response:
+        try:
+            owner = await self.service.authenticate(bearer(request))
+            task = await self.service.cancel(owner, request.path_params["task_id"])
+        except ReelgateError as exc:
+            return error_response(exc)
+        return Response(self.render(task), media_type="application/json")
+
+    async def list(self, request: Request) -> Response:
+        try:
+            owner = await self.service.authenticate(bearer(request))
+            q = request.query_params
+            unknown = sorted(set(q) - {"status", "model", "limit", "after"})
+            if unknown:
+                raise InvalidRequest(
+                    f"unknown query parameter '{unknown[0]}'",
+                    code="unsupported_parameter",
+                    param=unknown[0],
+                )
+            tasks, more = await self.service.list(
+                owner,
+                limit=list_limit(q.get("limit")),
+                status=list_status(q.get("status")),
+                model=q.get("model") or None,
+                after=q.get("after") or None,
+            )
+        except ReelgateError as exc:
+            return error_response(exc)
+        epoch = self.links.epoch()
+        body = {
+            "code": "success",
+            "data": [task_data(t, self.links, epoch) for t in tasks],
+            "has_more": more,
+            "next_after": tasks[-1].id if more else None,
         }
         return Response(json.dumps(body).encode(), media_type="application/json")
 

@@ -123,6 +123,8 @@ class Task:
     # When a submission attempt began whose outcome is not known yet: a crash or a lost reply
     # after it may have created the upstream task, so the next attempt reconciles first.
     submit_started_at: float | None = None
+    # When the task was created, to the sub-second (orders lists and the admission queue).
+    created_at: float = 0.0
 
     @property
     def progress(self) -> str:

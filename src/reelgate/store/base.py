@@ -53,6 +53,17 @@ class Store(Protocol):
     async def find_task(self, task_id: str) -> Task | None:
         """A task by id alone: for operators on the host (CLI) and authenticated callbacks."""
 
+    async def list_tasks(
+        self,
+        owner_id: str,
+        *,
+        limit: int,
+        status: str | None = None,
+        model: str | None = None,
+        before: tuple[float, str] | None = None,
+    ) -> list[Task]:
+        """A token's tasks, newest first (created at, then id); ``before`` pages on."""
+
     # -- the engine's queue ------------------------------------------------------------------------
     async def claim_due(
         self, now: float, limit: int, worker: str, lease_seconds: float
@@ -80,10 +91,18 @@ class Store(Protocol):
 
     async def has_unsubmitted(self, provider: str, now: float) -> bool: ...
 
-    async def save_task(self, task: Task, expected_version: int, *, notify: bool = False) -> bool:
+    async def save_task(
+        self,
+        task: Task,
+        expected_version: int,
+        *,
+        notify: bool = False,
+        unleased_at: float | None = None,
+    ) -> bool:
         """Write ``task`` and release its lease, if nobody wrote it meanwhile (optimistic).
 
-        With ``notify`` other processes hear of the change (PostgreSQL NOTIFY at commit)."""
+        With ``notify`` other processes hear of the change (PostgreSQL NOTIFY at commit). With
+        ``unleased_at`` only if no worker holds a lease on it at that instant."""
 
     async def nudge(self, task_id: str, at: float) -> bool:
         """Bring a submitted, unfinished task's next look forward to ``at``."""

@@ -55,6 +55,7 @@ tasks = sa.Table(
     sa.Column("deadline_at", sa.Float, nullable=False, server_default="0"),
     sa.Column("submitted_at", sa.Float, nullable=True),
     sa.Column("submit_started_at", sa.Float, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False, server_default="0"),
     # The worker's hot query: due, non-terminal tasks in poll order.
     sa.Index(
         "ix_tasks_due",
@@ -66,7 +67,7 @@ tasks = sa.Table(
     sa.Index(
         "ix_tasks_admission",
         "provider",
-        "submit_time",
+        "created_at",
         sqlite_where=sa.text("status = 'queued' AND upstream_id IS NULL"),
         postgresql_where=sa.text("status = 'queued' AND upstream_id IS NULL"),
     ),
@@ -88,6 +89,7 @@ tasks = sa.Table(
     ),
     # A token's own tasks, newest first (lists, quotas).
     sa.Index("ix_tasks_owner_submit", "owner_id", "submit_time"),
+    sa.Index("ix_tasks_owner_created", "owner_id", "created_at", "id"),
     # Upstream callbacks and reconciliation find a task by its upstream id.
     sa.Index("ix_tasks_upstream", "provider", "upstream_id"),
 )

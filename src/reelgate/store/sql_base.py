@@ -56,6 +56,7 @@ def _row_to_task(m: RowMapping) -> Task:
         deadline_at=m["deadline_at"],
         submitted_at=m["submitted_at"],
         submit_started_at=m["submit_started_at"],
+        created_at=m["created_at"],
     )
 
 
@@ -85,6 +86,7 @@ def _task_values(task: Task) -> dict[str, Any]:
         "deadline_at": task.deadline_at,
         "submitted_at": task.submitted_at,
         "submit_started_at": task.submit_started_at,
+        "created_at": task.created_at,
     }
 
 

@@ -126,7 +126,7 @@ class QueueQueries(SqlBase):
                     tasks.c.next_poll_at <= now,
                     self._free(now),
                 )
-                .order_by(tasks.c.submit_time, tasks.c.next_poll_at, tasks.c.id)
+                .order_by(tasks.c.created_at, tasks.c.id)
                 .limit(room)
             )
             return await self._lease(
@@ -192,6 +192,7 @@ class QueueQueries(SqlBase):
                     tasks.c.id == task_id,
                     tasks.c.lease_owner == worker,
                     tasks.c.lease_until >= now,
+                    tasks.c.status.in_(NON_TERMINAL),
                 )
                 .values(lease_until=until)
             )

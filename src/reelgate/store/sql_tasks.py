@@ -95,14 +95,25 @@ class TaskRows(SqlBase):
             row = (await conn.execute(sa.select(*_TASK_COLS).where(tasks.c.id == task_id))).first()
         return _row_to_task(row._mapping) if row else None
 
-    async def save_task(self, task: Task, expected_version: int, *, notify: bool = False) -> bool:
+    async def save_task(
+        self,
+        task: Task,
+        expected_version: int,
+        *,
+        notify: bool = False,
+        unleased_at: float | None = None,
+    ) -> bool:
         values = _task_values(task)
         del values["id"], values["owner_id"]
+        where: list[sa.ColumnElement[bool]] = [
+            tasks.c.id == task.id,
+            tasks.c.version == expected_version,
+        ]
+        if unleased_at is not None:
+            where.append(sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < unleased_at))
         async with self._tx() as conn:
             result = await conn.execute(
-                tasks.update()
-                .where(tasks.c.id == task.id, tasks.c.version == expected_version)
-                .values(**values, lease_owner=None, lease_until=None)
+                tasks.update().where(*where).values(**values, lease_owner=None, lease_until=None)
             )
             if result.rowcount and notify and self.dialect == "postgresql":
                 # Delivered at commit to every process listening (API replicas, workers).
@@ -131,3 +142,29 @@ class TaskRows(SqlBase):
             if result.rowcount:
                 await self._notify_work(conn)
             return bool(result.rowcount)
+
+    async def list_tasks(
+        self,
+        owner_id: str,
+        *,
+        limit: int,
+        status: str | None = None,
+        model: str | None = None,
+        before: tuple[float, str] | None = None,
+    ) -> list[Task]:
+        """A token's tasks, newest first; ``before`` (created at, id) continues after a page."""
+        query = sa.select(*_TASK_COLS).where(tasks.c.owner_id == owner_id)
+        if status is not None:
+            query = query.where(tasks.c.status == status)
+        if model is not None:
+            query = query.where(tasks.c.model == model)
+        if before is not None:
+            query = query.where(
+                sa.or_(
+                    tasks.c.created_at < before[0],
+                    sa.and_(tasks.c.created_at == before[0], tasks.c.id < before[1]),
+                )
+            )
+        query = query.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit)
+        async with self._read() as conn:
+            return [_row_to_task(r._mapping) for r in await conn.execute(query)]

@@ -26,15 +26,18 @@ def upgrade() -> None:
         batch.add_column(sa.Column("deadline_at", sa.Float, nullable=False, server_default="0"))
         batch.add_column(sa.Column("submitted_at", sa.Float, nullable=True))
         batch.add_column(sa.Column("submit_started_at", sa.Float, nullable=True))
+        batch.add_column(sa.Column("created_at", sa.Float, nullable=False, server_default="0"))
+    op.execute("UPDATE tasks SET created_at = submit_time")
     # Tasks in flight from before this revision get the default deadline (72 h after create).
     op.execute(
         "UPDATE tasks SET deadline_at = submit_time + 259200 "
         "WHERE status IN ('queued', 'in_progress')"
     )
+    op.create_index("ix_tasks_owner_created", "tasks", ["owner_id", "created_at", "id"])
     op.create_index(
         "ix_tasks_admission",
         "tasks",
-        ["provider", "submit_time"],
+        ["provider", "created_at"],
         sqlite_where=_UNSUBMITTED,
         postgresql_where=_UNSUBMITTED,
     )
@@ -83,7 +86,9 @@ def downgrade() -> None:
     op.drop_index("ix_tasks_deadline", "tasks")
     op.drop_index("ix_tasks_in_flight", "tasks")
     op.drop_index("ix_tasks_admission", "tasks")
+    op.drop_index("ix_tasks_owner_created", "tasks")
     with op.batch_alter_table("tasks") as batch:
+        batch.drop_column("created_at")
         batch.drop_column("submit_started_at")
         batch.drop_column("submitted_at")
         batch.drop_column("deadline_at")
