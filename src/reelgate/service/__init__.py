@@ -1,0 +1,20 @@
+"""The use cases, assembled: authenticate, create, get, list, cancel, wait, and apply what the
+engine learns upstream.
+
+The service is the only writer of tasks. It keeps two in-process caches for the hot status GET:
+token look-ups, and task rows (terminal rows never change; a non-terminal row is reused for at
+most ``task_cache_ttl`` seconds and replaced at once when this process writes it or hears of a
+change).
+"""
+
+from __future__ import annotations
+
+from reelgate.service.engine_side import EngineWrites
+from reelgate.service.tasks import IDEMPOTENCY_WINDOW_S, TaskUseCases
+
+
+class VideoService(TaskUseCases, EngineWrites):
+    """Every use case of a task, on one store and one provider registry."""
+
+
+__all__ = ["IDEMPOTENCY_WINDOW_S", "VideoService"]

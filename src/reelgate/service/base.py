@@ -1,0 +1,110 @@
+"""What every part of the service shares: its collaborators, caches, reads and the one write.
+
+``ServiceBase._write`` is the only way a task changes: optimistic (by version), then the caches,
+waiters and listeners of this process hear of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+
+from reelgate.core import schedule
+from reelgate.core.cache import TtlCache
+from reelgate.core.errors import NotFound
+from reelgate.core.ids import ApiToken
+from reelgate.core.lifecycle import Status, Task
+from reelgate.net import Network
+from reelgate.providers.base import Registry
+from reelgate.store.base import Store
+
+
+class ServiceBase:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        *,
+        token_cache_ttl: float = 5.0,
+        task_cache_ttl: float = 1.0,
+        task_cache_size: int = 100_000,
+        allow_networks: Sequence[Network] = (),
+        max_task_seconds: float = schedule.MAX_TASK_SECONDS,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.max_task_seconds = max_task_seconds
+        self._waiters: dict[str, asyncio.Event] = {}
+        self._monotonic = monotonic
+        # A waiter re-reads its task at least this often (a change it cannot hear of).
+        self.recheck = 1.0
+        self.default_typical = schedule.TRACKING.default_typical
+        self._typical: dict[tuple[str, str], float] = {}
+        self._typical_until = float("-inf")
+        self.registry = registry
+        self.clock = clock
+        self._allow = allow_networks
+        self._token_ttl = token_cache_ttl
+        self._task_ttl = task_cache_ttl
+        self._tokens: TtlCache[str, ApiToken | None] = TtlCache(10_000, monotonic)
+        self._tasks: TtlCache[tuple[str, str], Task] = TtlCache(task_cache_size, monotonic)
+        self.work_available = asyncio.Event()
+        self._listeners: list[Callable[[Task], None]] = []
+
+    async def get(self, owner: ApiToken, task_id: str) -> Task:
+        key = (owner.id, task_id)
+        task = self._tasks.get(key)
+        if task is None:
+            task = await self.store.get_task(owner.id, task_id)
+            if task is None:
+                raise NotFound(f"no task '{task_id}' for this token", code="task_not_found")
+            self._remember(task)
+        return task
+
+    async def refresh(self, owner: ApiToken, task_id: str) -> Task:
+        """The task as stored now (a cached copy is replaced)."""
+        task = await self.store.get_task(owner.id, task_id)
+        if task is None:
+            raise NotFound(f"no task '{task_id}' for this token", code="task_not_found")
+        cached = self._tasks.get((owner.id, task_id))
+        if cached is not None and cached.version == task.version:
+            return cached  # keep the identical value (rendered bodies are cached by identity)
+        self._remember(task)
+        return task
+
+    def add_listener(self, listener: Callable[[Task], None]) -> None:
+        """Called with every task this process changes (waiters, webhooks, metrics)."""
+        self._listeners.append(listener)
+
+    def _wake(self, task_id: str) -> None:
+        event = self._waiters.pop(task_id, None)
+        if event is not None:
+            event.set()
+
+    async def _write(self, old: Task, new: Task, *, unleased_at: float | None = None) -> Task:
+        new = dataclasses.replace(new, version=old.version + 1)
+        if not await self.store.save_task(new, old.version, notify=True, unleased_at=unleased_at):
+            # Someone else changed it first; their write wins and ours is dropped.
+            self._tasks.discard((old.owner_id, old.id))
+            return old
+        self._remember(new)
+        self._wake(new.id)
+        for listener in self._listeners:
+            listener(new)
+        if (
+            new.status is Status.SUCCESS
+            and not old.status.terminal
+            and new.submitted_at is not None
+        ):
+            # What the schedule learns: how long this model's tasks take upstream.
+            seconds = max(0.0, self.clock() - new.submitted_at)
+            await self.store.learn_duration(new.provider, new.model, seconds, self.clock())
+        return new
+
+    def _remember(self, task: Task) -> None:
+        ttl = math.inf if task.status.terminal else self._task_ttl
+        self._tasks.put((task.owner_id, task.id), task, ttl)

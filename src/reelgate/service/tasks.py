@@ -1,0 +1,190 @@
+"""Client use cases on tasks and tokens: authenticate, create (idempotent), list, cancel."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+
+from reelgate.core import lifecycle, schedule
+from reelgate.core.capabilities import NormalizedRequest, normalize
+from reelgate.core.errors import AuthenticationError, Conflict, InvalidRequest
+from reelgate.core.ids import ApiToken, NewToken, hash_token, new_task_id, new_token
+from reelgate.core.lifecycle import Status, Task
+from reelgate.core.request import VideoRequest
+from reelgate.service.images import check_image
+from reelgate.service.waiting import Waiting
+
+# How many times a cancel waits for a submission under way to finish.
+CANCEL_WAITS = 3
+# How long an Idempotency-Key is remembered.
+IDEMPOTENCY_WINDOW_S = 24 * 3600.0
+_NEGATIVE_TOKEN_TTL = 1.0
+
+
+class TaskUseCases(Waiting):
+    # -- tokens ------------------------------------------------------------------------------
+    async def authenticate(self, plaintext: str | None) -> ApiToken:
+        if not plaintext:
+            raise AuthenticationError(
+                "missing API token: send 'Authorization: Bearer <token>'", code="missing_token"
+            )
+        digest = hash_token(plaintext)
+        cached = self._tokens.get(digest)
+        if cached is None:
+            cached = await self.store.token_by_hash(digest)
+            ttl = self._token_ttl if cached is not None else _NEGATIVE_TOKEN_TTL
+            self._tokens.put(digest, cached, ttl)
+        if cached is None or not cached.active:
+            raise AuthenticationError("invalid or revoked API token", code="invalid_token")
+        return cached
+
+    async def create_token(self, name: str) -> tuple[ApiToken, NewToken]:
+        token = new_token()
+        record = await self.store.create_token(name, token, int(self.clock()))
+        return record, token
+
+    async def revoke_token(self, ref: str) -> ApiToken | None:
+        record = await self.store.revoke_token(ref, int(self.clock()))
+        self._tokens.clear()
+        return record
+
+    # -- tasks -------------------------------------------------------------------------------
+    async def create(
+        self, owner: ApiToken, request: VideoRequest, *, idempotency_key: str | None = None
+    ) -> Task:
+        """Validate and persist a task ("accepted, not yet submitted"); the engine submits it.
+
+        With an ``idempotency_key``, the same key and body within 24 h answer the task the first
+        request made (no second task, no second upstream call); concurrent duplicates too.
+        """
+        provider, caps = self.registry.resolve(request.model)
+        normalized = normalize(request, caps)
+        for index, ref in enumerate(normalized.images):
+            await check_image(self._allow, ref, "image" if index == 0 else f"images[{index}]")
+        now = self.clock()
+        body = normalized.to_json()
+        task = Task(
+            id=new_task_id(),
+            owner_id=owner.id,
+            provider=provider.name,
+            model=caps.name,
+            request=body,
+            status=Status.QUEUED,
+            submit_time=int(now),
+            created_at=now,
+            next_poll_at=now,
+            deadline_at=schedule.deadline(now, max_task_seconds=self.max_task_seconds),
+        )
+        if idempotency_key is None:
+            await self.store.insert_task(task)
+        else:
+            fingerprint = hashlib.sha256(
+                json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+            ).hexdigest()
+            task, created = await self.store.create_task(
+                task, idempotency_key, fingerprint, now - IDEMPOTENCY_WINDOW_S
+            )
+            if not created:
+                return task
+        self._remember(task)
+        self.work_available.set()
+        return task
+
+    async def list(
+        self,
+        owner: ApiToken,
+        *,
+        limit: int = 20,
+        status: Status | None = None,
+        model: str | None = None,
+        after: str | None = None,
+    ) -> tuple[list[Task], bool]:
+        """The token's own tasks, newest first, and whether more follow. ``after`` is the id of
+        the last task of the previous page (a task of another token is unknown here)."""
+        before = None
+        if after is not None:
+            anchor = await self.store.get_task(owner.id, after)
+            if anchor is None:
+                raise InvalidRequest(
+                    f"'after' names no task of this token: '{after}'",
+                    code="invalid_parameter",
+                    param="after",
+                )
+            before = (anchor.created_at, anchor.id)
+        if model is not None:
+            # A model no longer served still lists its old tasks under its stored name.
+            with contextlib.suppress(InvalidRequest):
+                model = self.registry.resolve(model)[1].name
+        found = await self.store.list_tasks(
+            owner.id,
+            limit=limit + 1,
+            status=status.value if status is not None else None,
+            model=model,
+            before=before,
+        )
+        return found[:limit], len(found) > limit
+
+    async def cancel(self, owner: ApiToken, task_id: str) -> Task:
+        """Cancel a task: locally while it waits in reelgate's queue, upstream while it waits in
+        the upstream's; a running or finished task is ``409 not_cancellable``.
+
+        A task a worker is submitting at this moment is waited for (a few seconds), then
+        cancelled upstream."""
+        for _ in range(CANCEL_WAITS):
+            try:
+                return await self._cancel(owner, task_id)
+            except Conflict as exc:
+                if exc.code != "task_busy":
+                    raise
+                busy = await self.refresh(owner, task_id)
+                await self.wait_change(owner, task_id, busy.version, 2.0)
+        return await self._cancel(owner, task_id)
+
+    async def _cancel(self, owner: ApiToken, task_id: str) -> Task:
+        task = await self.refresh(owner, task_id)
+        if task.status is Status.FAILURE and task.error_code == "cancelled":
+            return task  # cancelling twice is not an error
+        if task.status is not Status.QUEUED:
+            raise Conflict(
+                f"the task is {task.status.value}; only a queued task can be cancelled"
+                + (" (the upstream cannot stop a running one)" if not task.status.terminal else ""),
+                code="not_cancellable",
+            )
+        provider = self.registry.account(task.provider, task.account)
+        if task.upstream_id is None and task.submit_started_at is not None and provider:
+            # An earlier attempt may have created it upstream: find out before deciding.
+            found = await provider.reconcile(
+                task.id, NormalizedRequest.from_json(task.request), task.submit_started_at
+            )
+            if found is not None:
+                task = await self._write(task, dataclasses.replace(task, upstream_id=found))
+        if task.upstream_id is None:
+            cancelled = lifecycle.fail(
+                task, code="cancelled", message="cancelled by the client", now=self.clock()
+            )
+            written = await self._write(task, cancelled, unleased_at=self.clock())
+            if written is task:
+                raise Conflict(
+                    "the task is being submitted right now; try again in a moment",
+                    code="task_busy",
+                    retry_after=1.0,
+                )
+            return written
+        if provider is None:
+            raise Conflict("the task's upstream is no longer configured", code="not_cancellable")
+        await provider.cancel(task.upstream_id)  # Conflict(not_cancellable) once it runs
+        for _ in range(3):
+            current = await self.refresh(owner, task_id)
+            if current.status.terminal:
+                return current
+            done = await self._write(
+                current,
+                lifecycle.fail(
+                    current, code="cancelled", message="cancelled by the client", now=self.clock()
+                ),
+            )
+            if done is not current:
+                return done
+        return await self.refresh(owner, task_id)
