@@ -14,3 +14,5 @@ def configure(settings: Settings) -> None:
     )
     # Alembic narrates every start at INFO; only its warnings matter to an operator.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.root.level))
+    # httpx logs every upstream request at INFO: a worker would log one line per look-up.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))

@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(500, ge=1, le=500)
     worker_lease_seconds: float = Field(60.0, gt=0)
 
+    webhook_retry_scale: float = Field(
+        1.0, gt=0, le=1, description="Shrinks the webhook retry schedule (for tests only)"
+    )
     sse_keepalive_seconds: float = Field(
         15.0, gt=0, le=300, description="Comment lines on idle event streams (s)"
     )

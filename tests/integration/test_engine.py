@@ -14,7 +14,7 @@ from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest
 from reelgate.core.errors import UpstreamUnavailable
 from reelgate.core.ids import ApiToken
-from reelgate.core.lifecycle import Observation, Status, UpstreamState
+from reelgate.core.lifecycle import CallbackHint, Observation, Status, UpstreamState
 from reelgate.core.request import VideoRequest
 from reelgate.core.schedule import MAX_MISSING_LOOKS, MAX_SUBMIT_ATTEMPTS
 from reelgate.engine.worker import Worker
@@ -177,7 +177,7 @@ class Flaky:
     async def cancel(self, upstream_id: str) -> None:
         return None
 
-    def parse_callback(self, body: bytes) -> str | None:
+    def parse_callback(self, body: bytes) -> CallbackHint | None:
         return None
 
     async def close(self) -> None:

@@ -12,7 +12,7 @@ import pytest
 from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import Mode, ModelCapabilities, NormalizedRequest, Option
 from reelgate.core.errors import UpstreamUnavailable
-from reelgate.core.lifecycle import Observation, Status, UpstreamState
+from reelgate.core.lifecycle import CallbackHint, Observation, Status, UpstreamState
 from reelgate.core.request import VideoRequest
 from reelgate.engine.callbacks import CallbackUrls
 from reelgate.engine.worker import Worker
@@ -107,8 +107,9 @@ class Upstream:
     async def cancel(self, upstream_id: str) -> None:
         return None
 
-    def parse_callback(self, body: bytes) -> str | None:
-        return body.decode() or None
+    def parse_callback(self, body: bytes) -> CallbackHint | None:
+        text = body.decode()
+        return CallbackHint(text.removesuffix(":running"), not text.endswith(":running"))
 
     async def close(self) -> None:
         return None
@@ -278,7 +279,7 @@ async def test_an_accounts_request_rate_is_shared_and_kept(store: SqlStore) -> N
     await worker.tick()
     await other_worker.tick()  # a second worker shares the same bucket
     assert len(up.submits) == 6
-    clock.now += 4
+    clock.now += 5  # five more tokens: the four waiting submissions and one batch look-up
     await worker.tick()
     assert len(up.submits) == 10
 

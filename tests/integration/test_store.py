@@ -225,13 +225,36 @@ async def test_nudge_only_brings_a_submitted_unfinished_look_forward(store: SqlS
     for t in (waiting, soon, done, fresh):
         await store.insert_task(t)
     assert await store.nudge(waiting.id, 100.0)
-    assert not await store.nudge(soon.id, 100.0)
+    assert not await store.nudge(waiting.id, 100.5)  # a burst: already brought forward
+    assert await store.nudge(soon.id, 100.0)  # already due: only marked, never delayed
     assert not await store.nudge(done.id, 100.0)
     assert not await store.nudge(fresh.id, 100.0)
     moved = await store.find_task(waiting.id)
     assert moved is not None
     assert moved.next_poll_at == 100.0
     assert moved.version == waiting.version  # not a visible change
+    still = await store.find_task(soon.id)
+    assert still is not None
+    assert still.next_poll_at == 10.0
+
+
+async def test_a_callback_during_a_look_is_not_lost(store: SqlStore) -> None:
+    a = await store.create_token("a", new_token(), 1)
+    t = task(a.id, next_poll_at=10.0)
+    await store.insert_task(t)
+    (looking,) = await store.claim_due(100.0, 10, "w", 30)
+    assert await store.nudge(t.id, 100.2)  # the end is reported while the look is in flight
+    # The look (which saw the task still running) saves with its next look far away...
+    await store.save_task(dataclasses.replace(looking, next_poll_at=400.0), looking.version)
+    saved = await store.find_task(t.id)
+    assert saved is not None
+    assert saved.next_poll_at <= 100.2  # ...but the callback's look stays due
+    # A look that starts after the callback serves it: its save is not held back.
+    (again,) = await store.claim_due(101.0, 10, "w", 30)
+    await store.save_task(dataclasses.replace(again, next_poll_at=400.0), again.version)
+    later = await store.find_task(t.id)
+    assert later is not None
+    assert later.next_poll_at == 400.0
 
 
 async def test_typical_durations_are_learned(store: SqlStore) -> None:

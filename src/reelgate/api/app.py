@@ -30,13 +30,15 @@ from reelgate.api.errors import on_http_exception, on_reelgate_error, on_unexpec
 from reelgate.api.events import TaskEvents
 from reelgate.api.media import MediaLinks
 from reelgate.api.openapi import OpenApi
-from reelgate.api.seed import SeedSurface
+from reelgate.api.seed import SeedSurface, task_data
+from reelgate.api.webhooks import WebhookSurface
 from reelgate.core import schedule
 from reelgate.core.accounts import DEFAULT_ACCOUNT, AdmissionCaps
 from reelgate.core.errors import ReelgateError
 from reelgate.engine.callbacks import ROUTE as CALLBACK_ROUTE
 from reelgate.engine.callbacks import CallbackUrls
 from reelgate.engine.notify import PgListener, plain_dsn
+from reelgate.engine.webhooks import WebhookSender
 from reelgate.engine.worker import Worker
 from reelgate.net import Network
 from reelgate.providers import ark_catalog
@@ -64,12 +66,16 @@ class Runtime:
     worker_task: asyncio.Task[None] | None = None
     stop: asyncio.Event | None = None
     listener: PgListener | None = None
+    sender_task: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
         if self.worker_task is not None and self.stop is not None:
             self.stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.worker_task
+            if self.sender_task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.sender_task
         if self.listener is not None:
             await self.listener.stop()
         await self.registry.close()
@@ -158,6 +164,14 @@ async def start_runtime(
         )
         runtime.stop = asyncio.Event()
         runtime.worker_task = asyncio.create_task(runtime.worker.run(runtime.stop))
+        sender = WebhookSender(
+            service,
+            lambda task: task_data(task, links),
+            worker_id=runtime.worker.id,
+            allow_networks=networks,
+            retry_scale=settings.webhook_retry_scale,
+        )
+        runtime.sender_task = asyncio.create_task(sender.run(runtime.stop))
     return runtime
 
 
@@ -216,6 +230,11 @@ def create_app(
         handlers["seed_create"] = seed.create
         handlers["seed_list"] = seed.list
         handlers["seed_cancel"] = seed.cancel
+        hooks = WebhookSurface(runtime.service)
+        handlers["webhook"] = hooks.endpoint
+        handlers["webhook_rotate"] = hooks.rotate
+        handlers["deliveries"] = hooks.deliveries
+        handlers["replay"] = hooks.replay
         handlers["seed_events"] = TaskEvents(
             runtime.service, seed, keepalive=settings.sse_keepalive_seconds
         ).stream
@@ -245,6 +264,14 @@ def create_app(
         Route("/v1/video/generations", late("seed_list"), methods=["GET"]),
         Route("/v1/video/generations/{task_id}/cancel", late("seed_cancel"), methods=["POST"]),
         Route("/v1/video/generations/{task_id}/events", late("seed_events"), methods=["GET"]),
+        Route("/v1/video/generations/{task_id}/deliveries", late("deliveries"), methods=["GET"]),
+        Route(
+            "/v1/video/generations/{task_id}/deliveries/{delivery_id}/replay",
+            late("replay"),
+            methods=["POST"],
+        ),
+        Route("/v1/webhook", late("webhook"), methods=["GET", "PUT", "DELETE"]),
+        Route("/v1/webhook/rotate", late("webhook_rotate"), methods=["POST"]),
         Route("/v1/models", late("models"), methods=["GET"]),
         Route(CALLBACK_ROUTE, late("callback"), methods=["POST"]),
         Route("/v1/media/{root}/{name}", late("media"), methods=["GET", "HEAD"]),

@@ -22,6 +22,7 @@ from rich.table import Table
 from reelgate import logs
 from reelgate.core.errors import ReelgateError
 from reelgate.core.ids import new_token
+from reelgate.cli.video import video_app
 from reelgate.settings import CONFIG_FILE_ENV, Settings, load_settings
 from reelgate.store.sql import SqlStore, open_store
 
@@ -38,6 +39,7 @@ simulate_app = typer.Typer(
 app.add_typer(token_app, name="token")
 app.add_typer(task_app, name="task")
 app.add_typer(simulate_app, name="simulate")
+app.add_typer(video_app, name="video")
 
 out = Console()
 
@@ -169,7 +171,10 @@ def worker_command(config: ConfigOption = None) -> None:
     async def go() -> None:
         from reelgate.api.app import start_runtime
 
-        runtime = await start_runtime(settings, run_worker=True)
+        # A worker answers no status GETs: caching the tasks it writes would only cost memory.
+        runtime = await start_runtime(
+            settings.model_copy(update={"task_cache_size": 0}), run_worker=True
+        )
         assert runtime.stop is not None
         assert runtime.worker_task is not None
         loop = asyncio.get_running_loop()

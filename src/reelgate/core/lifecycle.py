@@ -82,6 +82,14 @@ class Observation:
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class CallbackHint:
+    """What an upstream callback claims (unverified): which task, and whether it says it ended."""
+
+    upstream_id: str
+    final: bool
+
+
 # The error text shown in ``fail_reason`` when an upstream gives none.
 _DEFAULT_FAILURE = {
     UpstreamState.FAILED: ("upstream_failed", "task failed"),
@@ -125,6 +133,8 @@ class Task:
     submit_started_at: float | None = None
     # When the task was created, to the sub-second (orders lists and the admission queue).
     created_at: float = 0.0
+    # Where to post this task's end besides the token's webhook endpoint (Standard Webhooks).
+    callback_url: str | None = None
 
     @property
     def progress(self) -> str:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from reelgate.core.errors import InvalidRequest
 
@@ -21,8 +22,10 @@ MAX_IMAGES = 16
 _SIZE = re.compile(r"^\s*(\d{2,5})\s*[xX\u00d7*]\s*(\d{2,5})\s*$")
 # Control characters other than tab and newlines: no prompt needs them, and NUL breaks storage.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+MAX_URL_CHARS = 2048
 _KNOWN_FIELDS = frozenset(
     {
+        "callback_url",
         "model",
         "prompt",
         "image",
@@ -46,6 +49,8 @@ class VideoRequest:
     duration: int | None = None
     size: tuple[int, int] | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # Where reelgate posts this task's end (a signed webhook), besides the token's endpoint.
+    callback_url: str | None = None
 
 
 def missing(param: str) -> InvalidRequest:
@@ -78,7 +83,19 @@ def parse_seed_body(body: Mapping[str, Any]) -> VideoRequest:
         duration=_duration(body),
         size=_size(body.get("size")),
         metadata=_metadata(body.get("metadata")),
+        callback_url=_callback_url(body.get("callback_url")),
     )
+
+
+def _callback_url(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_URL_CHARS:
+        raise invalid("callback_url", f"must be a URL of at most {MAX_URL_CHARS} characters")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise invalid("callback_url", "must be an http(s) URL")
+    return value
 
 
 def _text(body: Mapping[str, Any], param: str) -> str:

@@ -9,8 +9,9 @@ The tracking schedule for a submitted task:
 * then looks that halve the expected remaining time, so they close in on the model's typical
   duration (learned per model from finished tasks) without wasting calls early on;
 * once the typical duration has passed, exponential backoff from ``near`` up to ``cap``;
-* with upstream callbacks, the schedule is only a safety net: intervals stretch by
-  ``callback_stretch`` (the callback, confirmed by one look, is what normally ends a task);
+* with upstream callbacks, the schedule is only a safety net: the first look waits for 1.5 times the
+  typical duration and later intervals stretch by ``callback_stretch`` (the callback, confirmed
+  by one look, is what normally ends a task);
 * every instant is jittered and then rounded up to a ``grid`` so that due tasks coincide and one
   batch look-up serves many of them.
 """
@@ -79,7 +80,8 @@ class TrackingSchedule:
         near = min(self.near, max(MIN_INTERVAL, expected / 4))
         elapsed = max(0.0, now - submitted_at)
         if looks <= 0:
-            base = first
+            # With callbacks the upstream reports the end; the first look is only a safety net.
+            base = expected * 1.5 if callbacks else first
         elif elapsed < expected:
             base = max(near, (expected - elapsed) / 2)
         else:
@@ -137,5 +139,7 @@ MAX_SUBMIT_ATTEMPTS = 8
 MAX_MISSING_LOOKS = 5
 # A callback moves the next look this close (seconds), so a burst of callbacks shares one look.
 CALLBACK_COALESCE = 0.2
+# A callback claiming progress (queued → running) waits this long, to share a look with others.
+CALLBACK_COALESCE_PROGRESS = 5.0
 # The default upper bound on a task's life (s) when the upstream names no expiry of its own.
 MAX_TASK_SECONDS = 72 * 3600.0

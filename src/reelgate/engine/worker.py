@@ -128,9 +128,9 @@ class Worker:
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_INTERVAL
             handled += await self.sweep()
-        handled += await self.admit()
-        handled += await self.track()
-        return handled
+        # Submitting a burst must not hold back look-ups (and callbacks' confirmations).
+        admitted, tracked = await asyncio.gather(self.admit(), self.track())
+        return handled + admitted + tracked
 
     # -- 1. deadlines ------------------------------------------------------------------------------
     async def sweep(self) -> int:

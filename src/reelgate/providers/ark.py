@@ -24,7 +24,7 @@ from reelgate.core.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from reelgate.core.lifecycle import Observation, UpstreamState
+from reelgate.core.lifecycle import CallbackHint, Observation, UpstreamState
 from reelgate.providers import ark_catalog, ark_models
 
 log = logging.getLogger("reelgate.providers.ark")
@@ -324,13 +324,16 @@ class ArkProvider:
                 f"Ark refused to cancel: {exc.message}", code="not_cancellable"
             ) from None
 
-    def parse_callback(self, body: bytes) -> str | None:
+    def parse_callback(self, body: bytes) -> CallbackHint | None:
         try:
             payload = json.loads(body)
         except ValueError:
             return None
-        upstream_id = payload.get("id") if isinstance(payload, dict) else None
-        return upstream_id if isinstance(upstream_id, str) else None
+        if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):
+            return None
+        # An unknown status may well be an end: treat it as one (a look settles it).
+        final = payload.get("status") not in ("queued", "running")
+        return CallbackHint(payload["id"], final)
 
     async def close(self) -> None:
         await self._client.aclose()

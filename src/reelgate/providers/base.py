@@ -13,7 +13,7 @@ from typing import Protocol
 from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest
 from reelgate.core.errors import InvalidRequest
-from reelgate.core.lifecycle import Observation
+from reelgate.core.lifecycle import CallbackHint, Observation
 
 
 class Provider(Protocol):
@@ -54,8 +54,8 @@ class Provider(Protocol):
     async def cancel(self, upstream_id: str) -> None:
         """Cancel upstream work, or raise ``Conflict`` when it can no longer be cancelled."""
 
-    def parse_callback(self, body: bytes) -> str | None:
-        """The upstream id named by a callback body (a hint to confirm, never trusted as is)."""
+    def parse_callback(self, body: bytes) -> CallbackHint | None:
+        """What a callback body claims (a hint to confirm, never trusted as is)."""
 
     async def close(self) -> None: ...
 

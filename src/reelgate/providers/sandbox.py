@@ -21,7 +21,7 @@ from typing import Any
 from reelgate.core.accounts import DEFAULT_ACCOUNT, AdmissionCaps
 from reelgate.core.capabilities import Mode, ModelCapabilities, NormalizedRequest, Option
 from reelgate.core.errors import Conflict, InvalidRequest, ReelgateError
-from reelgate.core.lifecycle import Observation, UpstreamState
+from reelgate.core.lifecycle import CallbackHint, Observation, UpstreamState
 from reelgate.net import Network, decode_data_uri, fetch_url
 from reelgate.providers.render import render_video
 
@@ -162,7 +162,7 @@ class SandboxProvider:
             )
         await asyncio.to_thread(self._write_job, _replace_outcome(job, "cancelled"))
 
-    def parse_callback(self, body: bytes) -> str | None:
+    def parse_callback(self, body: bytes) -> CallbackHint | None:
         return None  # the sandbox never calls back; the engine's polling is enough locally
 
     async def close(self) -> None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from reelgate.service.engine_side import EngineWrites
 from reelgate.service.tasks import IDEMPOTENCY_WINDOW_S, TaskUseCases
+from reelgate.service.webhooks import WebhookUseCases
 
 
-class VideoService(TaskUseCases, EngineWrites):
+class VideoService(TaskUseCases, EngineWrites, WebhookUseCases):
     """Every use case of a task, on one store and one provider registry."""
 
 

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
-from reelgate.core import schedule
+from reelgate.core import schedule, webhooks
 from reelgate.core.cache import TtlCache
 from reelgate.core.errors import NotFound
 from reelgate.core.ids import ApiToken
@@ -53,6 +53,8 @@ class ServiceBase:
         self._tokens: TtlCache[str, ApiToken | None] = TtlCache(10_000, monotonic)
         self._tasks: TtlCache[tuple[str, str], Task] = TtlCache(task_cache_size, monotonic)
         self.work_available = asyncio.Event()
+        # Set when this process wrote webhook deliveries (the sender wakes at once).
+        self.webhooks_due = asyncio.Event()
         self._listeners: list[Callable[[Task], None]] = []
 
     async def get(self, owner: ApiToken, task_id: str) -> Task:
@@ -87,7 +89,14 @@ class ServiceBase:
 
     async def _write(self, old: Task, new: Task, *, unleased_at: float | None = None) -> Task:
         new = dataclasses.replace(new, version=old.version + 1)
-        if not await self.store.save_task(new, old.version, notify=True, unleased_at=unleased_at):
+        event = webhooks.event_type(new) if not old.status.terminal else None
+        if not await self.store.save_task(
+            new,
+            old.version,
+            notify=True,
+            unleased_at=unleased_at,
+            webhook=(event, self.clock()) if event else None,
+        ):
             # Someone else changed it first; their write wins and ours is dropped.
             self._tasks.discard((old.owner_id, old.id))
             return old
@@ -95,6 +104,8 @@ class ServiceBase:
         self._wake(new.id)
         for listener in self._listeners:
             listener(new)
+        if event:
+            self.webhooks_due.set()
         if (
             new.status is Status.SUCCESS
             and not old.status.terminal

@@ -86,10 +86,13 @@ class EngineWrites(ServiceBase):
             return False
         if task.status.terminal or task.upstream_id is None:
             return False
-        named = provider.parse_callback(body)
-        if named is not None and named != task.upstream_id:
+        hint = provider.parse_callback(body)
+        if hint is not None and hint.upstream_id != task.upstream_id:
             return False
-        nudged = await self.store.nudge(task.id, self.clock() + schedule.CALLBACK_COALESCE)
+        # An end is confirmed at once; a start only soon (so that many share one look-up).
+        final = hint is None or hint.final
+        delay = schedule.CALLBACK_COALESCE if final else schedule.CALLBACK_COALESCE_PROGRESS
+        nudged = await self.store.nudge(task.id, self.clock() + delay)
         if nudged:
             self.work_available.set()
         return nudged

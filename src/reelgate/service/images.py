@@ -1,4 +1,4 @@
-"""Input images: URLs pass the SSRF guard, data: URIs must decode to a readable image."""
+"""Outbound URLs pass the SSRF guard; input images given as data: URIs must decode to an image."""
 
 from __future__ import annotations
 
@@ -47,3 +47,23 @@ def _verify_image(data: bytes, param: str) -> None:
             code="invalid_image",
             param=param,
         ) from None
+
+
+async def check_url(allow: Sequence[Network], url: str, param: str) -> None:
+    """Refuse a URL reelgate would call (a webhook) that resolves to a private address."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest(
+            f"'{param}' must be an http(s) URL", code="invalid_parameter", param=param
+        )
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise InvalidRequest(
+            f"'{param}' has an invalid port", code="invalid_parameter", param=param
+        ) from None
+    try:
+        await check_host(parts.hostname, port, allow)
+    except InvalidRequest as exc:
+        exc.param = param
+        raise

@@ -13,7 +13,7 @@ from reelgate.core.errors import AuthenticationError, Conflict, InvalidRequest
 from reelgate.core.ids import ApiToken, NewToken, hash_token, new_task_id, new_token
 from reelgate.core.lifecycle import Status, Task
 from reelgate.core.request import VideoRequest
-from reelgate.service.images import check_image
+from reelgate.service.images import check_image, check_url
 from reelgate.service.waiting import Waiting
 
 # How many times a cancel waits for a submission under way to finish.
@@ -63,6 +63,8 @@ class TaskUseCases(Waiting):
         normalized = normalize(request, caps)
         for index, ref in enumerate(normalized.images):
             await check_image(self._allow, ref, "image" if index == 0 else f"images[{index}]")
+        if request.callback_url is not None:
+            await check_url(self._allow, request.callback_url, "callback_url")
         now = self.clock()
         body = normalized.to_json()
         task = Task(
@@ -76,12 +78,17 @@ class TaskUseCases(Waiting):
             created_at=now,
             next_poll_at=now,
             deadline_at=schedule.deadline(now, max_task_seconds=self.max_task_seconds),
+            callback_url=request.callback_url,
         )
         if idempotency_key is None:
             await self.store.insert_task(task)
         else:
             fingerprint = hashlib.sha256(
-                json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+                json.dumps(
+                    {"request": body, "callback_url": request.callback_url},
+                    sort_keys=True,
+                    separators=(",", ":"),
+                ).encode()
             ).hexdigest()
             task, created = await self.store.create_task(
                 task, idempotency_key, fingerprint, now - IDEMPOTENCY_WINDOW_S

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.ids import ApiToken, NewToken
 from reelgate.core.lifecycle import Task
+from reelgate.core.webhooks import Attempt, Delivery, Endpoint
 
 
 class Store(Protocol):
@@ -98,11 +99,13 @@ class Store(Protocol):
         *,
         notify: bool = False,
         unleased_at: float | None = None,
+        webhook: tuple[str, float] | None = None,
     ) -> bool:
         """Write ``task`` and release its lease, if nobody wrote it meanwhile (optimistic).
 
         With ``notify`` other processes hear of the change (PostgreSQL NOTIFY at commit). With
-        ``unleased_at`` only if no worker holds a lease on it at that instant."""
+        ``unleased_at`` only if no worker holds a lease on it at that instant. With ``webhook``
+        (event, now) the outbox rows for the task's end are written in the same transaction."""
 
     async def nudge(self, task_id: str, at: float) -> bool:
         """Bring a submitted, unfinished task's next look forward to ``at``."""
@@ -128,3 +131,35 @@ class Store(Protocol):
         self, key: str, wanted: int, rate: float, burst: float, now: float
     ) -> int:
         """Take up to ``wanted`` tokens from a shared bucket; returns how many were taken."""
+
+    # -- webhooks ----------------------------------------------------------------------------------
+    async def webhook_endpoint(self, owner_id: str) -> Endpoint | None: ...
+
+    async def ensure_webhook_endpoint(self, owner_id: str, secret: str, now: float) -> Endpoint:
+        """The token's endpoint record, created with ``secret`` and no URL if missing."""
+
+    async def update_webhook_endpoint(self, owner_id: str, now: float, **values: Any) -> None: ...
+
+    async def claim_deliveries(
+        self, now: float, limit: int, worker: str, lease_seconds: float
+    ) -> list[Delivery]: ...
+
+    async def record_attempt(
+        self,
+        delivery: Delivery,
+        attempt: Attempt,
+        *,
+        state: str,
+        next_attempt_at: float,
+        payload: str | None,
+    ) -> None: ...
+
+    async def settle_delivery(
+        self, delivery_id: str, state: str, reason: str, now: float
+    ) -> None: ...
+
+    async def task_deliveries(self, owner_id: str, task_id: str) -> list[Delivery]: ...
+
+    async def replay_delivery(
+        self, owner_id: str, task_id: str, delivery_id: str, now: float
+    ) -> bool: ...

@@ -56,6 +56,9 @@ tasks = sa.Table(
     sa.Column("submitted_at", sa.Float, nullable=True),
     sa.Column("submit_started_at", sa.Float, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False, server_default="0"),
+    sa.Column("callback_url", sa.Text, nullable=True),
+    # A callback arrived while a look was in flight: that look's reschedule must not delay it.
+    sa.Column("nudged", sa.Boolean, nullable=False, server_default=sa.false()),
     # The worker's hot query: due, non-terminal tasks in poll order.
     sa.Index(
         "ix_tasks_due",
@@ -123,4 +126,60 @@ rate_buckets = sa.Table(
     sa.Column("key", sa.String(128), primary_key=True),
     sa.Column("tokens", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# Webhooks reelgate sends: each token's endpoint and signing secrets (two during a rotation).
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("owner_id", sa.String(40), sa.ForeignKey("api_tokens.id"), primary_key=True),
+    sa.Column("url", sa.Text, nullable=True),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("previous_secret", sa.Text, nullable=True),
+    sa.Column("previous_until", sa.Float, nullable=True),
+    sa.Column("disabled_at", sa.Float, nullable=True),
+    sa.Column("disabled_reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# The outbox: one row per (event, target), written in the transaction that ends the task.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("owner_id", sa.String(40), nullable=False),
+    sa.Column("task_id", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(16), nullable=False),  # "task" | "endpoint"
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("payload", sa.Text, nullable=True),  # rendered at the first attempt
+    sa.Column("state", sa.String(16), nullable=False),  # pending|delivered|failed|disabled
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Index(
+        "ix_webhook_deliveries_due",
+        "next_attempt_at",
+        sqlite_where=sa.text("state = 'pending'"),
+        postgresql_where=sa.text("state = 'pending'"),
+    ),
+    sa.Index("ix_webhook_deliveries_task", "owner_id", "task_id"),
+)
+
+# Every attempt of every delivery (the delivery log).
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.String(64), nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=False, server_default=""),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
 )

@@ -28,6 +28,7 @@ from reelgate.store.schema import api_tokens, meta
 from reelgate.store.sql_base import TASK_CHANNEL, WORK_CHANNEL, StoreError
 from reelgate.store.sql_queue import QueueQueries
 from reelgate.store.sql_tasks import TaskRows
+from reelgate.store.sql_webhooks import WebhookQueries
 
 __all__ = ["TASK_CHANNEL", "WORK_CHANNEL", "SqlStore", "StoreError", "async_url", "open_store"]
 
@@ -104,7 +105,7 @@ _TOKEN_COLS = (
 )
 
 
-class SqlStore(TaskRows, QueueQueries):
+class SqlStore(TaskRows, QueueQueries, WebhookQueries):
     """The one Store implementation (see ``reelgate.store.base.Store``)."""
 
     def __init__(self, engine: AsyncEngine) -> None:

@@ -57,6 +57,7 @@ def _row_to_task(m: RowMapping) -> Task:
         submitted_at=m["submitted_at"],
         submit_started_at=m["submit_started_at"],
         created_at=m["created_at"],
+        callback_url=m["callback_url"],
     )
 
 
@@ -87,10 +88,11 @@ def _task_values(task: Task) -> dict[str, Any]:
         "submitted_at": task.submitted_at,
         "submit_started_at": task.submit_started_at,
         "created_at": task.created_at,
+        "callback_url": task.callback_url,
     }
 
 
-_TASK_COLS = tuple(c for c in tasks.c if c.name not in ("lease_owner", "lease_until"))
+_TASK_COLS = tuple(c for c in tasks.c if c.name not in ("lease_owner", "lease_until", "nudged"))
 
 
 class SqlBase:

@@ -63,7 +63,8 @@ class QueueQueries(SqlBase):
             .limit(limit)
         )
         async with self._tx() as conn:
-            return await self._lease(conn, due, worker, now + lease_seconds)
+            # The look about to happen serves any callback that came before it.
+            return await self._lease(conn, due, worker, now + lease_seconds, nudged=False)
 
     async def claim_admission(
         self,

@@ -15,6 +15,7 @@ from reelgate.store.sql_base import (
     _row_to_task,
     _task_values,
 )
+from reelgate.store.sql_webhooks import enqueue_webhooks
 
 
 class TaskRows(SqlBase):
@@ -102,6 +103,7 @@ class TaskRows(SqlBase):
         *,
         notify: bool = False,
         unleased_at: float | None = None,
+        webhook: tuple[str, float] | None = None,
     ) -> bool:
         values = _task_values(task)
         del values["id"], values["owner_id"]
@@ -111,10 +113,23 @@ class TaskRows(SqlBase):
         ]
         if unleased_at is not None:
             where.append(sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < unleased_at))
+        # A callback that came in while this task was being looked at moved its next look
+        # forward (and marked it): keep the earlier of the two.
+        values["next_poll_at"] = sa.case(
+            (
+                sa.and_(tasks.c.nudged, tasks.c.next_poll_at < task.next_poll_at),
+                tasks.c.next_poll_at,
+            ),
+            else_=task.next_poll_at,
+        )
         async with self._tx() as conn:
             result = await conn.execute(
-                tasks.update().where(*where).values(**values, lease_owner=None, lease_until=None)
+                tasks.update()
+                .where(*where)
+                .values(**values, lease_owner=None, lease_until=None, nudged=False)
             )
+            if result.rowcount and webhook is not None:
+                await enqueue_webhooks(conn, task, *webhook)
             if result.rowcount and notify and self.dialect == "postgresql":
                 # Delivered at commit to every process listening (API replicas, workers).
                 await conn.execute(
@@ -127,7 +142,8 @@ class TaskRows(SqlBase):
             return bool(result.rowcount)
 
     async def nudge(self, task_id: str, at: float) -> bool:
-        """Bring a submitted, unfinished task's next look forward to ``at`` (never later)."""
+        """Bring a submitted, unfinished task's next look forward to ``at`` (never later), and
+        mark it, so that a look already in flight cannot push it back when it saves."""
         async with self._tx() as conn:
             result = await conn.execute(
                 tasks.update()
@@ -135,9 +151,14 @@ class TaskRows(SqlBase):
                     tasks.c.id == task_id,
                     tasks.c.status.in_(NON_TERMINAL),
                     tasks.c.upstream_id.is_not(None),
-                    tasks.c.next_poll_at > at,
+                    sa.or_(tasks.c.next_poll_at > at, sa.not_(tasks.c.nudged)),
                 )
-                .values(next_poll_at=at)
+                .values(
+                    next_poll_at=sa.case(
+                        (tasks.c.next_poll_at > at, at), else_=tasks.c.next_poll_at
+                    ),
+                    nudged=True,
+                )
             )
             if result.rowcount:
                 await self._notify_work(conn)

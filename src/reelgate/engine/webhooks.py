@@ -1,0 +1,182 @@
+"""The webhook sender: delivers the outbox, signed, with retries, from the worker process.
+
+Deliveries are claimed with a lease (any number of workers share the outbox). Each attempt is
+logged. A 2xx delivers; a 410 disables the target (the token's endpoint, or the task's own URL);
+anything else — other statuses, timeouts, refused or private addresses, redirects (never
+followed) — is retried on the Standard Webhooks schedule until the attempts run out. The body is
+rendered once, at the first attempt, so every retry and replay sends the same bytes under the same
+``webhook-id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from reelgate.core import webhooks
+from reelgate.core.errors import ReelgateError
+from reelgate.core.lifecycle import Task
+from reelgate.core.webhooks import Attempt, Delivery
+from reelgate.net import Network, check_host
+from reelgate.service import VideoService
+
+log = logging.getLogger("reelgate.webhooks")
+
+BATCH = 50
+LEASE_SECONDS = 120.0
+TIMEOUT_S = 15.0
+IDLE_S = 1.0
+USER_AGENT = "reelgate-webhooks/1"
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        service: VideoService,
+        render: Callable[[Task], Mapping[str, Any]],
+        *,
+        worker_id: str,
+        allow_networks: Sequence[Network] = (),
+        retry_scale: float = 1.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.service = service
+        self.render = render
+        self.worker_id = worker_id
+        self.allow = allow_networks
+        self.retry_scale = retry_scale
+        self._client = httpx.AsyncClient(
+            timeout=TIMEOUT_S,
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+            transport=transport,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    sent = await self.tick()
+                except ReelgateError as exc:
+                    log.error("webhook round failed: %s", exc.message)
+                    sent = 0
+                if sent >= BATCH:
+                    continue
+                self.service.webhooks_due.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.service.webhooks_due.wait(), IDLE_S)
+        finally:
+            await self._client.aclose()
+
+    async def tick(self) -> int:
+        due = await self.service.store.claim_deliveries(
+            self.service.clock(), BATCH, self.worker_id, LEASE_SECONDS
+        )
+        await asyncio.gather(*(self.deliver(d) for d in due))
+        return len(due)
+
+    async def deliver(self, delivery: Delivery) -> None:
+        endpoint = await self.service.store.webhook_endpoint(delivery.owner_id)
+        now = self.service.clock()
+        if delivery.target == "endpoint" and (endpoint is None or not endpoint.enabled):
+            await self.service.store.settle_delivery(
+                delivery.id, "disabled", "the endpoint was disabled or removed", now
+            )
+            return
+        if endpoint is None:  # a task callback with no secret yet: make one
+            owner_secret = webhooks.new_secret()
+            endpoint = await self.service.store.ensure_webhook_endpoint(
+                delivery.owner_id, owner_secret, now
+            )
+        payload = delivery.payload or await self._payload(delivery)
+        if payload is None:
+            await self.service.store.settle_delivery(delivery.id, "failed", "task is gone", now)
+            return
+        attempt_no = delivery.attempts + 1
+        stamp = int(now)
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": delivery.id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": webhooks.signature(
+                endpoint.secrets_at(now), delivery.id, stamp, payload.encode()
+            ),
+        }
+        started = time.monotonic()
+        status: int | None = None
+        error = ""
+        try:
+            parts = urlsplit(delivery.url)
+            host = parts.hostname or ""
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            await check_host(host, port, self.allow)  # again at send time: DNS may have moved
+            response = await self._client.post(
+                delivery.url, content=payload.encode(), headers=headers
+            )
+            status = response.status_code
+            if response.is_redirect:
+                error = "redirects are not followed"
+        except ReelgateError as exc:
+            error = exc.message
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        except ValueError as exc:  # a malformed URL or port
+            error = str(exc)[:500]
+        took = int((time.monotonic() - started) * 1000)
+        record = Attempt(attempt_no, now, status, error, took)
+        if status is not None and 200 <= status < 300:
+            state, next_at = "delivered", now
+        elif status == 410:
+            state, next_at = "disabled", now
+            await self._disable(delivery, now)
+        else:
+            retry = webhooks.next_attempt(attempt_no, now, self.retry_scale)
+            state, next_at = ("pending", retry) if retry is not None else ("failed", now)
+        await self.service.store.record_attempt(
+            delivery, record, state=state, next_attempt_at=next_at, payload=payload
+        )
+        log.info(
+            "webhook %s %s to %s: attempt %d → %s",
+            delivery.id,
+            delivery.event,
+            parts_of(delivery.url),
+            attempt_no,
+            status or error,
+        )
+
+    async def _payload(self, delivery: Delivery) -> str | None:
+        task = await self.service.store.get_task(delivery.owner_id, delivery.task_id)
+        if task is None:
+            return None
+        return json.dumps(
+            {
+                "id": delivery.id,
+                "object": "event",
+                "type": delivery.event,
+                "created_at": int(delivery.created_at),
+                "data": dict(self.render(task)),
+            }
+        )
+
+    async def _disable(self, delivery: Delivery, now: float) -> None:
+        if delivery.target == "endpoint":
+            await self.service.store.update_webhook_endpoint(
+                delivery.owner_id,
+                now,
+                disabled_at=now,
+                disabled_reason=f"{delivery.url} answered 410 Gone",
+            )
+
+
+def parts_of(url: str) -> str:
+    """Scheme and host only: paths and queries of webhook URLs may carry secrets."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}"
