@@ -57,12 +57,22 @@ def test_poll_hints_follow_the_expected_remaining_time(live_server: LiveServer) 
     with live_server.client() as c:
         running = c.get(f"/v1/video/generations/{task_id}")
         if running.json()["data"]["status"] != "success":
+            assert 0 <= running.json()["data"]["estimated_progress"] <= 99
+            assert running.json()["data"]["eta_seconds"] >= 0
             assert 1 <= int(running.headers["retry-after"]) <= 30
             assert 1000 <= int(running.headers["openai-poll-after-ms"]) <= 30_000
     done = live_server.wait_terminal(task_id)
     assert done["status"] == "success"
     with live_server.client() as c:
         final = c.get(f"/v1/video/generations/{task_id}")
+        assert (
+            final.json()["data"]["estimated_progress"],
+            final.json()["data"]["eta_seconds"],
+        ) == (
+            100,
+            0,
+        )
+        assert final.json()["data"]["progress"] == "100%"  # the seed's own field is unchanged
         assert "retry-after" not in final.headers
         assert "openai-poll-after-ms" not in final.headers
 

@@ -11,6 +11,7 @@ from reelgate.core.schedule import (
     Backoff,
     TrackingSchedule,
     deadline,
+    estimate,
     learn,
     on_grid,
 )
@@ -117,3 +118,11 @@ def test_deadlines() -> None:
     )
     assert deadline(100.0, max_task_seconds=1000.0, submitted_at=200.0, expires_after=3600) == 1100
     assert deadline(100.0, max_task_seconds=1000.0, submitted_at=200.0) == 1100.0
+
+
+def test_estimates_from_the_typical_duration() -> None:
+    assert estimate(terminal=True, started_at=0, typical=100, now=5) == (100, 0)
+    assert estimate(terminal=False, started_at=0, typical=100, now=0) == (0, 100)
+    assert estimate(terminal=False, started_at=0, typical=100, now=25) == (25, 75)
+    assert estimate(terminal=False, started_at=0, typical=100, now=99.5) == (99, 1)
+    assert estimate(terminal=False, started_at=0, typical=100, now=500) == (99, 0)  # never 100

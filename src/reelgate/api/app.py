@@ -166,7 +166,7 @@ async def start_runtime(
         runtime.worker_task = asyncio.create_task(runtime.worker.run(runtime.stop))
         sender = WebhookSender(
             service,
-            lambda task: task_data(task, links),
+            lambda task: task_data(task, links, None, service.estimate(task)),
             worker_id=runtime.worker.id,
             allow_networks=networks,
             retry_scale=settings.webhook_retry_scale,

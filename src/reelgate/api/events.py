@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from reelgate.api.errors import error_response
-from reelgate.api.seed import SeedSurface, bearer, seen_version, task_data
+from reelgate.api.seed import SeedSurface, bearer, seen_version
 from reelgate.core.errors import ReelgateError
 from reelgate.core.ids import ApiToken
 from reelgate.core.lifecycle import Task
@@ -42,7 +42,7 @@ class TaskEvents:
         )
 
     def _event(self, task: Task) -> bytes:
-        data = json.dumps(task_data(task, self.seed.links, self.seed.links.epoch()))
+        data = json.dumps(self.seed.data(task))
         return f"event: status\nid: {task.version}\ndata: {data}\n\n".encode()
 
     async def _events(self, owner: ApiToken, task: Task, last: int | None) -> AsyncIterator[bytes]:

@@ -38,8 +38,18 @@ def bearer(request: Request) -> str | None:
     return value.strip() or None
 
 
-def task_data(task: Task, links: MediaLinks, epoch: int | None = None) -> dict[str, Any]:
-    """The seed's ``data`` object, plus reelgate's extra fields (never renamed or removed)."""
+def task_data(
+    task: Task,
+    links: MediaLinks,
+    epoch: int | None = None,
+    estimate: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """The seed's ``data`` object, plus reelgate's extra fields (never renamed or removed).
+
+    ``estimate`` is (estimated_progress 0-100, eta_seconds) from the model's history; the seed's
+    own ``progress`` strings stay as documented."""
+    if estimate is None:
+        estimate = (100, 0) if task.status.terminal else (0, 0)
     result_url = links.url(task.result_url, epoch) if task.status is Status.SUCCESS else ""
     fail_reason = result_url if task.status is Status.SUCCESS else task.fail_reason
     return {
@@ -59,6 +69,8 @@ def task_data(task: Task, links: MediaLinks, epoch: int | None = None) -> dict[s
             if task.status is Status.FAILURE
             else None
         ),
+        "estimated_progress": estimate[0],
+        "eta_seconds": estimate[1],
     }
 
 
@@ -146,24 +158,31 @@ class SeedSurface:
         self.links = links
         self.max_body = max_body
         # Rendered bodies, reused while the task value and the link epoch are unchanged.
-        self._bodies: dict[str, tuple[Task, int, bytes]] = {}
+        self._bodies: dict[str, tuple[Task, tuple[int, tuple[int, int]], bytes]] = {}
         self._cache_size = cache_size
+
+    def data(self, task: Task) -> dict[str, Any]:
+        """The ``data`` object of a task as every route renders it (estimates included)."""
+        return task_data(task, self.links, self.links.epoch(), self.service.estimate(task))
 
     def render(self, task: Task) -> bytes:
         epoch = self.links.epoch()
+        estimate = self.service.estimate(task)
         cached = self._bodies.get(task.id)
-        if cached is not None and cached[0] is task and cached[1] == epoch:
+        if cached is not None and cached[0] is task and cached[1] == (epoch, estimate):
             return cached[2]
-        body = json.dumps({"code": "success", "data": task_data(task, self.links, epoch)}).encode()
+        data = task_data(task, self.links, epoch, estimate)
+        body = json.dumps({"code": "success", "data": data}).encode()
         if len(self._bodies) >= self._cache_size:
             self._bodies.pop(next(iter(self._bodies)))
-        self._bodies[task.id] = (task, epoch, body)
+        self._bodies[task.id] = (task, (epoch, estimate), body)
         return body
 
     def etag(self, task: Task) -> str:
-        """Changes whenever the body does: a new task version, or fresh links on a success."""
+        """Changes with the task: a new version, or fresh links on a success. Weak: the estimates
+        in the body move with time without making it a different answer."""
         epoch = self.links.epoch() if task.status is Status.SUCCESS else 0
-        return f'"{task.version}.{epoch}"'
+        return f'W/"{task.version}.{epoch}"'
 
     async def get(self, request: Request) -> Response:
         try:
@@ -237,7 +256,7 @@ class SeedSurface:
         epoch = self.links.epoch()
         body = {
             "code": "success",
-            "data": [task_data(t, self.links, epoch) for t in tasks],
+            "data": [task_data(t, self.links, epoch, self.service.estimate(t)) for t in tasks],
             "has_more": more,
             "next_after": tasks[-1].id if more else None,
         }

@@ -143,3 +143,23 @@ CALLBACK_COALESCE = 0.2
 CALLBACK_COALESCE_PROGRESS = 5.0
 # The default upper bound on a task's life (s) when the upstream names no expiry of its own.
 MAX_TASK_SECONDS = 72 * 3600.0
+
+
+def estimate(
+    *,
+    terminal: bool,
+    started_at: float,
+    typical: float,
+    now: float,
+) -> tuple[int, int]:
+    """``(estimated_progress 0-100, eta_seconds)`` from the model's typical duration.
+
+    Finished: 100 and 0. Otherwise the share of the typical duration already spent, held below
+    100 (only the upstream knows when it is really done), and the seconds left until the typical
+    duration (0 once it has passed)."""
+    if terminal:
+        return 100, 0
+    if typical <= 0:
+        return 0, 0
+    spent = max(0.0, now - started_at)
+    return min(99, int(100 * spent / typical)), max(0, math.ceil(typical - spent))

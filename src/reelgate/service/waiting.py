@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from reelgate.core import schedule
 from reelgate.core.errors import ReelgateError
 from reelgate.core.ids import ApiToken
 from reelgate.core.lifecycle import Task
@@ -60,14 +61,25 @@ class Waiting(ServiceBase):
         """Seconds until the task is expected to finish (per-model history), None if done."""
         if task.status.terminal:
             return None
+        await self._refresh_typical()
+        return float(self.estimate(task)[1])
+
+    def estimate(self, task: Task) -> tuple[int, int]:
+        """``(estimated_progress, eta_seconds)`` from the model's learned typical duration."""
+        typical = self._typical.get((task.provider, task.model), self.default_typical)
+        return schedule.estimate(
+            terminal=task.status.terminal,
+            started_at=task.submitted_at or task.created_at or float(task.submit_time),
+            typical=typical,
+            now=self.clock(),
+        )
+
+    async def _refresh_typical(self) -> None:
         now = self._monotonic()
         if now >= self._typical_until:
             self._typical_until = now + 60.0
             with contextlib.suppress(ReelgateError):
                 self._typical = await self.store.typical_durations()
-        typical = self._typical.get((task.provider, task.model), self.default_typical)
-        started = task.submitted_at or float(task.submit_time)
-        return max(0.0, started + typical - self.clock())
 
     def remote_change(self, owner_id: str, task_id: str, version: int) -> None:
         """Another process changed a task (PostgreSQL NOTIFY): drop stale copies, wake waiters."""

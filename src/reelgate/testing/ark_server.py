@@ -168,7 +168,9 @@ class _Server:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        sender = asyncio.get_running_loop().create_task(CallbackSender(self.sim).run())
+        sender = asyncio.get_running_loop().create_task(
+            CallbackSender(self.sim, interval_s=self.sim.callback_interval_s).run()
+        )
         try:
             yield
         finally:

@@ -67,6 +67,7 @@ class ArkSimulator:
     timeout_hang_s: float = 5.0
     callback_timeout_s: float = 5.0
     callback_retry_s: float = 5.0
+    callback_interval_s: float = 0.05  # how often status changes are checked for callbacks
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     rpm: int | None = None  # requests per minute per API key; None: unlimited
     _recent: dict[str, list[float]] = field(default_factory=dict)
