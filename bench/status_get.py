@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 import loadgen
+from procs import stop
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "64"))
@@ -94,15 +94,6 @@ def start_bare(body_file: Path, port: int) -> subprocess.Popen[str]:
         text=True,
         start_new_session=True,
     )
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=20)
 
 
 def load(port: int, path: str, token: str) -> tuple[float, float, float, int]:
