@@ -145,6 +145,7 @@ def main() -> None:
         proc, token = start_reelgate(work, 18710)
         try:
             base = "http://127.0.0.1:18710"
+            wait_healthy(f"{base}/healthz")  # "listening" is printed before the port is bound
             headers = {"Authorization": f"Bearer {token}"}
             task = httpx.post(
                 f"{base}/v1/video/generations",
