@@ -120,6 +120,15 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(500, ge=1, le=500)
     worker_lease_seconds: float = Field(60.0, gt=0)
 
+    media_mirror: bool = Field(
+        True, description="Copy remote results into reelgate's storage before they expire"
+    )
+    media_retention_days: float = Field(
+        30.0, gt=0, description="How long copied results are kept (days)"
+    )
+    durable_fail_reason: bool = Field(
+        False, description="Put the durable link (not the upstream URL) in fail_reason"
+    )
     webhook_retry_scale: float = Field(
         1.0, gt=0, le=1, description="Shrinks the webhook retry schedule (for tests only)"
     )

@@ -48,6 +48,9 @@ def test_events_stream_each_status_then_end(live_server: LiveServer) -> None:
         assert ids == sorted(ids)
         polled = c.get(f"/v1/video/generations/{task_id}").json()["data"]
         assert seen[-1]["data"] == polled  # the same object as the GET
+        content = c.get(f"/v1/video/generations/{task_id}/content")  # the sandbox's own render
+        assert (content.status_code, content.headers["content-type"]) == (200, "video/mp4")
+        assert content.content[4:8] == b"ftyp"
         # Resume after the last event seen: only what came after (here: nothing but the end).
         again = [e for e in events(c, task_id, **{"Last-Event-ID": seen[0]["id"]}) if "event" in e]
         assert [e["data"]["status"] for e in again] == ["success"]

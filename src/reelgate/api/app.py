@@ -37,6 +37,7 @@ from reelgate.core.accounts import DEFAULT_ACCOUNT, AdmissionCaps
 from reelgate.core.errors import ReelgateError
 from reelgate.engine.callbacks import ROUTE as CALLBACK_ROUTE
 from reelgate.engine.callbacks import CallbackUrls
+from reelgate.engine.mirror import MediaMirror
 from reelgate.engine.notify import PgListener, plain_dsn
 from reelgate.engine.webhooks import WebhookSender
 from reelgate.engine.worker import Worker
@@ -67,15 +68,17 @@ class Runtime:
     stop: asyncio.Event | None = None
     listener: PgListener | None = None
     sender_task: asyncio.Task[None] | None = None
+    mirror_task: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
         if self.worker_task is not None and self.stop is not None:
             self.stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.worker_task
-            if self.sender_task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self.sender_task
+            for task in (self.sender_task, self.mirror_task):
+                if task is not None:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         if self.listener is not None:
             await self.listener.stop()
         await self.registry.close()
@@ -135,9 +138,18 @@ async def start_runtime(
         task_cache_size=settings.task_cache_size,
         allow_networks=networks,
         max_task_seconds=settings.max_task_seconds,
+        mirror_media=settings.media_mirror,
         clock=clock,
     )
-    links = MediaLinks(key, settings.base_url, roots, ttl=settings.media_link_ttl, clock=clock)
+    roots["mirror"] = settings.data_dir / "mirror"
+    links = MediaLinks(
+        key,
+        settings.base_url,
+        roots,
+        ttl=settings.media_link_ttl,
+        clock=clock,
+        durable_fail_reason=settings.durable_fail_reason,
+    )
     callbacks = CallbackUrls(key, settings.base_url)
     runtime = Runtime(settings, store, registry, service, links, callbacks)
     if store.dialect == "postgresql":
@@ -172,6 +184,14 @@ async def start_runtime(
             retry_scale=settings.webhook_retry_scale,
         )
         runtime.sender_task = asyncio.create_task(sender.run(runtime.stop))
+        mirror = MediaMirror(
+            service,
+            roots["mirror"],
+            worker_id=runtime.worker.id,
+            retention_s=settings.media_retention_days * 86400,
+            allow_networks=networks,
+        )
+        runtime.mirror_task = asyncio.create_task(mirror.run(runtime.stop))
     return runtime
 
 
@@ -229,6 +249,7 @@ def create_app(
         handlers["seed_get"] = seed.get
         handlers["seed_create"] = seed.create
         handlers["seed_list"] = seed.list
+        handlers["seed_content"] = seed.content
         handlers["seed_cancel"] = seed.cancel
         hooks = WebhookSurface(runtime.service)
         handlers["webhook"] = hooks.endpoint
@@ -263,6 +284,11 @@ def create_app(
         Route("/v1/video/generations", late("seed_create"), methods=["POST"]),
         Route("/v1/video/generations", late("seed_list"), methods=["GET"]),
         Route("/v1/video/generations/{task_id}/cancel", late("seed_cancel"), methods=["POST"]),
+        Route(
+            "/v1/video/generations/{task_id}/content",
+            late("seed_content"),
+            methods=["GET", "HEAD"],
+        ),
         Route("/v1/video/generations/{task_id}/events", late("seed_events"), methods=["GET"]),
         Route("/v1/video/generations/{task_id}/deliveries", late("deliveries"), methods=["GET"]),
         Route(

@@ -32,7 +32,10 @@ class MediaLinks:
         *,
         ttl: int,
         clock: Callable[[], float],
+        durable_fail_reason: bool = False,
     ) -> None:
+        # The seed puts the video URL in fail_reason: the upstream's (default) or reelgate's copy.
+        self.durable_fail_reason = durable_fail_reason
         self._key = key
         self._base = base_url
         self._roots = {name: root.resolve() for name, root in roots.items()}
@@ -50,6 +53,16 @@ class MediaLinks:
         path = ROUTE_PREFIX + ref.removeprefix(LOCAL_SCHEME)
         expires = self.epoch() if epoch is None else epoch
         return self._base + sign_path(self._key, path, expires)
+
+    def path_of(self, ref: str) -> Path | None:
+        """The file behind a ``local://root/name`` reference, if there is one."""
+        if not ref.startswith(LOCAL_SCHEME):
+            return None
+        root, _, name = ref.removeprefix(LOCAL_SCHEME).partition("/")
+        try:
+            return self._file(root, name)
+        except NotFound:
+            return None
 
     def _file(self, root: str, name: str) -> Path:
         base = self._roots.get(root)

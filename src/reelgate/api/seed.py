@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 import math
+import mimetypes
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 
 from reelgate.api.body import read_object
 from reelgate.api.errors import error_response
 from reelgate.api.media import MediaLinks
-from reelgate.core.errors import InvalidRequest, ReelgateError
+from reelgate.core.errors import Conflict, InvalidRequest, NotFound, ReelgateError
 from reelgate.core.lifecycle import Status, Task
+from reelgate.core.media import VARIANTS
 from reelgate.core.request import parse_seed_body
 from reelgate.service import VideoService
 
@@ -50,8 +52,18 @@ def task_data(
     own ``progress`` strings stay as documented."""
     if estimate is None:
         estimate = (100, 0) if task.status.terminal else (0, 0)
-    result_url = links.url(task.result_url, epoch) if task.status is Status.SUCCESS else ""
-    fail_reason = result_url if task.status is Status.SUCCESS else task.fail_reason
+    success = task.status is Status.SUCCESS
+    upstream_url = links.url(task.result_url, epoch) if success else ""
+    # result_url offers reelgate's durable copy once it is stored; fail_reason keeps the URL the
+    # seed documents (the upstream's) unless the operator asks for the durable one there too.
+    result_url = links.url(task.video_ref, epoch) if success and task.video_ref else upstream_url
+    frame = task.last_frame_ref or task.last_frame_url
+    if not success:
+        fail_reason = task.fail_reason
+    elif links.durable_fail_reason:
+        fail_reason = result_url
+    else:
+        fail_reason = upstream_url
     return {
         "task_id": task.id,
         "action": "generate",
@@ -63,7 +75,7 @@ def task_data(
         "finish_time": task.finish_time,
         "model": task.model,
         "result_url": result_url,
-        "last_frame_url": links.url(task.last_frame_url, epoch) if result_url else "",
+        "last_frame_url": links.url(frame, epoch) if success and frame else "",
         "error": (
             {"code": task.error_code, "message": task.error_message}
             if task.status is Status.FAILURE
@@ -224,6 +236,43 @@ class SeedSurface:
             "created_at": task.submit_time,
         }
         return Response(json.dumps(body).encode(), media_type="application/json")
+
+    async def content(self, request: Request) -> Response:
+        """The task's file: reelgate's copy (or the sandbox's render), with Range support."""
+        try:
+            owner = await self.service.authenticate(bearer(request))
+            task = await self.service.get(owner, request.path_params["task_id"])
+            variant = request.query_params.get("variant", "video")
+            if variant not in VARIANTS:
+                raise InvalidRequest(
+                    "variant must be video or last_frame", code="invalid_parameter", param="variant"
+                )
+            if task.status is not Status.SUCCESS:
+                raise Conflict(
+                    f"the task is {task.status.value}: it has no content",
+                    code="content_not_ready" if not task.status.terminal else "no_content",
+                    retry_after=5.0 if not task.status.terminal else None,
+                )
+            if variant == "video":
+                ref = task.video_ref or task.result_url
+            else:
+                ref = task.last_frame_ref or task.last_frame_url
+            if not ref:
+                raise NotFound("this task has no last frame", code="no_content")
+            path = self.links.path_of(ref)
+            if path is None and task.media_state == "pending":
+                raise Conflict(
+                    "the file is being copied into reelgate's storage; try again shortly",
+                    code="content_not_ready",
+                    retry_after=5.0,
+                )
+        except ReelgateError as exc:
+            return error_response(exc)
+        if path is None:
+            # Not kept here (copying failed, expired, or mirroring is off): the upstream's URL.
+            return RedirectResponse(ref, status_code=307)
+        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private"})
 
     async def cancel(self, request: Request) -> Response:
         try:

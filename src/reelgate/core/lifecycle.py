@@ -135,6 +135,10 @@ class Task:
     created_at: float = 0.0
     # Where to post this task's end besides the token's webhook endpoint (Standard Webhooks).
     callback_url: str | None = None
+    # Durable copies of the result in reelgate's own storage ("local://" references).
+    media_state: str = ""  # "" | pending | stored | failed | expired
+    video_ref: str | None = None
+    last_frame_ref: str | None = None
 
     @property
     def progress(self) -> str:

@@ -33,11 +33,15 @@ class ServiceBase:
         task_cache_size: int = 100_000,
         allow_networks: Sequence[Network] = (),
         max_task_seconds: float = schedule.MAX_TASK_SECONDS,
+        mirror_media: bool = False,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.max_task_seconds = max_task_seconds
+        # Copy remote results (upstream URLs that expire) into reelgate's own storage.
+        self.mirror_media = mirror_media
+        self.media_due = asyncio.Event()
         self._waiters: dict[str, asyncio.Event] = {}
         self._monotonic = monotonic
         # A waiter re-reads its task at least this often (a change it cannot hear of).
@@ -90,12 +94,21 @@ class ServiceBase:
     async def _write(self, old: Task, new: Task, *, unleased_at: float | None = None) -> Task:
         new = dataclasses.replace(new, version=old.version + 1)
         event = webhooks.event_type(new) if not old.status.terminal else None
+        mirror = (
+            self.mirror_media
+            and new.status is Status.SUCCESS
+            and not old.status.terminal
+            and new.result_url.startswith(("http://", "https://"))
+        )
+        if mirror:
+            new = dataclasses.replace(new, media_state="pending")
         if not await self.store.save_task(
             new,
             old.version,
             notify=True,
             unleased_at=unleased_at,
             webhook=(event, self.clock()) if event else None,
+            mirror_at=self.clock() if mirror else None,
         ):
             # Someone else changed it first; their write wins and ours is dropped.
             self._tasks.discard((old.owner_id, old.id))
@@ -106,6 +119,8 @@ class ServiceBase:
             listener(new)
         if event:
             self.webhooks_due.set()
+        if mirror:
+            self.media_due.set()
         if (
             new.status is Status.SUCCESS
             and not old.status.terminal
@@ -117,5 +132,7 @@ class ServiceBase:
         return new
 
     def _remember(self, task: Task) -> None:
-        ttl = math.inf if task.status.terminal else self._task_ttl
+        # A finished task never changes again, except once when its durable copy is stored.
+        final = task.status.terminal and task.media_state != "pending"
+        ttl = math.inf if final else self._task_ttl
         self._tasks.put((task.owner_id, task.id), task, ttl)

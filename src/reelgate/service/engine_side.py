@@ -4,10 +4,15 @@ callbacks (which only bring a look-up forward)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from reelgate.core import lifecycle, schedule
 from reelgate.core.lifecycle import Observation, Task
+from reelgate.core.media import MediaCopy
 from reelgate.service.base import ServiceBase
+
+# References to files in reelgate's mirror storage (served at signed links).
+MIRROR_SCHEME = "local://mirror/"
 
 
 class EngineWrites(ServiceBase):
@@ -96,3 +101,38 @@ class EngineWrites(ServiceBase):
         if nudged:
             self.work_available.set()
         return nudged
+
+    async def media_settled(self, task_id: str, copies: Sequence[MediaCopy]) -> Task | None:
+        """Record where a task's result files are kept now that every copy job has ended."""
+        task = await self.store.find_task(task_id)
+        if task is None or any(c.state == "pending" for c in copies):
+            return task
+        stored = {c.variant: c for c in copies if c.state == "stored" and c.name}
+        video = stored.get("video")
+        frame = stored.get("last_frame")
+        for _ in range(3):
+            changed = dataclasses.replace(
+                task,
+                media_state="stored" if video else "failed",
+                video_ref=f"{MIRROR_SCHEME}{video.name}" if video else None,
+                last_frame_ref=f"{MIRROR_SCHEME}{frame.name}" if frame else None,
+            )
+            written = await self._write(task, changed)
+            if written is not task:
+                return written
+            refreshed = await self.store.find_task(task_id)
+            if refreshed is None:
+                return None
+            task = refreshed
+        return task
+
+    async def media_expired(self, task_id: str) -> None:
+        """The durable copies passed their retention: links fall back to the upstream's."""
+        task = await self.store.find_task(task_id)
+        if task is not None and task.media_state == "stored":
+            await self._write(
+                task,
+                dataclasses.replace(
+                    task, media_state="expired", video_ref=None, last_frame_ref=None
+                ),
+            )

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.ids import ApiToken, NewToken
 from reelgate.core.lifecycle import Task
+from reelgate.core.media import MediaCopy
 from reelgate.core.webhooks import Attempt, Delivery, Endpoint
 
 
@@ -100,12 +101,14 @@ class Store(Protocol):
         notify: bool = False,
         unleased_at: float | None = None,
         webhook: tuple[str, float] | None = None,
+        mirror_at: float | None = None,
     ) -> bool:
         """Write ``task`` and release its lease, if nobody wrote it meanwhile (optimistic).
 
         With ``notify`` other processes hear of the change (PostgreSQL NOTIFY at commit). With
         ``unleased_at`` only if no worker holds a lease on it at that instant. With ``webhook``
-        (event, now) the outbox rows for the task's end are written in the same transaction."""
+        (event, now) the outbox rows for the task's end are written in the same transaction; with
+        ``mirror_at`` so are the jobs that copy its result files into reelgate's storage."""
 
     async def nudge(self, task_id: str, at: float) -> bool:
         """Bring a submitted, unfinished task's next look forward to ``at``."""
@@ -163,3 +166,23 @@ class Store(Protocol):
     async def replay_delivery(
         self, owner_id: str, task_id: str, delivery_id: str, now: float
     ) -> bool: ...
+
+    # -- durable media -----------------------------------------------------------------------------
+    async def claim_copies(
+        self, now: float, limit: int, worker: str, lease_seconds: float
+    ) -> list[MediaCopy]: ...
+
+    async def finish_copy(
+        self,
+        copy: MediaCopy,
+        *,
+        state: str,
+        now: float,
+        name: str | None = None,
+        size: int | None = None,
+        expires_at: float | None = None,
+        next_attempt_at: float | None = None,
+        error: str = "",
+    ) -> list[MediaCopy]: ...
+
+    async def expire_copies(self, now: float, limit: int) -> list[MediaCopy]: ...

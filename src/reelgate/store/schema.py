@@ -59,6 +59,9 @@ tasks = sa.Table(
     sa.Column("callback_url", sa.Text, nullable=True),
     # A callback arrived while a look was in flight: that look's reschedule must not delay it.
     sa.Column("nudged", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("media_state", sa.String(16), nullable=False, server_default=""),
+    sa.Column("video_ref", sa.Text, nullable=True),
+    sa.Column("last_frame_ref", sa.Text, nullable=True),
     # The worker's hot query: due, non-terminal tasks in poll order.
     sa.Index(
         "ix_tasks_due",
@@ -182,4 +185,36 @@ webhook_attempts = sa.Table(
     sa.Column("status", sa.Integer, nullable=True),
     sa.Column("error", sa.Text, nullable=False, server_default=""),
     sa.Column("duration_ms", sa.Integer, nullable=False),
+)
+
+# Durable copies of results: one row per (task, variant), written with the task's success.
+media_copies = sa.Table(
+    "media_copies",
+    metadata,
+    sa.Column("task_id", sa.String(64), primary_key=True),
+    sa.Column("variant", sa.String(16), primary_key=True),  # video | last_frame
+    sa.Column("owner_id", sa.String(40), nullable=False),
+    sa.Column("source_url", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # pending | stored | failed | expired
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("name", sa.Text, nullable=True),  # the file under the media directory
+    sa.Column("size", sa.BigInteger, nullable=True),
+    sa.Column("stored_at", sa.Float, nullable=True),
+    sa.Column("expires_at", sa.Float, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=False, server_default=""),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Index(
+        "ix_media_copies_due",
+        "next_attempt_at",
+        sqlite_where=sa.text("state = 'pending'"),
+        postgresql_where=sa.text("state = 'pending'"),
+    ),
+    sa.Index(
+        "ix_media_copies_expiry",
+        "expires_at",
+        sqlite_where=sa.text("state = 'stored'"),
+        postgresql_where=sa.text("state = 'stored'"),
+    ),
 )

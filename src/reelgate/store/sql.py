@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from reelgate.core.ids import ApiToken, NewToken, new_id
 from reelgate.store.schema import api_tokens, meta
 from reelgate.store.sql_base import TASK_CHANNEL, WORK_CHANNEL, StoreError
+from reelgate.store.sql_media import MediaQueries
 from reelgate.store.sql_queue import QueueQueries
 from reelgate.store.sql_tasks import TaskRows
 from reelgate.store.sql_webhooks import WebhookQueries
@@ -105,7 +106,7 @@ _TOKEN_COLS = (
 )
 
 
-class SqlStore(TaskRows, QueueQueries, WebhookQueries):
+class SqlStore(TaskRows, QueueQueries, WebhookQueries, MediaQueries):
     """The one Store implementation (see ``reelgate.store.base.Store``)."""
 
     def __init__(self, engine: AsyncEngine) -> None:

@@ -58,6 +58,9 @@ def _row_to_task(m: RowMapping) -> Task:
         submit_started_at=m["submit_started_at"],
         created_at=m["created_at"],
         callback_url=m["callback_url"],
+        media_state=m["media_state"],
+        video_ref=m["video_ref"],
+        last_frame_ref=m["last_frame_ref"],
     )
 
 
@@ -89,6 +92,9 @@ def _task_values(task: Task) -> dict[str, Any]:
         "submit_started_at": task.submit_started_at,
         "created_at": task.created_at,
         "callback_url": task.callback_url,
+        "media_state": task.media_state,
+        "video_ref": task.video_ref,
+        "last_frame_ref": task.last_frame_ref,
     }
 
 

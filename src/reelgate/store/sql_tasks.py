@@ -15,6 +15,7 @@ from reelgate.store.sql_base import (
     _row_to_task,
     _task_values,
 )
+from reelgate.store.sql_media import enqueue_copies
 from reelgate.store.sql_webhooks import enqueue_webhooks
 
 
@@ -104,6 +105,7 @@ class TaskRows(SqlBase):
         notify: bool = False,
         unleased_at: float | None = None,
         webhook: tuple[str, float] | None = None,
+        mirror_at: float | None = None,
     ) -> bool:
         values = _task_values(task)
         del values["id"], values["owner_id"]
@@ -130,6 +132,8 @@ class TaskRows(SqlBase):
             )
             if result.rowcount and webhook is not None:
                 await enqueue_webhooks(conn, task, *webhook)
+            if result.rowcount and mirror_at is not None:
+                await enqueue_copies(conn, task, mirror_at)
             if result.rowcount and notify and self.dialect == "postgresql":
                 # Delivered at commit to every process listening (API replicas, workers).
                 await conn.execute(

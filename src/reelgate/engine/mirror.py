@@ -1,0 +1,146 @@
+"""Copies results into reelgate's own storage before the upstream's URLs expire (Ark's last 24 h).
+
+Copy jobs are written with a task's success and claimed with a lease. Each file is streamed to
+``<name>.part`` in chunks and renamed when complete, so memory stays bounded whatever the size
+and a half-written file is never served. Every address is checked against the SSRF guard,
+redirects included. A failed copy is retried (``core.media.retry_at``) and, once given up, leaves
+the task a success with its upstream URL. Stored copies are deleted after the retention period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from reelgate.core import media
+from reelgate.core.errors import InvalidRequest, ReelgateError
+from reelgate.core.media import MediaCopy
+from reelgate.net import Network, check_host
+from reelgate.service import VideoService
+
+log = logging.getLogger("reelgate.mirror")
+
+BATCH = 4
+LEASE_SECONDS = 900.0
+IDLE_S = 2.0
+CHUNK = 1024 * 1024
+MAX_REDIRECTS = 3
+MAX_BYTES = 4 * 1024**3
+
+
+class MediaMirror:
+    def __init__(
+        self,
+        service: VideoService,
+        directory: Path,
+        *,
+        worker_id: str,
+        retention_s: float,
+        allow_networks: Sequence[Network] = (),
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.service = service
+        self.directory = directory
+        self.worker_id = worker_id
+        self.retention_s = retention_s
+        self.allow = allow_networks
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=False, transport=transport
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    busy = await self.tick()
+                except ReelgateError as exc:
+                    log.error("media round failed: %s", exc.message)
+                    busy = 0
+                if busy >= BATCH:
+                    continue
+                self.service.media_due.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.service.media_due.wait(), IDLE_S)
+        finally:
+            await self._client.aclose()
+
+    async def tick(self) -> int:
+        now = self.service.clock()
+        for gone in await self.service.store.expire_copies(now, 100):
+            if gone.name:
+                with contextlib.suppress(FileNotFoundError):
+                    await asyncio.to_thread((self.directory / gone.name).unlink)
+            await self.service.media_expired(gone.task_id)
+        due = await self.service.store.claim_copies(now, BATCH, self.worker_id, LEASE_SECONDS)
+        await asyncio.gather(*(self.copy(c) for c in due))
+        return len(due)
+
+    async def copy(self, job: MediaCopy) -> None:
+        name = media.file_name(job.task_id, job.variant, job.source_url)
+        target = self.directory / name
+        try:
+            size = await self._download(job.source_url, target)
+        except (ReelgateError, httpx.HTTPError, OSError) as exc:
+            message = exc.message if isinstance(exc, ReelgateError) else f"{type(exc).__name__}"
+            now = self.service.clock()
+            retry = media.retry_at(job.attempts + 1, now)
+            log.warning("copy of %s %s failed: %s", job.task_id, job.variant, message)
+            copies = await self.service.store.finish_copy(
+                job,
+                state="pending" if retry is not None else "failed",
+                now=now,
+                next_attempt_at=retry,
+                error=message[:500],
+            )
+        else:
+            now = self.service.clock()
+            copies = await self.service.store.finish_copy(
+                job,
+                state="stored",
+                now=now,
+                name=name,
+                size=size,
+                expires_at=now + self.retention_s,
+            )
+        await self.service.media_settled(job.task_id, copies)
+
+    async def _download(self, url: str, target: Path) -> int:
+        """Stream ``url`` into ``target`` (via a .part file); the bytes written."""
+        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        try:
+            return await self._stream(url, target, part)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(part.unlink)  # only left behind by a failed copy
+
+    async def _stream(self, url: str, target: Path, part: Path) -> int:
+        for _ in range(MAX_REDIRECTS + 1):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise InvalidRequest("only http(s) URLs are copied", code="url_not_allowed")
+            await check_host(
+                parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), self.allow
+            )
+            async with self._client.stream("GET", url) as response:
+                if response.is_redirect and "location" in response.headers:
+                    url = urljoin(url, response.headers["location"])
+                    continue
+                response.raise_for_status()
+                size = 0
+                with part.open("wb") as out:
+                    async for chunk in response.aiter_bytes(CHUNK):
+                        size += len(chunk)
+                        if size > MAX_BYTES:
+                            raise InvalidRequest("the file is too large to keep", code="too_large")
+                        await asyncio.to_thread(out.write, chunk)
+                await asyncio.to_thread(os.replace, part, target)
+                return size
+        raise InvalidRequest("too many redirects", code="url_not_allowed")
