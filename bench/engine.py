@@ -94,6 +94,8 @@ def reelgate_settings(
         "allow_private_networks": ["127.0.0.0/8"],
         "log_level": "warning",
         "public_url": public_url,
+        # Tracking is measured here: copying every result file would only add load.
+        "media_mirror": False,
         # On the compressed clock the idle wait (wall time) shrinks with it; leases (clock time)
         # are stretched back to their default length in wall seconds.
         "worker_poll_interval": _default("worker_poll_interval", 0.5) / time_scale,

@@ -20,9 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 from reelgate import logs
+from reelgate.cli.video import video_app
 from reelgate.core.errors import ReelgateError
 from reelgate.core.ids import new_token
-from reelgate.cli.video import video_app
 from reelgate.settings import CONFIG_FILE_ENV, Settings, load_settings
 from reelgate.store.sql import SqlStore, open_store
 
