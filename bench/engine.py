@@ -5,7 +5,7 @@ Tracking. N tasks (1000), created evenly over ``--arrival`` upstream seconds, wi
 durations drawn uniformly from 30-300 s, run on reelgate's Ark simulator (sim_server.py: a
 fresh one per tracker, in a process of its own). Trackers: reelgate's engine in this process,
 with upstream callbacks and without (when its settings can switch them), and newapi_replica.py.
-Upstream time is compressed ``--time-scale`` times (30: one wall second is 30 upstream seconds)
+Upstream time is compressed ``--time-scale`` times (10 by default: one wall second is 10 upstream seconds)
 and both trackers run on the compressed time, so the comparison is fair: the replica's 15 s
 loop and 1 s pause are divided by the time scale, and reelgate runs on a clock that advances
 time-scale times faster (``start_runtime(clock=...)``), so its schedule is in upstream seconds
@@ -835,9 +835,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a smoke run (< 30 s)")
     parser.add_argument("--tasks", type=int, help="tasks to track (1000; quick 60)")
     parser.add_argument(
-        "--arrival", type=float, help="creates spread over this many upstream s (900; quick 100)"
+        "--arrival", type=float, help="creates spread over this many upstream s (300; quick 100)"
     )
-    parser.add_argument("--time-scale", type=float, help="upstream s per wall s (30; quick 150)")
+    parser.add_argument("--time-scale", type=float, help="upstream s per wall s (10; quick 150)")
     parser.add_argument("--wall-clock", action="store_true", help="reelgate on the real clock")
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--rss-tasks", type=int, help="tasks in flight (100000; quick 10000)")
@@ -851,8 +851,8 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     defaults = {
         "tasks": (1000, 60),
-        "arrival": (900.0, 100.0),
-        "time_scale": (30.0, 150.0),
+        "arrival": (300.0, 100.0),
+        "time_scale": (10.0, 150.0),
         "rss_tasks": (100_000, 10_000),
         "rss_seconds": (6.0, 1.5),
         "pg_tasks": (1500, 200),
