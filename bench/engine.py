@@ -5,7 +5,7 @@ Tracking. N tasks (1000), created evenly over ``--arrival`` upstream seconds, wi
 durations drawn uniformly from 30-300 s, run on reelgate's Ark simulator (sim_server.py: a
 fresh one per tracker, in a process of its own). Trackers: reelgate's engine in this process,
 with upstream callbacks and without (when its settings can switch them), and newapi_replica.py.
-Upstream time is compressed ``--time-scale`` times (10 by default: one wall second is 10 upstream seconds)
+Upstream time is compressed ``--time-scale`` times (10: a wall second is 10 upstream seconds)
 and both trackers run on the compressed time, so the comparison is fair: the replica's 15 s
 loop and 1 s pause are divided by the time scale, and reelgate runs on a clock that advances
 time-scale times faster (``start_runtime(clock=...)``), so its schedule is in upstream seconds
