@@ -126,6 +126,13 @@ class Settings(BaseSettings):
     media_retention_days: float = Field(
         30.0, gt=0, description="How long copied results are kept (days)"
     )
+    media_s3_url: str = Field(
+        "", description="Keep copies in an S3-compatible bucket: s3://bucket/prefix (default: disk)"
+    )
+    media_s3_endpoint: str = Field("", description="e.g. https://tos-s3-cn-beijing.volces.com")
+    media_s3_region: str = "us-east-1"
+    media_s3_access_key_id: SecretStr | None = None
+    media_s3_secret_access_key: SecretStr | None = None
     durable_fail_reason: bool = Field(
         False, description="Put the durable link (not the upstream URL) in fail_reason"
     )

@@ -13,6 +13,7 @@ import pytest
 
 from reelgate.providers.render import probe_video
 from reelgate.testing import ArkSimulator, serve_in_thread
+from reelgate.testing.s3_simulator import S3Simulator, serve_s3_in_thread
 from tests.conftest import LiveServer, server_env
 
 KEY = "ark-media-key"
@@ -84,3 +85,48 @@ def test_content_of_an_unfinished_or_unknown_task(gateway: LiveServer) -> None:
         assert early.headers["retry-after"] == "5"
         assert c.get("/v1/video/generations/task_nope/content").status_code == 404
         c.post(f"/v1/video/generations/{task_id}/cancel")
+
+
+def test_copies_in_an_s3_bucket_are_served_with_ranges(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    sim = ArkSimulator(api_keys={KEY}, queued_seconds=0.2, running_seconds=0.3)
+    ark = serve_in_thread(sim)
+    s3 = S3Simulator("AKIDLIVE", buckets={"videos"})
+    bucket = serve_s3_in_thread(s3)
+    workdir = tmp_path_factory.mktemp("ark-s3")
+    server = LiveServer(
+        workdir,
+        server_env(
+            workdir,
+            REELGATE_ARK_API_KEY=KEY,
+            REELGATE_ARK_BASE_URL=ark.base_url,
+            REELGATE_MEDIA_S3_URL="s3://videos/kept",
+            REELGATE_MEDIA_S3_ENDPOINT=bucket.endpoint,
+            REELGATE_MEDIA_S3_ACCESS_KEY_ID="AKIDLIVE",
+            REELGATE_MEDIA_S3_SECRET_ACCESS_KEY="s3-secret-value",
+        ),
+    )
+    server.start()
+    try:
+        data = kept(server)
+        with server.client() as c:
+            whole = c.get(f"/v1/video/generations/{data['task_id']}/content")
+            part = c.get(
+                f"/v1/video/generations/{data['task_id']}/content",
+                headers={"Range": "bytes=10-19"},
+            )
+        linked = httpx.get(data["result_url"], headers={"Range": "bytes=-5"})
+    finally:
+        server.stop()
+        bucket.stop()
+        ark.stop()
+    stored = s3.objects[("videos", f"kept/{data['task_id']}.video.mp4")].data
+    assert whole.status_code == 200
+    assert whole.content == stored
+    (tmp_path / "v.mp4").write_bytes(stored)
+    assert probe_video(tmp_path / "v.mp4").frames > 0
+    assert (part.status_code, part.content) == (206, stored[10:20])
+    assert part.headers["content-range"] == f"bytes 10-19/{len(stored)}"
+    assert (linked.status_code, linked.content) == (206, stored[-5:])
+    assert "s3-secret-value" not in (workdir / "server.log").read_text()

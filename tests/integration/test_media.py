@@ -18,7 +18,9 @@ from reelgate.engine.mirror import MediaMirror
 from reelgate.engine.worker import Worker
 from reelgate.providers.base import Registry
 from reelgate.service import VideoService
+from reelgate.storage import LocalStorage, MediaStorage, S3Storage
 from reelgate.store.sql import SqlStore
+from reelgate.testing.s3_simulator import S3Simulator, serve_s3_in_thread
 from tests.files import FileServer
 from tests.integration.test_engine import Clock, owner
 from tests.integration.test_engine_queue import Upstream, request
@@ -61,7 +63,12 @@ class CdnUpstream(Upstream):
 
 
 async def succeeded(
-    store: SqlStore, tmp_path: Path, cdn: FileServer, clock: Clock, **kw: Any
+    store: SqlStore,
+    tmp_path: Path,
+    cdn: FileServer,
+    clock: Clock,
+    storage: MediaStorage | None = None,
+    **kw: Any,
 ) -> tuple[VideoService, MediaMirror, Any, Any]:
     up = CdnUpstream(clock, cdn, **kw)
     service = VideoService(store, Registry([up]), clock=clock, monotonic=clock, mirror_media=True)
@@ -74,7 +81,11 @@ async def succeeded(
     done = await service.get(me, task.id)
     assert (done.status, done.media_state) == (Status.SUCCESS, "pending")
     mirror = MediaMirror(
-        service, tmp_path / "mirror", worker_id="w", retention_s=86400, allow_networks=LOOPBACK
+        service,
+        storage or LocalStorage(tmp_path / "mirror"),
+        worker_id="w",
+        retention_s=86400,
+        allow_networks=LOOPBACK,
     )
     return service, mirror, me, done
 
@@ -176,8 +187,40 @@ async def test_private_and_redirected_sources_are_guarded(
     await mirror.tick()
     assert (await service.refresh(me, task.id)).media_state == "pending"  # refused, retried
     assert not (tmp_path / "mirror" / f"{task.id}.video.mp4").exists()
-    strict = MediaMirror(service, tmp_path / "mirror", worker_id="w2", retention_s=60)
+    strict = MediaMirror(service, LocalStorage(tmp_path / "mirror"), worker_id="w2", retention_s=60)
     cdn.redirects.clear()
     clock.now += 31
     await strict.tick()  # loopback is not allowed by default
     assert not (tmp_path / "mirror" / f"{task.id}.video.mp4").exists()
+
+
+async def test_copies_can_live_in_an_s3_compatible_bucket(
+    store: SqlStore, tmp_path: Path, cdn: FileServer
+) -> None:
+    video = bytes(range(256)) * 48 * 1024  # 12 MiB: a multipart upload
+    cdn.files.update({"/v.mp4": video, "/f.png": b"png"})
+    s3 = S3Simulator("AKIDTEST", buckets={"media"})
+    handle = serve_s3_in_thread(s3)
+    try:
+        bucket = S3Storage(
+            "s3://media/reelgate",
+            endpoint=handle.endpoint,
+            access_key_id="AKIDTEST",
+            secret_access_key="secret",
+        )
+        clock = Clock()
+        service, mirror, me, task = await succeeded(store, tmp_path, cdn, clock, storage=bucket)
+        await mirror.tick()
+        kept = await service.refresh(me, task.id)
+        assert kept.media_state == "stored"
+        name = f"{task.id}.video.mp4"
+        assert s3.objects[("media", f"reelgate/{name}")].data == video
+        assert any("uploadId" in path for _, path in s3.requests)  # streamed in parts
+        assert bucket.local_path(name) is None
+        assert await bucket.size(name) == len(video)
+        assert b"".join([c async for c in bucket.read(name, 100, 199)]) == video[100:200]
+        clock.now += 86400 + 1
+        await mirror.tick()  # retention: deleted from the bucket
+        assert ("media", f"reelgate/{name}") not in s3.objects
+    finally:
+        handle.stop()

@@ -15,6 +15,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -48,6 +49,7 @@ from reelgate.providers.base import Provider, Registry
 from reelgate.providers.sandbox import SandboxProvider
 from reelgate.service import VideoService
 from reelgate.settings import Settings, load_settings
+from reelgate.storage import LocalStorage, MediaStorage, S3Storage
 from reelgate.store.sql import SqlStore, async_url, open_store
 
 log = logging.getLogger("reelgate")
@@ -111,7 +113,7 @@ async def start_runtime(
         raise
     networks = allowed_networks(settings)
     providers: list[Provider] = []
-    roots = {}
+    roots: dict[str, Path | MediaStorage] = {}
     if settings.sandbox_enabled:
         sandbox = SandboxProvider(
             settings.data_dir,
@@ -141,7 +143,7 @@ async def start_runtime(
         mirror_media=settings.media_mirror,
         clock=clock,
     )
-    roots["mirror"] = settings.data_dir / "mirror"
+    mirror_storage = roots["mirror"] = media_storage(settings)
     links = MediaLinks(
         key,
         settings.base_url,
@@ -186,13 +188,28 @@ async def start_runtime(
         runtime.sender_task = asyncio.create_task(sender.run(runtime.stop))
         mirror = MediaMirror(
             service,
-            roots["mirror"],
+            mirror_storage,
             worker_id=runtime.worker.id,
             retention_s=settings.media_retention_days * 86400,
             allow_networks=networks,
         )
         runtime.mirror_task = asyncio.create_task(mirror.run(runtime.stop))
     return runtime
+
+
+def media_storage(settings: Settings) -> MediaStorage:
+    """Where durable copies go: the configured S3-compatible bucket, else the data directory."""
+    if not settings.media_s3_url:
+        return LocalStorage(settings.data_dir / "mirror")
+    key = settings.media_s3_access_key_id
+    secret = settings.media_s3_secret_access_key
+    return S3Storage(
+        settings.media_s3_url,
+        endpoint=settings.media_s3_endpoint,
+        region=settings.media_s3_region,
+        access_key_id=key.get_secret_value() if key else None,
+        secret_access_key=secret.get_secret_value() if secret else None,
+    )
 
 
 def ark_accounts(settings: Settings) -> list[ArkProvider]:

@@ -1,26 +1,31 @@
-"""Files reelgate serves itself (sandbox renders now, mirrored results later) at signed links.
+"""Files reelgate serves itself (sandbox renders, durable copies of results) at signed links.
 
 Providers hand out ``local://<root>/<name>`` references; ``MediaLinks.url`` turns one into a
 signed, expiring public URL and the ``serve`` handler checks the signature before sending the file.
+A root is a ``MediaStorage``: a local directory (sent with sendfile, Range by Starlette) or an
+S3-compatible bucket (streamed, with single-range requests answered 206).
 """
 
 from __future__ import annotations
 
 import mimetypes
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, Response, StreamingResponse
 
 from reelgate.api.errors import error_response
 from reelgate.core.errors import NotFound, ReelgateError
 from reelgate.core.signing import expiry_for, sign_path, verify
+from reelgate.storage import LocalStorage, MediaStorage
 
 LOCAL_SCHEME = "local://"
 ROUTE_PREFIX = "/v1/media/"
 # Links are stable for an hour so clients and caches see the same URL between polls.
 LINK_BUCKET_SECONDS = 3600
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 class MediaLinks:
@@ -28,7 +33,7 @@ class MediaLinks:
         self,
         key: bytes,
         base_url: str,
-        roots: Mapping[str, Path],
+        roots: Mapping[str, Path | MediaStorage],
         *,
         ttl: int,
         clock: Callable[[], float],
@@ -38,7 +43,10 @@ class MediaLinks:
         self.durable_fail_reason = durable_fail_reason
         self._key = key
         self._base = base_url
-        self._roots = {name: root.resolve() for name, root in roots.items()}
+        self._roots: dict[str, MediaStorage] = {
+            name: LocalStorage(root) if isinstance(root, Path) else root
+            for name, root in roots.items()
+        }
         self._ttl = ttl
         self._clock = clock
 
@@ -54,24 +62,46 @@ class MediaLinks:
         expires = self.epoch() if epoch is None else epoch
         return self._base + sign_path(self._key, path, expires)
 
-    def path_of(self, ref: str) -> Path | None:
-        """The file behind a ``local://root/name`` reference, if there is one."""
+    def locate(self, ref: str) -> tuple[MediaStorage, str] | None:
+        """The storage and name behind a ``local://root/name`` reference, if it is ours."""
         if not ref.startswith(LOCAL_SCHEME):
             return None
         root, _, name = ref.removeprefix(LOCAL_SCHEME).partition("/")
-        try:
-            return self._file(root, name)
-        except NotFound:
+        storage = self._roots.get(root)
+        if storage is None or not name or "/" in name:
             return None
+        return storage, name
 
-    def _file(self, root: str, name: str) -> Path:
-        base = self._roots.get(root)
-        if base is None:
-            raise NotFound("no such file", code="file_not_found")
-        path = (base / name).resolve()
-        if path.parent != base or not path.is_file():
-            raise NotFound("no such file", code="file_not_found")
-        return path
+    async def send(self, storage: MediaStorage, name: str, request: Request) -> Response:
+        """The file as a response: sendfile for a local one, a (ranged) stream otherwise."""
+        media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        headers = {"Cache-Control": "private, max-age=3600"}
+        path = storage.local_path(name)
+        if path is not None:
+            return FileResponse(path, media_type=media_type, headers=headers)
+        size = await storage.size(name)  # NotFound when it is gone
+        start, end, status = 0, size - 1, 200
+        wanted = _RANGE.match(request.headers.get("range", ""))
+        if wanted and (wanted.group(1) or wanted.group(2)):
+            if wanted.group(1):
+                start = int(wanted.group(1))
+                end = min(size - 1, int(wanted.group(2))) if wanted.group(2) else size - 1
+            else:
+                start = max(0, size - int(wanted.group(2)))
+            if start > end or start >= size:
+                return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        headers["Content-Length"] = str(end - start + 1)
+        headers["Accept-Ranges"] = "bytes"
+        if request.method == "HEAD":
+            return Response(status_code=status, headers=headers, media_type=media_type)
+        return StreamingResponse(
+            storage.read(name, start, end),
+            status_code=status,
+            headers=headers,
+            media_type=media_type,
+        )
 
     async def serve(self, request: Request) -> Response:
         root = request.path_params["root"]
@@ -84,12 +114,9 @@ class MediaLinks:
                 request.query_params.get("sig"),
                 self._clock(),
             )
-            path = self._file(root, name)
+            found = self.locate(f"{LOCAL_SCHEME}{root}/{name}")
+            if found is None:
+                raise NotFound("no such file", code="file_not_found")
+            return await self.send(*found, request)
         except ReelgateError as exc:
             return error_response(exc)
-        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return FileResponse(
-            path,
-            media_type=media_type,
-            headers={"Cache-Control": "private, max-age=3600"},
-        )

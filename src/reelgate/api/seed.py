@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-import mimetypes
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from reelgate.api.body import read_object
 from reelgate.api.errors import error_response
@@ -259,20 +258,19 @@ class SeedSurface:
                 ref = task.last_frame_ref or task.last_frame_url
             if not ref:
                 raise NotFound("this task has no last frame", code="no_content")
-            path = self.links.path_of(ref)
-            if path is None and task.media_state == "pending":
+            found = self.links.locate(ref)
+            if found is None and task.media_state == "pending":
                 raise Conflict(
                     "the file is being copied into reelgate's storage; try again shortly",
                     code="content_not_ready",
                     retry_after=5.0,
                 )
+            if found is None:
+                # Not kept here (copying failed, expired, or mirroring off): the upstream's URL.
+                return RedirectResponse(ref, status_code=307)
+            return await self.links.send(*found, request)
         except ReelgateError as exc:
             return error_response(exc)
-        if path is None:
-            # Not kept here (copying failed, expired, or mirroring is off): the upstream's URL.
-            return RedirectResponse(ref, status_code=307)
-        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private"})
 
     async def cancel(self, request: Request) -> Response:
         try:

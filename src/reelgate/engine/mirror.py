@@ -1,8 +1,9 @@
 """Copies results into reelgate's own storage before the upstream's URLs expire (Ark's last 24 h).
 
-Copy jobs are written with a task's success and claimed with a lease. Each file is streamed to
-``<name>.part`` in chunks and renamed when complete, so memory stays bounded whatever the size
-and a half-written file is never served. Every address is checked against the SSRF guard,
+Copy jobs are written with a task's success and claimed with a lease. Each file is streamed in
+chunks into the media storage (a local directory: via ``<name>.part`` and a rename; a bucket: a
+multipart upload), so memory stays bounded whatever the size and a half-written file is never
+served. Every address is checked against the SSRF guard,
 redirects included. A failed copy is retried (``core.media.retry_at``) and, once given up, leaves
 the task a success with its upstream URL. Stored copies are deleted after the retention period.
 """
@@ -12,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Sequence
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -24,6 +23,7 @@ from reelgate.core.errors import InvalidRequest, ReelgateError
 from reelgate.core.media import MediaCopy
 from reelgate.net import Network, check_host
 from reelgate.service import VideoService
+from reelgate.storage import MediaStorage
 
 log = logging.getLogger("reelgate.mirror")
 
@@ -39,7 +39,7 @@ class MediaMirror:
     def __init__(
         self,
         service: VideoService,
-        directory: Path,
+        storage: MediaStorage,
         *,
         worker_id: str,
         retention_s: float,
@@ -47,7 +47,7 @@ class MediaMirror:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.service = service
-        self.directory = directory
+        self.storage = storage
         self.worker_id = worker_id
         self.retention_s = retention_s
         self.allow = allow_networks
@@ -75,8 +75,7 @@ class MediaMirror:
         now = self.service.clock()
         for gone in await self.service.store.expire_copies(now, 100):
             if gone.name:
-                with contextlib.suppress(FileNotFoundError):
-                    await asyncio.to_thread((self.directory / gone.name).unlink)
+                await self.storage.delete(gone.name)
             await self.service.media_expired(gone.task_id)
         due = await self.service.store.claim_copies(now, BATCH, self.worker_id, LEASE_SECONDS)
         await asyncio.gather(*(self.copy(c) for c in due))
@@ -84,10 +83,9 @@ class MediaMirror:
 
     async def copy(self, job: MediaCopy) -> None:
         name = media.file_name(job.task_id, job.variant, job.source_url)
-        target = self.directory / name
         try:
-            size = await self._download(job.source_url, target)
-        except (ReelgateError, httpx.HTTPError, OSError) as exc:
+            size = await self._download(job.source_url, name)
+        except (ReelgateError, httpx.HTTPError, OSError) as exc:  # StorageError included
             message = exc.message if isinstance(exc, ReelgateError) else f"{type(exc).__name__}"
             now = self.service.clock()
             retry = media.retry_at(job.attempts + 1, now)
@@ -111,17 +109,8 @@ class MediaMirror:
             )
         await self.service.media_settled(job.task_id, copies)
 
-    async def _download(self, url: str, target: Path) -> int:
-        """Stream ``url`` into ``target`` (via a .part file); the bytes written."""
-        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
-        part = target.with_name(target.name + ".part")
-        try:
-            return await self._stream(url, target, part)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                await asyncio.to_thread(part.unlink)  # only left behind by a failed copy
-
-    async def _stream(self, url: str, target: Path, part: Path) -> int:
+    async def _download(self, url: str, name: str) -> int:
+        """Stream ``url`` into the storage under ``name``; the bytes stored."""
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -134,13 +123,14 @@ class MediaMirror:
                     url = urljoin(url, response.headers["location"])
                     continue
                 response.raise_for_status()
-                size = 0
-                with part.open("wb") as out:
-                    async for chunk in response.aiter_bytes(CHUNK):
-                        size += len(chunk)
-                        if size > MAX_BYTES:
-                            raise InvalidRequest("the file is too large to keep", code="too_large")
-                        await asyncio.to_thread(out.write, chunk)
-                await asyncio.to_thread(os.replace, part, target)
-                return size
+                return await self.storage.save(name, _limited(response))
         raise InvalidRequest("too many redirects", code="url_not_allowed")
+
+
+async def _limited(response: httpx.Response) -> AsyncIterator[bytes]:
+    size = 0
+    async for chunk in response.aiter_bytes(CHUNK):
+        size += len(chunk)
+        if size > MAX_BYTES:
+            raise InvalidRequest("the file is too large to keep", code="too_large")
+        yield chunk
