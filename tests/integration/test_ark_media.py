@@ -84,7 +84,18 @@ def test_content_of_an_unfinished_or_unknown_task(gateway: LiveServer) -> None:
         assert (early.status_code, early.json()["code"]) == (409, "content_not_ready")
         assert early.headers["retry-after"] == "5"
         assert c.get("/v1/video/generations/task_nope/content").status_code == 404
-        c.post(f"/v1/video/generations/{task_id}/cancel")
+        # Queued at Ark: cancelled there (DELETE); reelgate shows failure/cancelled at once.
+        cancelled = c.post(f"/v1/video/generations/{task_id}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["data"]["error"]["code"] == "cancelled"
+        body = {"model": MODEL, "prompt": "long [sim:queued=0] [sim:running=60]"}
+        running = c.post("/v1/video/generations", json=body).json()["task_id"]
+        deadline = time.monotonic() + 30
+        while c.get(f"/v1/video/generations/{running}").json()["data"]["status"] != "in_progress":
+            assert time.monotonic() < deadline
+            c.get(f"/v1/video/generations/{running}", params={"wait": 5})
+        refused = c.post(f"/v1/video/generations/{running}/cancel")
+        assert (refused.status_code, refused.json()["code"]) == (409, "not_cancellable")
 
 
 def test_copies_in_an_s3_bucket_are_served_with_ranges(

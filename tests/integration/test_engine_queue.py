@@ -376,3 +376,22 @@ async def test_a_long_poll_sees_a_change_it_could_not_hear_of(store: SqlStore) -
     clock.now += 40
     await other_worker.tick()  # written by the other service: no event reaches this one
     assert (await asyncio.wait_for(waiting, 2)).status is Status.IN_PROGRESS
+
+
+async def test_a_task_still_in_reelgates_queue_is_cancelled_locally(store: SqlStore) -> None:
+    clock = Clock()
+    up = Upstream(clock, caps=AdmissionCaps(max_in_flight=1))
+    service, worker = engine(store, up, clock=clock)
+    me = await owner(service)
+    first = await service.create(me, request())
+    clock.now += 0.01
+    waiting = await service.create(me, request())
+    await worker.tick()  # the first is submitted; the second waits for room
+    assert up.submits == [first.id]
+    cancelled = await service.cancel(me, waiting.id)
+    assert (cancelled.status, cancelled.error_code) == (Status.FAILURE, "cancelled")
+    clock.now += 3600
+    for _ in range(3):
+        await worker.tick()
+    assert waiting.id not in up.submits  # never sent upstream
+    assert (await service.cancel(me, waiting.id)).error_code == "cancelled"  # twice is fine
