@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     webhook_retry_scale: float = Field(
         1.0, gt=0, le=1, description="Shrinks the webhook retry schedule (for tests only)"
     )
+    openai_default_model: str = Field(
+        "sandbox-t2v", description="The model of a POST /v1/videos that names none"
+    )
     sse_keepalive_seconds: float = Field(
         15.0, gt=0, le=300, description="Comment lines on idle event streams (s)"
     )

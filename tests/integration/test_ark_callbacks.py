@@ -60,8 +60,9 @@ def status(server: LiveServer, task_id: str) -> dict[str, Any]:
         return dict(c.get(f"/v1/video/generations/{task_id}").json()["data"])
 
 
-def lookups(sim: ArkSimulator) -> int:
-    return int(sim.calls.get("get", 0) + sim.calls.get("list", 0))
+def lookups(sim: ArkSimulator, upstream_id: str) -> int:
+    """How often reelgate looked this upstream task up (single GETs and list pages)."""
+    return int(sim.lookups_by_task[upstream_id])
 
 
 def wait_for(check: Any, timeout: float) -> Any:
@@ -110,17 +111,18 @@ def test_forged_and_replayed_callbacks_change_nothing(
     claim = {"id": delivered["id"], "status": "failed", "error": {"code": "X", "message": "forged"}}
 
     # A guessed token: refused like an unknown route, and the upstream is not even asked.
-    before = lookups(simulator)
+    upstream_id = delivered["id"]
+    before = lookups(simulator, upstream_id)
     forged = httpx.post(url.rsplit("/", 1)[0] + "/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", json=claim)
     assert forged.status_code == 404
     assert forged.json()["code"] == "not_found"
     assert httpx.post(url.replace(running, running[:-1] + "x"), json=claim).status_code == 404
     time.sleep(0.5)
-    assert lookups(simulator) == before
+    assert lookups(simulator, upstream_id) == before
 
     # The genuine address with a lying body: reelgate asks Ark, which says "running".
     assert httpx.post(url, json=claim).status_code == 200
-    wait_for(lambda: lookups(simulator) > before, 10)
+    wait_for(lambda: lookups(simulator, upstream_id) > before, 10)
     time.sleep(0.5)
     assert status(gateway, running)["status"] == "in_progress"
 
@@ -128,10 +130,10 @@ def test_forged_and_replayed_callbacks_change_nothing(
     finished = create(gateway, "a quick bird")
     wait_for(lambda: status(gateway, finished)["status"] == "success", 20)
     final = next(c for c in simulator.callbacks if f"/{finished}/" in c["url"])
-    before = lookups(simulator)
+    before = lookups(simulator, final["id"])
     for _ in range(3):
         replay = httpx.post(final["url"], json={"id": final["id"], "status": "failed"})
         assert replay.status_code == 200
     time.sleep(0.5)
-    assert lookups(simulator) == before
+    assert lookups(simulator, final["id"]) == before
     assert status(gateway, finished)["status"] == "success"

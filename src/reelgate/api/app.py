@@ -30,6 +30,7 @@ from reelgate.api.callbacks import CallbackSurface
 from reelgate.api.errors import on_http_exception, on_reelgate_error, on_unexpected
 from reelgate.api.events import TaskEvents
 from reelgate.api.media import MediaLinks
+from reelgate.api.openai import OpenAiSurface
 from reelgate.api.openapi import OpenApi
 from reelgate.api.seed import SeedSurface, task_data
 from reelgate.api.webhooks import WebhookSurface
@@ -268,6 +269,15 @@ def create_app(
         handlers["seed_list"] = seed.list
         handlers["seed_content"] = seed.content
         handlers["seed_cancel"] = seed.cancel
+        videos = OpenAiSurface(
+            runtime.service, runtime.links, settings.max_body_bytes, settings.openai_default_model
+        )
+        handlers["videos_create"] = videos.create
+        handlers["videos_list"] = videos.list
+        handlers["videos_retrieve"] = videos.retrieve
+        handlers["videos_delete"] = videos.delete
+        handlers["videos_content"] = videos.content
+        handlers["videos_remix"] = videos.remix
         hooks = WebhookSurface(runtime.service)
         handlers["webhook"] = hooks.endpoint
         handlers["webhook_rotate"] = hooks.rotate
@@ -314,6 +324,12 @@ def create_app(
             methods=["POST"],
         ),
         Route("/v1/webhook", late("webhook"), methods=["GET", "PUT", "DELETE"]),
+        Route("/v1/videos", late("videos_create"), methods=["POST"]),
+        Route("/v1/videos", late("videos_list"), methods=["GET"]),
+        Route("/v1/videos/{video_id}", late("videos_retrieve"), methods=["GET"]),
+        Route("/v1/videos/{video_id}", late("videos_delete"), methods=["DELETE"]),
+        Route("/v1/videos/{video_id}/content", late("videos_content"), methods=["GET"]),
+        Route("/v1/videos/{video_id}/remix", late("videos_remix"), methods=["POST"]),
         Route("/v1/webhook/rotate", late("webhook_rotate"), methods=["POST"]),
         Route("/v1/models", late("models"), methods=["GET"]),
         Route(CALLBACK_ROUTE, late("callback"), methods=["POST"]),

@@ -259,14 +259,9 @@ class SeedSurface:
             if not ref:
                 raise NotFound("this task has no last frame", code="no_content")
             found = self.links.locate(ref)
-            if found is None and task.media_state == "pending":
-                raise Conflict(
-                    "the file is being copied into reelgate's storage; try again shortly",
-                    code="content_not_ready",
-                    retry_after=5.0,
-                )
             if found is None:
-                # Not kept here (copying failed, expired, or mirroring off): the upstream's URL.
+                # Not kept here (being copied, copy failed or expired, mirroring off): the
+                # upstream's URL.
                 return RedirectResponse(ref, status_code=307)
             return await self.links.send(*found, request)
         except ReelgateError as exc:

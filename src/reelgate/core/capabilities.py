@@ -75,6 +75,8 @@ class ModelCapabilities:
     options: Mapping[str, Option] = field(default_factory=dict)
     # Other names clients may use for this model (e.g. BytePlus names of an Ark model).
     aliases: tuple[str, ...] = ()
+    # Whether a finished video can be remade with another prompt (POST /v1/videos/{id}/remix).
+    remix: bool = False
     # A provider with rules the generic checks cannot express supplies its own normalizer.
     normalizer: Callable[[VideoRequest, ModelCapabilities], NormalizedRequest] | None = None
     # Extra facts for GET /v1/models (e.g. the sizes an upstream accepts).
@@ -101,6 +103,7 @@ class ModelCapabilities:
             },
             "images": {"min": self.min_images, "max": self.max_images},
             "aliases": list(self.aliases),
+            "remix": self.remix,
             **self.extra,
             "options": {
                 name: {

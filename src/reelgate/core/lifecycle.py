@@ -139,6 +139,8 @@ class Task:
     media_state: str = ""  # "" | pending | stored | failed | expired
     video_ref: str | None = None
     last_frame_ref: str | None = None
+    # Deleted by its owner (OpenAI's DELETE): answered 404 everywhere, kept for operators.
+    deleted_at: float | None = None
 
     @property
     def progress(self) -> str:

@@ -53,6 +53,7 @@ MODELS = (
         default_size=(640, 360),
         max_pixels=1280 * 720,
         options=_TIMING,
+        remix=True,
     ),
     ModelCapabilities(
         name="sandbox-i2v",
@@ -67,6 +68,7 @@ MODELS = (
         min_images=1,
         max_images=1,
         options=_TIMING,
+        remix=True,
     ),
 )
 

@@ -51,8 +51,53 @@ class TaskUseCases(Waiting):
         return record
 
     # -- tasks -------------------------------------------------------------------------------
+    async def remix(
+        self, owner: ApiToken, source: Task, prompt: str, idempotency_key: str | None = None
+    ) -> Task:
+        """A new task: ``source``'s request with another prompt, where the model can remix."""
+        if source.status is not Status.SUCCESS:
+            raise Conflict("only a completed video can be remixed", code="not_remixable")
+        _, caps = self.registry.resolve(source.model)
+        if not caps.remix:
+            raise InvalidRequest(
+                f"model '{caps.name}' cannot remix a video; create a new one instead",
+                code="unsupported_parameter",
+                param="model",
+            )
+        old = NormalizedRequest.from_json(source.request)
+        request = VideoRequest(
+            model=old.model,
+            prompt=prompt.strip(),
+            images=old.images,
+            duration=old.duration,
+            size=(old.width, old.height),
+            metadata=dict(old.options),
+        )
+        return await self.create(
+            owner, request, idempotency_key=idempotency_key, remixed_from=source.id
+        )
+
+    async def delete(self, owner: ApiToken, task_id: str) -> Task:
+        """Forget a task (OpenAI's DELETE): a waiting one is cancelled first, a running one
+        cannot be (409). Afterwards every surface answers 404 for it."""
+        task = await self.refresh(owner, task_id)
+        if not task.status.terminal:
+            task = await self.cancel(owner, task_id)
+        for _ in range(3):
+            gone = await self._write(task, dataclasses.replace(task, deleted_at=self.clock()))
+            if gone is not task:
+                self._tasks.discard((owner.id, task_id))
+                return gone
+            task = await self.refresh(owner, task_id)
+        raise Conflict("the task kept changing; try again", code="task_busy", retry_after=1.0)
+
     async def create(
-        self, owner: ApiToken, request: VideoRequest, *, idempotency_key: str | None = None
+        self,
+        owner: ApiToken,
+        request: VideoRequest,
+        *,
+        idempotency_key: str | None = None,
+        remixed_from: str | None = None,
     ) -> Task:
         """Validate and persist a task ("accepted, not yet submitted"); the engine submits it.
 
@@ -67,6 +112,8 @@ class TaskUseCases(Waiting):
             await check_url(self._allow, request.callback_url, "callback_url")
         now = self.clock()
         body = normalized.to_json()
+        if remixed_from is not None:
+            body["remixed_from"] = remixed_from
         task = Task(
             id=new_task_id(),
             owner_id=owner.id,
@@ -107,6 +154,7 @@ class TaskUseCases(Waiting):
         status: Status | None = None,
         model: str | None = None,
         after: str | None = None,
+        oldest_first: bool = False,
     ) -> tuple[list[Task], bool]:
         """The token's own tasks, newest first, and whether more follow. ``after`` is the id of
         the last task of the previous page (a task of another token is unknown here)."""
@@ -130,6 +178,7 @@ class TaskUseCases(Waiting):
             status=status.value if status is not None else None,
             model=model,
             before=before,
+            oldest_first=oldest_first,
         )
         return found[:limit], len(found) > limit
 

@@ -63,8 +63,9 @@ class Store(Protocol):
         status: str | None = None,
         model: str | None = None,
         before: tuple[float, str] | None = None,
+        oldest_first: bool = False,
     ) -> list[Task]:
-        """A token's tasks, newest first (created at, then id); ``before`` pages on."""
+        """A token's tasks, newest (or oldest) first by (created at, id); ``before`` pages on."""
 
     # -- the engine's queue ------------------------------------------------------------------------
     async def claim_due(

@@ -62,6 +62,7 @@ tasks = sa.Table(
     sa.Column("media_state", sa.String(16), nullable=False, server_default=""),
     sa.Column("video_ref", sa.Text, nullable=True),
     sa.Column("last_frame_ref", sa.Text, nullable=True),
+    sa.Column("deleted_at", sa.Float, nullable=True),
     # The worker's hot query: due, non-terminal tasks in poll order.
     sa.Index(
         "ix_tasks_due",

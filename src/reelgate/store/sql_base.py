@@ -61,6 +61,7 @@ def _row_to_task(m: RowMapping) -> Task:
         media_state=m["media_state"],
         video_ref=m["video_ref"],
         last_frame_ref=m["last_frame_ref"],
+        deleted_at=m["deleted_at"],
     )
 
 
@@ -95,6 +96,7 @@ def _task_values(task: Task) -> dict[str, Any]:
         "media_state": task.media_state,
         "video_ref": task.video_ref,
         "last_frame_ref": task.last_frame_ref,
+        "deleted_at": task.deleted_at,
     }
 
 

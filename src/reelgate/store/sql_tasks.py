@@ -90,7 +90,9 @@ class TaskRows(SqlBase):
             row = (
                 await conn.execute(self._get_task, {"task_id": task_id, "owner_id": owner_id})
             ).first()
-        return _row_to_task(row._mapping) if row else None
+        if row is None or row._mapping["deleted_at"] is not None:
+            return None  # a deleted task is unknown to its owner
+        return _row_to_task(row._mapping)
 
     async def find_task(self, task_id: str) -> Task | None:
         async with self._read() as conn:
@@ -176,20 +178,36 @@ class TaskRows(SqlBase):
         status: str | None = None,
         model: str | None = None,
         before: tuple[float, str] | None = None,
+        oldest_first: bool = False,
     ) -> list[Task]:
-        """A token's tasks, newest first; ``before`` (created at, id) continues after a page."""
-        query = sa.select(*_TASK_COLS).where(tasks.c.owner_id == owner_id)
+        """A token's tasks, newest first (or oldest first); ``before`` (created at, id) is where
+        the previous page ended."""
+        query = sa.select(*_TASK_COLS).where(
+            tasks.c.owner_id == owner_id, tasks.c.deleted_at.is_(None)
+        )
         if status is not None:
             query = query.where(tasks.c.status == status)
         if model is not None:
             query = query.where(tasks.c.model == model)
-        if before is not None:
+        if before is not None and not oldest_first:
             query = query.where(
                 sa.or_(
                     tasks.c.created_at < before[0],
                     sa.and_(tasks.c.created_at == before[0], tasks.c.id < before[1]),
                 )
             )
-        query = query.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit)
+        elif before is not None:
+            query = query.where(
+                sa.or_(
+                    tasks.c.created_at > before[0],
+                    sa.and_(tasks.c.created_at == before[0], tasks.c.id > before[1]),
+                )
+            )
+        order = (
+            (tasks.c.created_at.asc(), tasks.c.id.asc())
+            if oldest_first
+            else (tasks.c.created_at.desc(), tasks.c.id.desc())
+        )
+        query = query.order_by(*order).limit(limit)
         async with self._read() as conn:
             return [_row_to_task(r._mapping) for r in await conn.execute(query)]

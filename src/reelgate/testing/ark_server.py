@@ -66,6 +66,7 @@ class _Server:
     def __init__(self, sim: ArkSimulator) -> None:
         self.sim = sim
         self._media: Path | None = None
+        self._render_lock = asyncio.Lock()
 
     async def handle(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         sim = self.sim
@@ -152,19 +153,26 @@ class _Server:
         expires = request.query_params.get("X-Tos-Expires", "0")
         if not expires.isdigit() or int(expires) < self.sim.clock():
             return Response(b"AccessDenied: Request has expired", status_code=403)
-        if self._media is None:
-            self._media = Path(tempfile.mkdtemp(prefix="ark-sim-"))
-            await asyncio.to_thread(
-                render_video,
-                self._media / "video.mp4",
-                prompt="Ark simulator",
-                duration_s=2,
-                width=160,
-                height=90,
-                last_frame_path=self._media / "frame.png",
-            )
-        path = self._media / ("video.mp4" if name.endswith(".mp4") else "frame.png")
+        media = await self._rendered()
+        path = media / ("video.mp4" if name.endswith(".mp4") else "frame.png")
         return FileResponse(path, media_type="video/mp4" if name.endswith(".mp4") else "image/png")
+
+    async def _rendered(self) -> Path:
+        """The served MP4 and PNG, rendered once (concurrent first requests wait for it)."""
+        async with self._render_lock:
+            if self._media is None:
+                media = Path(tempfile.mkdtemp(prefix="ark-sim-"))
+                await asyncio.to_thread(
+                    render_video,
+                    media / "video.mp4",
+                    prompt="Ark simulator",
+                    duration_s=2,
+                    width=160,
+                    height=90,
+                    last_frame_path=media / "frame.png",
+                )
+                self._media = media
+            return self._media
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
