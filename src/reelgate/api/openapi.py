@@ -235,6 +235,120 @@ def build_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/video/generations/{task_id}/content": {
+                "get": {
+                    "summary": "The task's file (Range supported)",
+                    "operationId": "getVideoGenerationContent",
+                    "security": security,
+                    "parameters": [
+                        task_id,
+                        query("variant", {"enum": ["video", "last_frame"]}, "Which file."),
+                    ],
+                    "responses": {
+                        "200": {"description": "The file"},
+                        "206": {"description": "Part of the file"},
+                        "307": {"description": "Not kept here: the upstream's URL"},
+                        **_errors(400, 401, 404, 409),
+                    },
+                }
+            },
+            "/v1/video/generations/{task_id}/deliveries": {
+                "get": {
+                    "summary": "The task's webhook deliveries with their attempts",
+                    "operationId": "listDeliveries",
+                    "security": security,
+                    "parameters": [task_id],
+                    "responses": {"200": {"description": "Deliveries"}, **_errors(401, 404)},
+                }
+            },
+            "/v1/webhook": {
+                method: {
+                    "summary": f"{verb} the token's webhook endpoint and secret",
+                    "operationId": f"{method}Webhook",
+                    "security": security,
+                    "responses": {"200": {"description": "The endpoint"}, **_errors(400, 401)},
+                }
+                for method, verb in (("get", "Get"), ("put", "Set"), ("delete", "Remove"))
+            },
+            "/v1/webhook/rotate": {
+                "post": {
+                    "summary": "A new webhook secret (the old one signs for 24 h more)",
+                    "operationId": "rotateWebhookSecret",
+                    "security": security,
+                    "responses": {"200": {"description": "The endpoint"}, **_errors(401)},
+                }
+            },
+            "/v1/video/generations/{task_id}/deliveries/{delivery_id}/replay": {
+                "post": {
+                    "summary": "Send a webhook delivery again (same id and body)",
+                    "operationId": "replayDelivery",
+                    "security": security,
+                    "parameters": [
+                        task_id,
+                        {
+                            "name": "delivery_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "responses": {"200": {"description": "The delivery"}, **_errors(401, 404)},
+                }
+            },
+            "/v1/videos/{video_id}/remix": {
+                "post": {
+                    "summary": "Remake a completed video with another prompt (where supported)",
+                    "operationId": "remixVideo",
+                    "security": security,
+                    "parameters": [{**task_id, "name": "video_id"}],
+                    "responses": {
+                        "200": {"description": "The new Video"},
+                        **_errors(400, 401, 404, 409),
+                    },
+                }
+            },
+            "/v1/videos": {
+                "post": {
+                    "summary": "Create a video (OpenAI-style; multipart or JSON)",
+                    "operationId": "createVideo",
+                    "security": security,
+                    "responses": {"200": {"description": "A Video object"}, **_errors(400, 401)},
+                },
+                "get": {
+                    "summary": "List videos (after, limit, order)",
+                    "operationId": "listVideos",
+                    "security": security,
+                    "responses": {"200": {"description": "A list of Videos"}, **_errors(400, 401)},
+                },
+            },
+            "/v1/videos/{video_id}": {
+                "get": {
+                    "summary": "Retrieve a video (OpenAI-style)",
+                    "operationId": "retrieveVideo",
+                    "security": security,
+                    "parameters": [{**task_id, "name": "video_id"}],
+                    "responses": {"200": {"description": "A Video object"}, **_errors(401, 404)},
+                },
+                "delete": {
+                    "summary": "Delete a video (cancels a waiting one)",
+                    "operationId": "deleteVideo",
+                    "security": security,
+                    "parameters": [{**task_id, "name": "video_id"}],
+                    "responses": {"200": {"description": "Deleted"}, **_errors(401, 404, 409)},
+                },
+            },
+            "/v1/videos/{video_id}/content": {
+                "get": {
+                    "summary": "Download a video, thumbnail or spritesheet",
+                    "operationId": "downloadVideoContent",
+                    "security": security,
+                    "parameters": [
+                        {**task_id, "name": "video_id"},
+                        query("variant", {"enum": ["video", "thumbnail", "spritesheet"]}, "Which."),
+                    ],
+                    "responses": {"200": {"description": "Bytes"}, **_errors(400, 401, 404, 409)},
+                }
+            },
             "/v1/models": {
                 "get": {
                     "summary": "List available models and their capabilities",
