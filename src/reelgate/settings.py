@@ -139,6 +139,10 @@ class Settings(BaseSettings):
     webhook_retry_scale: float = Field(
         1.0, gt=0, le=1, description="Shrinks the webhook retry schedule (for tests only)"
     )
+    model_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description='Other names for models, e.g. {"ep-2025…": "doubao-seedance-1-0-pro-250528"}',
+    )
     openai_default_model: str = Field(
         "sandbox-t2v", description="The model of a POST /v1/videos that names none"
     )

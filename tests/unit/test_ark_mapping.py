@@ -247,3 +247,23 @@ def test_every_spec_model_is_offered_under_both_names() -> None:
     for m in ark_catalog.MODELS:
         assert CAPS[m.name] is CAPS[m.byteplus]
     assert normalize(VideoRequest(model=V2, prompt="x"), CAPS[V2]).model == V2
+
+
+def test_configured_aliases_and_endpoint_ids_resolve_to_models() -> None:
+    from reelgate.providers.sandbox import MODELS as SANDBOX
+
+    class Local:
+        name = "sandbox"
+        account = "default"
+
+        def models(self) -> list[Any]:
+            return list(SANDBOX)
+
+    registry = Registry(
+        [Local()],  # type: ignore[list-item]
+        aliases={"ep-20251201-abcde": "sandbox-t2v", "quick": "sandbox-t2v"},
+    )
+    assert registry.resolve("ep-20251201-abcde")[1].name == "sandbox-t2v"
+    assert registry.resolve("quick")[1].name == "sandbox-t2v"
+    with pytest.raises(InvalidRequest):
+        registry.resolve("ep-unknown")

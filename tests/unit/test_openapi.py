@@ -17,6 +17,9 @@ INTERNAL = {
     "/openapi.json",
     "/docs",
     "/docs/init.js",
+    # Ark's own API, mirrored: documented by Ark (see README "Use it from your existing client")
+    "/api/v3/contents/generations/tasks",
+    "/api/v3/contents/generations/tasks/{task_id}",
 }
 
 

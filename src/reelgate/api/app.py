@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from reelgate import logs
+from reelgate.api.ark_native import ArkSurface
 from reelgate.api.callbacks import CallbackSurface
 from reelgate.api.errors import on_http_exception, on_reelgate_error, on_unexpected
 from reelgate.api.events import TaskEvents
@@ -54,6 +55,9 @@ from reelgate.storage import LocalStorage, MediaStorage, S3Storage
 from reelgate.store.sql import SqlStore, async_url, open_store
 
 log = logging.getLogger("reelgate")
+
+# The Ark-native surface's base path (clients use base_url=".../api/v3").
+ARK_TASKS = "/api/v3/contents/generations/tasks"
 
 
 @dataclass
@@ -132,7 +136,7 @@ async def start_runtime(
         hint = "set REELGATE_ARK_API_KEY to enable Doubao Seedance"
         for m in ark_catalog.MODELS:
             unconfigured[m.name] = unconfigured[m.byteplus] = hint
-    registry = Registry(providers, unconfigured)
+    registry = Registry(providers, unconfigured, settings.model_aliases)
     service = VideoService(
         store,
         registry,
@@ -278,6 +282,11 @@ def create_app(
         handlers["videos_delete"] = videos.delete
         handlers["videos_content"] = videos.content
         handlers["videos_remix"] = videos.remix
+        ark = ArkSurface(runtime.service, runtime.links, settings.max_body_bytes)
+        handlers["ark_create"] = ark.create
+        handlers["ark_list"] = ark.list
+        handlers["ark_get"] = ark.get
+        handlers["ark_delete"] = ark.delete
         hooks = WebhookSurface(runtime.service)
         handlers["webhook"] = hooks.endpoint
         handlers["webhook_rotate"] = hooks.rotate
@@ -324,6 +333,10 @@ def create_app(
             methods=["POST"],
         ),
         Route("/v1/webhook", late("webhook"), methods=["GET", "PUT", "DELETE"]),
+        Route(ARK_TASKS, late("ark_create"), methods=["POST"]),
+        Route(ARK_TASKS, late("ark_list"), methods=["GET"]),
+        Route(ARK_TASKS + "/{task_id}", late("ark_get"), methods=["GET"]),
+        Route(ARK_TASKS + "/{task_id}", late("ark_delete"), methods=["DELETE"]),
         Route("/v1/videos", late("videos_create"), methods=["POST"]),
         Route("/v1/videos", late("videos_list"), methods=["GET"]),
         Route("/v1/videos/{video_id}", late("videos_retrieve"), methods=["GET"]),

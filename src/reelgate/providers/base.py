@@ -64,10 +64,15 @@ class Registry:
     """Which provider serves which model, and the accounts of each provider."""
 
     def __init__(
-        self, providers: Sequence[Provider], unconfigured: Mapping[str, str] | None = None
+        self,
+        providers: Sequence[Provider],
+        unconfigured: Mapping[str, str] | None = None,
+        aliases: Mapping[str, str] | None = None,
     ) -> None:
         """``providers`` in order of preference; ``unconfigured`` maps model names reelgate
-        knows but cannot serve to the fix."""
+        knows but cannot serve to the fix; ``aliases`` maps other names (Ark endpoint ids
+        ``ep-…``, short names) to model names."""
+        self._aliases = dict(aliases or {})
         self._accounts: dict[str, dict[str, Provider]] = {}
         for p in providers:
             self._accounts.setdefault(p.name, {})[p.account] = p
@@ -84,6 +89,7 @@ class Registry:
                     self._names[name] = (provider, caps)
 
     def resolve(self, model: str) -> tuple[Provider, ModelCapabilities]:
+        model = self._aliases.get(model, model)
         found = self._names.get(model)
         if found is None and model in self._unconfigured:
             raise InvalidRequest(
