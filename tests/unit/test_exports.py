@@ -36,9 +36,11 @@ def test_public_names() -> None:
         "engine",
         "logs",
         "net",
+        "previews",
         "providers",
         "service",
         "settings",
+        "storage",
         "store",
         "testing",
     }
