@@ -132,3 +132,26 @@ def test_remix_where_the_model_can(gateway: LiveServer) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         c.videos.remix(seedance.id, prompt="y")
     assert err.value.body["code"] == "unsupported_parameter"  # type: ignore[index]
+
+
+def test_an_input_reference_file_starts_the_video(gateway: LiveServer, tmp_path: Path) -> None:
+    import base64
+
+    from tests.integration.test_seed_api import png_data_uri
+
+    image = tmp_path / "first.png"
+    image.write_bytes(base64.b64decode(png_data_uri().split(",", 1)[1]))
+    c = client(gateway)
+    with image.open("rb") as f:
+        video = c.videos.create(
+            model="sandbox-i2v",  # type: ignore[arg-type]
+            prompt="from this frame",
+            seconds="1",
+            size="160x120",  # type: ignore[arg-type]
+            input_reference=f,
+        )
+    done = c.videos.poll(video.id, poll_interval_ms=100)
+    assert done.status == "completed", done
+    with pytest.raises(openai.BadRequestError) as err:  # i2v without its image
+        c.videos.create(model="sandbox-i2v", prompt="no frame")  # type: ignore[arg-type]
+    assert err.value.body["code"] == "missing_parameter"  # type: ignore[index]
