@@ -142,3 +142,24 @@ def fresh_server(tmp_path: Path) -> Iterator[LiveServer]:
     server = LiveServer(tmp_path, server_env(tmp_path))
     yield server
     server.stop()
+
+
+@contextlib.contextmanager
+def ark_gateway(
+    workdir: Path, key: str, *, queued: float = 0.2, running: float = 0.3, **env: str
+) -> Iterator[tuple[LiveServer, Any]]:
+    """A live reelgate whose Seedance models go to a fresh Ark simulator (yields both)."""
+    from reelgate.testing import ArkSimulator, serve_in_thread
+
+    sim = ArkSimulator(api_keys={key}, queued_seconds=queued, running_seconds=running)
+    handle = serve_in_thread(sim)
+    server = LiveServer(
+        workdir,
+        server_env(workdir, REELGATE_ARK_API_KEY=key, REELGATE_ARK_BASE_URL=handle.base_url, **env),
+    )
+    try:
+        server.start()
+        yield server, sim
+    finally:
+        server.stop()
+        handle.stop()

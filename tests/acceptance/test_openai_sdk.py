@@ -12,8 +12,7 @@ import pytest
 from openai import OpenAI
 
 from reelgate.providers.render import probe_video
-from reelgate.testing import ArkSimulator, serve_in_thread
-from tests.conftest import LiveServer, server_env
+from tests.conftest import LiveServer, ark_gateway
 
 # The SDK deprecates its own Sora methods; the /v1/videos shape they speak is what we serve.
 pytestmark = pytest.mark.filterwarnings("ignore:The Sora API is scheduled:DeprecationWarning")
@@ -24,17 +23,8 @@ SEEDANCE = "doubao-seedance-1-0-pro-250528"
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    sim = ArkSimulator(api_keys={KEY}, queued_seconds=0.2, running_seconds=0.4)
-    handle = serve_in_thread(sim)
-    workdir = tmp_path_factory.mktemp("openai")
-    server = LiveServer(
-        workdir,
-        server_env(workdir, REELGATE_ARK_API_KEY=KEY, REELGATE_ARK_BASE_URL=handle.base_url),
-    )
-    server.start()
-    yield server
-    server.stop()
-    handle.stop()
+    with ark_gateway(tmp_path_factory.mktemp("openai"), KEY, running=0.4) as (server, _):
+        yield server
 
 
 def client(server: LiveServer, token: str | None = None) -> OpenAI:

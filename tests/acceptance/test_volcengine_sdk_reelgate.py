@@ -14,8 +14,7 @@ import httpx
 import pytest
 from volcenginesdkarkruntime import Ark
 
-from reelgate.testing import ArkSimulator, serve_in_thread
-from tests.conftest import LiveServer, server_env
+from tests.conftest import LiveServer, ark_gateway
 
 KEY = "ark-native-key"
 MODEL = "doubao-seedance-1-0-pro-250528"
@@ -23,17 +22,8 @@ MODEL = "doubao-seedance-1-0-pro-250528"
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, Any]]:
-    sim = ArkSimulator(api_keys={KEY}, queued_seconds=0.2, running_seconds=0.3)
-    handle = serve_in_thread(sim)
-    workdir = tmp_path_factory.mktemp("ark-native")
-    server = LiveServer(
-        workdir,
-        server_env(workdir, REELGATE_ARK_API_KEY=KEY, REELGATE_ARK_BASE_URL=handle.base_url),
-    )
-    server.start()
-    yield server, sim
-    server.stop()
-    handle.stop()
+    with ark_gateway(tmp_path_factory.mktemp("ark-native"), KEY) as found:
+        yield found
 
 
 def wait_status(client: Ark, task_id: str, want: str) -> Any:

@@ -14,7 +14,7 @@ import pytest
 from reelgate.providers.render import probe_video
 from reelgate.testing import ArkSimulator, serve_in_thread
 from reelgate.testing.s3_simulator import S3Simulator, serve_s3_in_thread
-from tests.conftest import LiveServer, server_env
+from tests.conftest import LiveServer, ark_gateway, server_env
 
 KEY = "ark-media-key"
 MODEL = "doubao-seedance-1-0-pro-250528"
@@ -22,17 +22,8 @@ MODEL = "doubao-seedance-1-0-pro-250528"
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    sim = ArkSimulator(api_keys={KEY}, queued_seconds=0.2, running_seconds=0.3)
-    handle = serve_in_thread(sim)
-    workdir = tmp_path_factory.mktemp("ark-media")
-    server = LiveServer(
-        workdir,
-        server_env(workdir, REELGATE_ARK_API_KEY=KEY, REELGATE_ARK_BASE_URL=handle.base_url),
-    )
-    server.start()
-    yield server
-    server.stop()
-    handle.stop()
+    with ark_gateway(tmp_path_factory.mktemp("ark-media"), KEY, running=0.3) as (server, _):
+        yield server
 
 
 def kept(server: LiveServer, **extra: Any) -> dict[str, Any]:
