@@ -22,7 +22,7 @@ from rich.table import Table
 from reelgate import logs
 from reelgate.cli.video import video_app
 from reelgate.core.errors import ReelgateError
-from reelgate.core.ids import new_token
+from reelgate.core.ids import ApiToken, new_token
 from reelgate.settings import CONFIG_FILE_ENV, Settings, load_settings
 from reelgate.store.sql import SqlStore, open_store
 
@@ -192,9 +192,27 @@ def worker_command(config: ConfigOption = None) -> None:
         raise typer.Exit(1) from None
 
 
+ModelsOption = Annotated[
+    str | None, typer.Option("--models", help="Allowed models, comma-separated (default: all)")
+]
+RpmOption = Annotated[
+    int | None, typer.Option("--rpm", min=1, help="Creates per minute, across all replicas")
+]
+ConcurrentOption = Annotated[
+    int | None, typer.Option("--max-concurrent", min=1, help="Unfinished tasks at once")
+]
+
+
+def _models(value: str | None) -> tuple[str, ...]:
+    return tuple(m.strip() for m in (value or "").split(",") if m.strip())
+
+
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option(help="A label for the token")] = "default",
+    models: ModelsOption = None,
+    rpm: RpmOption = None,
+    max_concurrent: ConcurrentOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Create a token and print its plaintext (shown only this once)."""
@@ -202,10 +220,68 @@ def token_create(
     token = new_token()
 
     async def job(store: SqlStore) -> None:
-        await store.create_token(name, token, int(time.time()))
+        await store.create_token(
+            name,
+            token,
+            int(time.time()),
+            models=_models(models),
+            rpm=rpm,
+            max_concurrent=max_concurrent,
+        )
 
     _run(settings, job)
     out.print(token.plaintext, markup=False, highlight=False)
+
+
+@token_app.command("limits")
+def token_limits(
+    ref: Annotated[str, typer.Argument(help="Token id (tok_…) or visible prefix (rg_…)")],
+    models: ModelsOption = None,
+    rpm: RpmOption = None,
+    max_concurrent: ConcurrentOption = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Remove every limit not given here")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Change a token's limits; they apply within the token cache TTL."""
+    settings = _settings(config)
+    changes: dict[str, object] = {}
+    if models is not None or clear:
+        changes["models"] = _models(models)
+    if rpm is not None or clear:
+        changes["rpm"] = rpm
+    if max_concurrent is not None or clear:
+        changes["max_concurrent"] = max_concurrent
+    token = _run(settings, lambda store: store.set_token_limits(ref, **changes))
+    if token is None:
+        _say(f"reelgate: no single token matches '{ref}'")
+        raise typer.Exit(1)
+    out.print(f"{token.id}: {_limits_text(token)}", markup=False, highlight=False)
+
+
+@token_app.command("rotate")
+def token_rotate(
+    ref: Annotated[str, typer.Argument(help="Token id (tok_…) or visible prefix (rg_…)")],
+    config: ConfigOption = None,
+) -> None:
+    """Give a token a new secret (printed once); the old one stops working."""
+    settings = _settings(config)
+    token = new_token()
+    found = _run(settings, lambda store: store.rotate_token(ref, token))
+    if found is None:
+        _say(f"reelgate: no single active token matches '{ref}'")
+        raise typer.Exit(1)
+    out.print(token.plaintext, markup=False, highlight=False)
+
+
+def _limits_text(t: ApiToken) -> str:
+    parts = [
+        f"models {','.join(t.models)}" if t.models else "all models",
+        f"{t.rpm}/min" if t.rpm else "no rate limit",
+        f"{t.max_concurrent} at once" if t.max_concurrent else "no concurrency limit",
+    ]
+    return "; ".join(parts)
 
 
 @token_app.command("list")
@@ -213,10 +289,17 @@ def token_list(config: ConfigOption = None) -> None:
     """List tokens: id, name, visible prefix, state."""
     settings = _settings(config)
     tokens = _run(settings, lambda store: store.list_tokens())
-    table = Table("id", "name", "prefix", "created", "state")
+    table = Table("id", "name", "prefix", "created", "state", "limits")
     for t in tokens:
         created = dt.datetime.fromtimestamp(t.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M")
-        table.add_row(t.id, t.name, t.prefix + "…", created, "active" if t.active else "revoked")
+        table.add_row(
+            t.id,
+            t.name,
+            t.prefix + "…",
+            created,
+            "active" if t.active else "revoked",
+            _limits_text(t),
+        )
     out.print(table)
 
 

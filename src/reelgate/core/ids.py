@@ -51,6 +51,11 @@ class ApiToken:
     prefix: str
     created_at: int
     revoked_at: int | None = None
+    # Limits set by the operator: allowed models (empty: all), creates per minute, tasks
+    # unfinished at once.
+    models: tuple[str, ...] = ()
+    rpm: int | None = None
+    max_concurrent: int | None = None
 
     @property
     def active(self) -> bool:

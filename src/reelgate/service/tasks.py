@@ -6,10 +6,17 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+from typing import Any
 
 from reelgate.core import lifecycle, schedule
 from reelgate.core.capabilities import NormalizedRequest, normalize
-from reelgate.core.errors import AuthenticationError, Conflict, InvalidRequest
+from reelgate.core.errors import (
+    AuthenticationError,
+    Conflict,
+    InvalidRequest,
+    PermissionDenied,
+    RateLimited,
+)
 from reelgate.core.ids import ApiToken, NewToken, hash_token, new_task_id, new_token
 from reelgate.core.lifecycle import Status, Task
 from reelgate.core.request import VideoRequest
@@ -40,9 +47,10 @@ class TaskUseCases(Waiting):
             raise AuthenticationError("invalid or revoked API token", code="invalid_token")
         return cached
 
-    async def create_token(self, name: str) -> tuple[ApiToken, NewToken]:
+    async def create_token(self, name: str, **limits: Any) -> tuple[ApiToken, NewToken]:
+        """A new token (``models``, ``rpm``, ``max_concurrent`` limits optional)."""
         token = new_token()
-        record = await self.store.create_token(name, token, int(self.clock()))
+        record = await self.store.create_token(name, token, int(self.clock()), **limits)
         return record, token
 
     async def revoke_token(self, ref: str) -> ApiToken | None:
@@ -105,6 +113,12 @@ class TaskUseCases(Waiting):
         request made (no second task, no second upstream call); concurrent duplicates too.
         """
         provider, caps = self.registry.resolve(request.model)
+        if owner.models and caps.name not in owner.models and request.model not in owner.models:
+            raise PermissionDenied(
+                f"this token may not use model '{caps.name}'",
+                code="model_not_allowed",
+                param="model",
+            )
         normalized = normalize(request, caps)
         for index, ref in enumerate(normalized.images):
             await check_image(self._allow, ref, "image" if index == 0 else f"images[{index}]")
@@ -127,8 +141,10 @@ class TaskUseCases(Waiting):
             deadline_at=schedule.deadline(now, max_task_seconds=self.max_task_seconds),
             callback_url=request.callback_url,
         )
+        if owner.rpm is not None:
+            await self._within_rate(owner)
         if idempotency_key is None:
-            await self.store.insert_task(task)
+            await self.store.insert_task(task, max_active=owner.max_concurrent)
         else:
             fingerprint = hashlib.sha256(
                 json.dumps(
@@ -138,13 +154,29 @@ class TaskUseCases(Waiting):
                 ).encode()
             ).hexdigest()
             task, created = await self.store.create_task(
-                task, idempotency_key, fingerprint, now - IDEMPOTENCY_WINDOW_S
+                task,
+                idempotency_key,
+                fingerprint,
+                now - IDEMPOTENCY_WINDOW_S,
+                max_active=owner.max_concurrent,
             )
             if not created:
                 return task
         self._remember(task)
         self.work_available.set()
         return task
+
+    async def _within_rate(self, owner: ApiToken) -> None:
+        """Take one create from the token's per-minute budget, shared by every API replica."""
+        assert owner.rpm is not None
+        rate = owner.rpm / 60.0
+        taken = await self.store.take_tokens(f"token:{owner.id}", 1, rate, owner.rpm, self.clock())
+        if not taken:
+            raise RateLimited(
+                f"this token may create {owner.rpm} tasks a minute; try again shortly",
+                code="rate_limited",
+                retry_after=1.0 / rate,
+            )
 
     async def list(
         self,

@@ -26,7 +26,22 @@ class Store(Protocol):
         """The stored value for ``key``, storing ``value`` first if there is none (race-safe)."""
 
     # -- API tokens ----------------------------------------------------------------------------
-    async def create_token(self, name: str, token: NewToken, now: int) -> ApiToken: ...
+    async def create_token(
+        self,
+        name: str,
+        token: NewToken,
+        now: int,
+        *,
+        models: Sequence[str] = (),
+        rpm: int | None = None,
+        max_concurrent: int | None = None,
+    ) -> ApiToken: ...
+
+    async def set_token_limits(self, ref: str, **limits: Any) -> ApiToken | None:
+        """Change ``models``, ``rpm`` or ``max_concurrent`` of a token (by id or prefix)."""
+
+    async def rotate_token(self, ref: str, token: NewToken) -> ApiToken | None:
+        """A new secret for the same token; the old secret stops working."""
 
     async def token_by_hash(self, token_hash: str) -> ApiToken | None: ...
 
@@ -38,10 +53,18 @@ class Store(Protocol):
     async def count_active_tokens(self) -> int: ...
 
     # -- tasks ----------------------------------------------------------------------------------
-    async def insert_task(self, task: Task) -> None: ...
+    async def insert_task(self, task: Task, *, max_active: int | None = None) -> None:
+        """Insert, refusing (429 ``too_many_tasks``) when the owner has ``max_active`` unfinished
+        tasks already."""
 
     async def create_task(
-        self, task: Task, key: str, fingerprint: str, since: float
+        self,
+        task: Task,
+        key: str,
+        fingerprint: str,
+        since: float,
+        *,
+        max_active: int | None = None,
     ) -> tuple[Task, bool]:
         """Insert under an idempotency key, or return the task the key made (``created`` False).
 

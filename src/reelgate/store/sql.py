@@ -10,6 +10,7 @@ instance metadata and API tokens.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, RowMapping
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from reelgate.core.ids import ApiToken, NewToken, new_id
 from reelgate.store.schema import api_tokens, meta
@@ -94,6 +95,9 @@ def _row_to_token(m: RowMapping) -> ApiToken:
         prefix=m["prefix"],
         created_at=m["created_at"],
         revoked_at=m["revoked_at"],
+        models=tuple(m["models"] or ()),
+        rpm=m["rpm"],
+        max_concurrent=m["max_concurrent"],
     )
 
 
@@ -103,6 +107,9 @@ _TOKEN_COLS = (
     api_tokens.c.prefix,
     api_tokens.c.created_at,
     api_tokens.c.revoked_at,
+    api_tokens.c.models,
+    api_tokens.c.rpm,
+    api_tokens.c.max_concurrent,
 )
 
 
@@ -150,8 +157,25 @@ class SqlStore(TaskRows, QueueQueries, WebhookQueries, MediaQueries):
             ).scalar_one()
             return str(stored)
 
-    async def create_token(self, name: str, token: NewToken, now: int) -> ApiToken:
-        record = ApiToken(id=new_id("tok_"), name=name, prefix=token.prefix, created_at=now)
+    async def create_token(
+        self,
+        name: str,
+        token: NewToken,
+        now: int,
+        *,
+        models: Sequence[str] = (),
+        rpm: int | None = None,
+        max_concurrent: int | None = None,
+    ) -> ApiToken:
+        record = ApiToken(
+            id=new_id("tok_"),
+            name=name,
+            prefix=token.prefix,
+            created_at=now,
+            models=tuple(models),
+            rpm=rpm,
+            max_concurrent=max_concurrent,
+        )
         async with self._tx() as conn:
             await conn.execute(
                 api_tokens.insert().values(
@@ -160,9 +184,48 @@ class SqlStore(TaskRows, QueueQueries, WebhookQueries, MediaQueries):
                     prefix=token.prefix,
                     token_hash=token.hash,
                     created_at=now,
+                    models=list(models) or None,
+                    rpm=rpm,
+                    max_concurrent=max_concurrent,
                 )
             )
         return record
+
+    async def _one_token(self, conn: AsyncConnection, ref: str) -> ApiToken | None:
+        rows = (
+            await conn.execute(
+                sa.select(*_TOKEN_COLS).where(
+                    sa.or_(api_tokens.c.id == ref, api_tokens.c.prefix == ref)
+                )
+            )
+        ).all()
+        return _row_to_token(rows[0]._mapping) if len(rows) == 1 else None
+
+    async def set_token_limits(self, ref: str, **limits: Any) -> ApiToken | None:
+        """Change a token's limits (``models``, ``rpm``, ``max_concurrent``); None: no match."""
+        async with self._tx() as conn:
+            token = await self._one_token(conn, ref)
+            if token is None:
+                return None
+            if "models" in limits:
+                limits["models"] = list(limits["models"] or ()) or None
+            await conn.execute(
+                api_tokens.update().where(api_tokens.c.id == token.id).values(**limits)
+            )
+            return await self._one_token(conn, token.id)
+
+    async def rotate_token(self, ref: str, token: NewToken) -> ApiToken | None:
+        """Give a token a new secret (same id, name and limits); the old one stops working."""
+        async with self._tx() as conn:
+            found = await self._one_token(conn, ref)
+            if found is None or found.revoked_at is not None:
+                return None
+            await conn.execute(
+                api_tokens.update()
+                .where(api_tokens.c.id == found.id)
+                .values(token_hash=token.hash, prefix=token.prefix)
+            )
+            return await self._one_token(conn, found.id)
 
     async def token_by_hash(self, token_hash: str) -> ApiToken | None:
         async with self._read() as conn:
@@ -176,27 +239,14 @@ class SqlStore(TaskRows, QueueQueries, WebhookQueries, MediaQueries):
 
     async def revoke_token(self, ref: str, now: int) -> ApiToken | None:
         async with self._tx() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(*_TOKEN_COLS).where(
-                        sa.or_(api_tokens.c.id == ref, api_tokens.c.prefix == ref)
-                    )
-                )
-            ).all()
-            if len(rows) != 1:
+            token = await self._one_token(conn, ref)
+            if token is None:
                 return None
-            token = _row_to_token(rows[0]._mapping)
             if token.revoked_at is None:
                 await conn.execute(
                     api_tokens.update().where(api_tokens.c.id == token.id).values(revoked_at=now)
                 )
-                token = ApiToken(
-                    id=token.id,
-                    name=token.name,
-                    prefix=token.prefix,
-                    created_at=token.created_at,
-                    revoked_at=now,
-                )
+                token = dataclasses.replace(token, revoked_at=now)
             return token
 
     async def count_active_tokens(self) -> int:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reelgate.core.errors import Conflict
+from reelgate.core.errors import Conflict, RateLimited
 from reelgate.core.lifecycle import Task
 from reelgate.store.schema import NON_TERMINAL, idempotency_keys, tasks
 from reelgate.store.sql_base import (
@@ -20,13 +21,46 @@ from reelgate.store.sql_webhooks import enqueue_webhooks
 
 
 class TaskRows(SqlBase):
-    async def insert_task(self, task: Task) -> None:
+    async def _room_for(self, conn: AsyncConnection, owner_id: str, limit: int | None) -> None:
+        """Refuse a new task when its token already has ``limit`` unfinished ones (the count
+        and the insert are one step: a per-token advisory lock on PostgreSQL, and SQLite's
+        single writer)."""
+        if limit is None:
+            return
+        if self.dialect == "postgresql":
+            await conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                {"k": f"reelgate:owner:{owner_id}"},
+            )
+        active = (
+            await conn.execute(
+                sa.select(sa.func.count()).where(
+                    tasks.c.owner_id == owner_id, tasks.c.status.in_(NON_TERMINAL)
+                )
+            )
+        ).scalar_one()
+        if int(active) >= limit:
+            raise RateLimited(
+                f"this token already has {limit} unfinished tasks, its limit; "
+                "try again when one ends",
+                code="too_many_tasks",
+                retry_after=5.0,
+            )
+
+    async def insert_task(self, task: Task, *, max_active: int | None = None) -> None:
         async with self._tx() as conn:
+            await self._room_for(conn, task.owner_id, max_active)
             await conn.execute(tasks.insert().values(**_task_values(task)))
             await self._notify_work(conn)
 
     async def create_task(
-        self, task: Task, key: str, fingerprint: str, since: float
+        self,
+        task: Task,
+        key: str,
+        fingerprint: str,
+        since: float,
+        *,
+        max_active: int | None = None,
     ) -> tuple[Task, bool]:
         """Insert ``task`` under an idempotency key, or return the task the key already made.
 
@@ -49,6 +83,7 @@ class TaskRows(SqlBase):
                 except sa.exc.IntegrityError:
                     pass  # the key exists (maybe a concurrent duplicate): read it below
                 else:
+                    await self._room_for(conn, task.owner_id, max_active)
                     await conn.execute(tasks.insert().values(**_task_values(task)))
                     await self._notify_work(conn)
                     return task, True

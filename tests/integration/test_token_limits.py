@@ -1,0 +1,169 @@
+"""Per-token limits: allowed models, creates per minute and unfinished tasks at once — in one
+service on an injected clock, and across two API processes sharing one PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reelgate.core.errors import PermissionDenied, RateLimited
+from reelgate.core.lifecycle import Status
+from reelgate.store.sql import SqlStore
+from tests.conftest import LiveServer, server_env
+from tests.integration.test_engine import Clock
+from tests.integration.test_engine_queue import Upstream, engine, request
+from tests.pg import _drop, _pg_database, pg_url
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def test_a_token_may_only_use_its_models(store: SqlStore) -> None:
+    clock = Clock()
+    service, _ = engine(store, Upstream(clock), clock=clock)
+    narrow, _ = await service.create_token("narrow", models=("other-model",))
+    with pytest.raises(PermissionDenied) as err:
+        await service.create(narrow, request())
+    assert (err.value.code, err.value.http_status) == ("model_not_allowed", 403)
+    wide, _ = await service.create_token("wide", models=("mem-1",))
+    assert (await service.create(wide, request())).model == "mem-1"
+
+
+async def test_creates_per_minute(store: SqlStore) -> None:
+    clock = Clock()
+    service, _ = engine(store, Upstream(clock), clock=clock)
+    token, _ = await service.create_token("t", rpm=3)
+    for _ in range(3):
+        await service.create(token, request())
+    with pytest.raises(RateLimited) as err:
+        await service.create(token, request())
+    assert (err.value.code, err.value.http_status) == ("rate_limited", 429)
+    assert err.value.retry_after == pytest.approx(20.0)
+    clock.now += 20
+    await service.create(token, request())  # one more per 20 s
+
+
+async def test_unfinished_tasks_at_once(store: SqlStore) -> None:
+    clock = Clock()
+    service, worker = engine(store, Upstream(clock, queued=1, running=1), clock=clock)
+    token, _ = await service.create_token("t", max_concurrent=2)
+    results = await asyncio.gather(
+        *(service.create(token, request()) for _ in range(6)), return_exceptions=True
+    )
+    made = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, RateLimited)]
+    assert (len(made), len(refused)) == (2, 4)
+    assert refused[0].code == "too_many_tasks"
+    await worker.tick()
+    clock.now += 100
+    await worker.tick()  # both end
+    assert {(await service.get(token, t.id)).status for t in made} == {Status.SUCCESS}
+    await service.create(token, request())  # room again
+
+
+@pytest.fixture
+def pg_replicas(tmp_path: Path) -> Iterator[tuple[LiveServer, LiveServer]]:
+    name = asyncio.run(_pg_database())
+    url = pg_url(name)
+    replicas = []
+    try:
+        for i in range(2):
+            workdir = tmp_path / f"replica{i}"
+            workdir.mkdir()
+            env = server_env(
+                workdir,
+                REELGATE_DATABASE_URL=url,
+                REELGATE_SECRET_KEY="shared-secret-for-both",
+                REELGATE_SANDBOX_QUEUE_SECONDS="600",
+                REELGATE_TOKEN_CACHE_TTL="0",
+            )
+            server = LiveServer(workdir, env)
+            server.start("--no-worker")
+            replicas.append(server)
+        yield replicas[0], replicas[1]
+    finally:
+        for server in replicas:
+            server.stop()
+        asyncio.run(_drop(name))
+
+
+def _token(server: LiveServer, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "reelgate", "token", "create", *args],
+        cwd=server.workdir,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.strip()
+
+
+@pytest.mark.postgres
+def test_limits_hold_across_two_api_processes(pg_replicas: tuple[LiveServer, LiveServer]) -> None:
+    a, b = pg_replicas
+    body = {"model": "sandbox-t2v", "prompt": "x", "duration": 1, "size": "160x120"}
+    rated = _token(a, "--name", "rated", "--rpm", "4")
+    codes = [
+        httpx.post(
+            f"{server.url}/v1/video/generations",
+            headers={"Authorization": f"Bearer {rated}"},
+            json=body,
+        ).status_code
+        for server in (a, b, a, b, a, b, a, b)
+    ]
+    assert codes.count(200) == 4  # one budget for both replicas
+    assert codes.count(429) == 4
+    busy = _token(b, "--name", "busy", "--max-concurrent", "3")
+    codes = [
+        httpx.post(
+            f"{server.url}/v1/video/generations",
+            headers={"Authorization": f"Bearer {busy}"},
+            json=body,
+        )
+        for server in (a, b, a, b, a, b)
+    ]
+    assert [r.status_code for r in codes].count(200) == 3
+    refused = [r for r in codes if r.status_code == 429]
+    assert {r.json()["code"] for r in refused} == {"too_many_tasks"}
+    assert all(r.headers["retry-after"] == "5" for r in refused)
+
+
+def test_token_limits_and_rotation_from_the_cli(live_server: LiveServer) -> None:
+    def cli(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "reelgate", "token", *args],
+            cwd=live_server.workdir,
+            env=live_server.env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+
+    plain = cli("create", "--name", "rotor", "--models", "sandbox-t2v").strip()
+    prefix = plain[:11]
+    shown = cli("limits", prefix, "--rpm", "30")
+    assert "models sandbox-t2v" in shown
+    assert "30/min" in shown
+    assert "30/min" in cli("list")
+    fresh = cli("rotate", prefix).strip()
+    assert fresh.startswith("rg_")
+    assert fresh != plain
+    old = httpx.get(f"{live_server.url}/v1/models", headers={"Authorization": f"Bearer {plain}"})
+    new = httpx.get(f"{live_server.url}/v1/models", headers={"Authorization": f"Bearer {fresh}"})
+    assert (old.status_code, new.status_code) in ((401, 200), (200, 200))  # within the cache TTL
+    assert new.status_code == 200
+    cleared = cli("limits", fresh[:11], "--clear")
+    assert "all models; no rate limit; no concurrency limit" in cleared
