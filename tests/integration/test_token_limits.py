@@ -167,3 +167,63 @@ def test_token_limits_and_rotation_from_the_cli(live_server: LiveServer) -> None
     assert new.status_code == 200
     cleared = cli("limits", fresh[:11], "--clear")
     assert "all models; no rate limit; no concurrency limit" in cleared
+
+
+def test_usage_counts_a_tokens_own_tasks(live_server: LiveServer) -> None:
+    import time as _time
+
+    other = _token(live_server, "--name", "usage-other")
+    body = {"model": "sandbox-t2v", "prompt": "count me", "duration": 1, "size": "160x120"}
+    mine = httpx.post(
+        f"{live_server.url}/v1/video/generations",
+        headers={"Authorization": f"Bearer {other}"},
+        json={**body, "metadata": {"queue_seconds": 0.1, "run_seconds": 0.1}},
+    ).json()["task_id"]
+    waiting = httpx.post(
+        f"{live_server.url}/v1/video/generations",
+        headers={"Authorization": f"Bearer {other}"},
+        json={**body, "metadata": {"queue_seconds": 600}},
+    ).json()["task_id"]
+    httpx.post(
+        f"{live_server.url}/v1/video/generations/{waiting}/cancel",
+        headers={"Authorization": f"Bearer {other}"},
+    )
+    deadline = _time.monotonic() + 30
+    while True:
+        got = httpx.get(
+            f"{live_server.url}/v1/video/generations/{mine}",
+            headers={"Authorization": f"Bearer {other}"},
+        ).json()["data"]
+        if got["status"] == "success":
+            break
+        assert _time.monotonic() < deadline
+        _time.sleep(0.1)
+    usage = httpx.get(
+        f"{live_server.url}/v1/usage",
+        headers={"Authorization": f"Bearer {other}"},
+        params={"group_by": "model"},
+    ).json()
+    assert usage["data"] == [
+        {
+            "key": "sandbox-t2v",
+            "tasks": 2,
+            "succeeded": 1,
+            "failed": 1,
+            "cancelled": 1,
+            "unfinished": 0,
+            "usage_tokens": 0,
+        }
+    ]
+    by_day = httpx.get(
+        f"{live_server.url}/v1/usage",
+        headers={"Authorization": f"Bearer {other}"},
+        params={"group_by": "day"},
+    ).json()["data"]
+    assert len(by_day) == 1
+    assert by_day[0]["key"] % 86400 == 0
+    bad = httpx.get(
+        f"{live_server.url}/v1/usage",
+        headers={"Authorization": f"Bearer {other}"},
+        params={"group_by": "color"},
+    )
+    assert (bad.status_code, bad.json()["code"]) == (400, "invalid_parameter")

@@ -271,6 +271,7 @@ def create_app(
         handlers["seed_get"] = seed.get
         handlers["seed_create"] = seed.create
         handlers["seed_list"] = seed.list
+        handlers["usage"] = seed.usage
         handlers["seed_content"] = seed.content
         handlers["seed_cancel"] = seed.cancel
         videos = OpenAiSurface(
@@ -345,6 +346,7 @@ def create_app(
         Route("/v1/videos/{video_id}/remix", late("videos_remix"), methods=["POST"]),
         Route("/v1/webhook/rotate", late("webhook_rotate"), methods=["POST"]),
         Route("/v1/models", late("models"), methods=["GET"]),
+        Route("/v1/usage", late("usage"), methods=["GET"]),
         Route(CALLBACK_ROUTE, late("callback"), methods=["POST"]),
         Route("/v1/media/{root}/{name}", late("media"), methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET"]),

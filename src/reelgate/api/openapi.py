@@ -349,6 +349,19 @@ def build_document() -> dict[str, Any]:
                     "responses": {"200": {"description": "Bytes"}, **_errors(400, 401, 404, 409)},
                 }
             },
+            "/v1/usage": {
+                "get": {
+                    "summary": "The token's tasks counted per model, day or token",
+                    "operationId": "getUsage",
+                    "security": security,
+                    "parameters": [
+                        query("from", {"type": "integer"}, "Unix seconds (default: 30 days ago)."),
+                        query("to", {"type": "integer"}, "Unix seconds (default: now)."),
+                        query("group_by", {"enum": ["model", "day", "token"]}, "Grouping."),
+                    ],
+                    "responses": {"200": {"description": "Counts"}, **_errors(400, 401)},
+                }
+            },
             "/v1/models": {
                 "get": {
                     "summary": "List available models and their capabilities",

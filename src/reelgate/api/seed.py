@@ -26,6 +26,7 @@ from reelgate.service import VideoService
 MAX_WAIT_SECONDS = 60
 MAX_POLL_HINT = 30.0
 DEFAULT_LIST_LIMIT = 20
+USAGE_DEFAULT_DAYS = 30
 MAX_LIST_LIMIT = 100
 
 
@@ -134,6 +135,16 @@ def seen_version(etag: str | None) -> int | None:
 def poll_hint(remaining: float) -> float:
     """When to look again: half the expected remaining time, between 1 and 30 seconds."""
     return min(MAX_POLL_HINT, max(1.0, remaining / 2))
+
+
+def _unix(raw: str | None, param: str, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit():
+        raise InvalidRequest(
+            f"'{param}' must be Unix seconds", code="invalid_parameter", param=param
+        )
+    return int(raw)
 
 
 def list_limit(raw: str | None) -> int:
@@ -301,6 +312,37 @@ class SeedSurface:
             "data": [task_data(t, self.links, epoch, self.service.estimate(t)) for t in tasks],
             "has_more": more,
             "next_after": tasks[-1].id if more else None,
+        }
+        return Response(json.dumps(body).encode(), media_type="application/json")
+
+    async def usage(self, request: Request) -> Response:
+        """``GET /v1/usage?from=&to=&group_by=model|day|token``: the token's own tasks."""
+        try:
+            owner = await self.service.authenticate(bearer(request))
+            q = request.query_params
+            now = int(self.service.clock())
+            until = _unix(q.get("to"), "to", now + 1)
+            since = _unix(q.get("from"), "from", until - USAGE_DEFAULT_DAYS * 86400)
+            group_by = q.get("group_by", "model")
+            if group_by not in ("model", "day", "token"):
+                raise InvalidRequest(
+                    "group_by must be model, day or token",
+                    code="invalid_parameter",
+                    param="group_by",
+                )
+            if since >= until:
+                raise InvalidRequest(
+                    "'from' must be before 'to'", code="invalid_parameter", param="from"
+                )
+            rows = await self.service.store.usage(owner.id, since, until, group_by)
+        except ReelgateError as exc:
+            return error_response(exc)
+        body = {
+            "code": "success",
+            "data": rows,
+            "from": since,
+            "to": until,
+            "group_by": group_by,
         }
         return Response(json.dumps(body).encode(), media_type="application/json")
 

@@ -90,6 +90,12 @@ class Store(Protocol):
     ) -> list[Task]:
         """A token's tasks, newest (or oldest) first by (created at, id); ``before`` pages on."""
 
+    async def usage(
+        self, owner_id: str, since: int, until: int, group_by: str
+    ) -> list[dict[str, Any]]:
+        """A token's tasks created in [since, until) counted per ``model``, ``day`` or
+        ``token``: tasks, succeeded, failed, cancelled, unfinished, usage_tokens."""
+
     # -- the engine's queue ------------------------------------------------------------------------
     async def claim_due(
         self, now: float, limit: int, worker: str, lease_seconds: float

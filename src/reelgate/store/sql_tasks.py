@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -246,3 +248,50 @@ class TaskRows(SqlBase):
         query = query.order_by(*order).limit(limit)
         async with self._read() as conn:
             return [_row_to_task(r._mapping) for r in await conn.execute(query)]
+
+    async def usage(
+        self, owner_id: str, since: int, until: int, group_by: str
+    ) -> list[dict[str, Any]]:
+        """A token's tasks created in [since, until), counted per model, day or token."""
+        key: sa.ColumnElement[Any]
+        if group_by == "model":
+            key = tasks.c.model
+        elif group_by == "day":
+            key = tasks.c.submit_time - tasks.c.submit_time % 86400
+        else:
+            key = tasks.c.owner_id
+        query = (
+            sa.select(
+                key.label("key"),
+                sa.func.count().label("tasks"),
+                sa.func.sum(sa.case((tasks.c.status == "success", 1), else_=0)).label("succeeded"),
+                sa.func.sum(sa.case((tasks.c.status == "failure", 1), else_=0)).label("failed"),
+                sa.func.sum(sa.case((tasks.c.error_code == "cancelled", 1), else_=0)).label(
+                    "cancelled"
+                ),
+                sa.func.sum(sa.case((tasks.c.status.in_(NON_TERMINAL), 1), else_=0)).label(
+                    "unfinished"
+                ),
+                sa.func.coalesce(sa.func.sum(tasks.c.usage_tokens), 0).label("usage_tokens"),
+            )
+            .where(
+                tasks.c.owner_id == owner_id,
+                tasks.c.submit_time >= since,
+                tasks.c.submit_time < until,
+            )
+            .group_by(key)
+            .order_by(key)
+        )
+        async with self._read() as conn:
+            return [
+                {
+                    "key": r.key if group_by != "day" else int(r.key),
+                    "tasks": int(r.tasks),
+                    "succeeded": int(r.succeeded or 0),
+                    "failed": int(r.failed or 0),
+                    "cancelled": int(r.cancelled or 0),
+                    "unfinished": int(r.unfinished or 0),
+                    "usage_tokens": int(r.usage_tokens or 0),
+                }
+                for r in await conn.execute(query)
+            ]
