@@ -150,6 +150,10 @@ class Settings(BaseSettings):
         15.0, gt=0, le=300, description="Comment lines on idle event streams (s)"
     )
 
+    admin_token: SecretStr | None = Field(
+        None, description="Enables the admin API (/v1/admin/…) for this bearer secret"
+    )
+
     # HTTP limits and caches.
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     media_link_ttl: int = Field(24 * 3600, ge=60, description="Lifetime of signed media links (s)")

@@ -4,6 +4,7 @@ service on an injected clock, and across two API processes sharing one PostgreSQ
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -227,3 +228,66 @@ def test_usage_counts_a_tokens_own_tasks(live_server: LiveServer) -> None:
         params={"group_by": "color"},
     )
     assert (bad.status_code, bad.json()["code"]) == (400, "invalid_parameter")
+
+
+def test_the_admin_api(tmp_path_factory: pytest.TempPathFactory) -> None:
+    workdir = tmp_path_factory.mktemp("admin")
+    server = LiveServer(workdir, server_env(workdir, REELGATE_ADMIN_TOKEN="admin-secret-42"))
+    server.start()
+    try:
+        api = httpx.Client(
+            base_url=f"{server.url}/v1/admin", headers={"Authorization": "Bearer admin-secret-42"}
+        )
+        made = api.post("/tokens", json={"name": "team-a", "rpm": 2, "models": ["sandbox-t2v"]})
+        assert made.status_code == 200, made.text
+        data = made.json()["data"]
+        plain = data.pop("token")
+        assert plain.startswith("rg_")
+        assert (data["rpm"], data["models"], data["max_concurrent"]) == (2, ["sandbox-t2v"], None)
+        listed = api.get("/tokens").json()["data"]
+        assert data["id"] in {t["id"] for t in listed}
+        assert "admin-secret-42" not in json.dumps(listed)
+        assert all("token" not in t for t in listed)  # secrets are never listed
+        changed = api.patch(f"/tokens/{data['id']}", json={"rpm": None, "max_concurrent": 1})
+        assert (changed.json()["data"]["rpm"], changed.json()["data"]["max_concurrent"]) == (
+            None,
+            1,
+        )
+        user = {"Authorization": f"Bearer {plain}"}
+        body = {"model": "sandbox-t2v", "prompt": "x", "duration": 1, "size": "160x120"}
+        first = httpx.post(
+            f"{server.url}/v1/video/generations",
+            headers=user,
+            json={**body, "metadata": {"queue_seconds": 600}},
+        )
+        assert first.status_code == 200
+        second = httpx.post(f"{server.url}/v1/video/generations", headers=user, json=body)
+        assert second.json()["code"] == "too_many_tasks"  # the new limit applies at once
+        usage = api.get("/usage", params={"group_by": "token"}).json()["data"]
+        assert {"key": data["id"], "tasks": 1} == {
+            k: v
+            for k, v in next(u for u in usage if u["key"] == data["id"]).items()
+            if k in ("key", "tasks")
+        }
+        rotated = api.post(f"/tokens/{data['id']}/rotate").json()["data"]["token"]
+        assert httpx.get(f"{server.url}/v1/models", headers=user).status_code == 401
+        fresh = {"Authorization": f"Bearer {rotated}"}
+        assert httpx.get(f"{server.url}/v1/models", headers=fresh).status_code == 200
+        assert api.post(f"/tokens/{data['id']}/revoke").json()["data"]["active"] is False
+        assert httpx.get(f"{server.url}/v1/models", headers=fresh).status_code == 401
+        wrong = httpx.get(
+            f"{server.url}/v1/admin/tokens", headers={"Authorization": f"Bearer {rotated}"}
+        )
+        assert (wrong.status_code, wrong.json()["code"]) == (401, "invalid_token")
+        bad = api.post("/tokens", json={"name": "x", "rpm": 0})
+        assert (bad.status_code, bad.json()["param"]) == (400, "rpm")
+    finally:
+        server.stop()
+
+
+def test_without_an_admin_token_the_admin_api_does_not_exist(live_server: LiveServer) -> None:
+    r = httpx.get(
+        f"{live_server.url}/v1/admin/tokens",
+        headers={"Authorization": f"Bearer {live_server.token}"},
+    )
+    assert (r.status_code, r.json()["code"]) == (404, "not_found")

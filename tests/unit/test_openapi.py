@@ -17,6 +17,11 @@ INTERNAL = {
     "/openapi.json",
     "/docs",
     "/docs/init.js",
+    # The admin API is for operators (documented in README "Token limits"), not clients.
+    "/v1/admin/tokens",
+    "/v1/admin/tokens/{ref}",
+    "/v1/admin/tokens/{ref}/{action}",
+    "/v1/admin/usage",
     # Ark's own API, mirrored: documented by Ark (see README "Use it from your existing client")
     "/api/v3/contents/generations/tasks",
     "/api/v3/contents/generations/tasks/{task_id}",

@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from reelgate import logs
+from reelgate.api.admin import AdminSurface
 from reelgate.api.ark_native import ArkSurface
 from reelgate.api.callbacks import CallbackSurface
 from reelgate.api.errors import on_http_exception, on_reelgate_error, on_unexpected
@@ -288,6 +289,11 @@ def create_app(
         handlers["ark_list"] = ark.list
         handlers["ark_get"] = ark.get
         handlers["ark_delete"] = ark.delete
+        admin_secret = settings.admin_token.get_secret_value() if settings.admin_token else None
+        admin = AdminSurface(runtime.service, admin_secret)
+        handlers["admin_tokens"] = admin.tokens
+        handlers["admin_token"] = admin.token
+        handlers["admin_usage"] = admin.usage
         hooks = WebhookSurface(runtime.service)
         handlers["webhook"] = hooks.endpoint
         handlers["webhook_rotate"] = hooks.rotate
@@ -347,6 +353,10 @@ def create_app(
         Route("/v1/webhook/rotate", late("webhook_rotate"), methods=["POST"]),
         Route("/v1/models", late("models"), methods=["GET"]),
         Route("/v1/usage", late("usage"), methods=["GET"]),
+        Route("/v1/admin/tokens", late("admin_tokens"), methods=["GET", "POST"]),
+        Route("/v1/admin/tokens/{ref}", late("admin_token"), methods=["PATCH"]),
+        Route("/v1/admin/tokens/{ref}/{action}", late("admin_token"), methods=["POST"]),
+        Route("/v1/admin/usage", late("admin_usage"), methods=["GET"]),
         Route(CALLBACK_ROUTE, late("callback"), methods=["POST"]),
         Route("/v1/media/{root}/{name}", late("media"), methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET"]),

@@ -137,6 +137,24 @@ def poll_hint(remaining: float) -> float:
     return min(MAX_POLL_HINT, max(1.0, remaining / 2))
 
 
+async def usage_response(service: VideoService, request: Request, owner_id: str | None) -> Response:
+    """The usage report for ``from``/``to``/``group_by`` (one token's, or every token's)."""
+    q = request.query_params
+    now = int(service.clock())
+    until = _unix(q.get("to"), "to", now + 1)
+    since = _unix(q.get("from"), "from", until - USAGE_DEFAULT_DAYS * 86400)
+    group_by = q.get("group_by", "model")
+    if group_by not in ("model", "day", "token"):
+        raise InvalidRequest(
+            "group_by must be model, day or token", code="invalid_parameter", param="group_by"
+        )
+    if since >= until:
+        raise InvalidRequest("'from' must be before 'to'", code="invalid_parameter", param="from")
+    rows = await service.store.usage(owner_id, since, until, group_by)
+    body = {"code": "success", "data": rows, "from": since, "to": until, "group_by": group_by}
+    return Response(json.dumps(body).encode(), media_type="application/json")
+
+
 def _unix(raw: str | None, param: str, default: int) -> int:
     if raw is None or raw == "":
         return default
@@ -319,32 +337,9 @@ class SeedSurface:
         """``GET /v1/usage?from=&to=&group_by=model|day|token``: the token's own tasks."""
         try:
             owner = await self.service.authenticate(bearer(request))
-            q = request.query_params
-            now = int(self.service.clock())
-            until = _unix(q.get("to"), "to", now + 1)
-            since = _unix(q.get("from"), "from", until - USAGE_DEFAULT_DAYS * 86400)
-            group_by = q.get("group_by", "model")
-            if group_by not in ("model", "day", "token"):
-                raise InvalidRequest(
-                    "group_by must be model, day or token",
-                    code="invalid_parameter",
-                    param="group_by",
-                )
-            if since >= until:
-                raise InvalidRequest(
-                    "'from' must be before 'to'", code="invalid_parameter", param="from"
-                )
-            rows = await self.service.store.usage(owner.id, since, until, group_by)
+            return await usage_response(self.service, request, owner.id)
         except ReelgateError as exc:
             return error_response(exc)
-        body = {
-            "code": "success",
-            "data": rows,
-            "from": since,
-            "to": until,
-            "group_by": group_by,
-        }
-        return Response(json.dumps(body).encode(), media_type="application/json")
 
     async def models(self, request: Request) -> Response:
         try:

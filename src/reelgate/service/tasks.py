@@ -53,6 +53,10 @@ class TaskUseCases(Waiting):
         record = await self.store.create_token(name, token, int(self.clock()), **limits)
         return record, token
 
+    def forget_tokens(self) -> None:
+        """Drop cached token look-ups (after a change of limits, a rotation, a revocation)."""
+        self._tokens.clear()
+
     async def revoke_token(self, ref: str) -> ApiToken | None:
         record = await self.store.revoke_token(ref, int(self.clock()))
         self._tokens.clear()

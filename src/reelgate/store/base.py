@@ -91,7 +91,7 @@ class Store(Protocol):
         """A token's tasks, newest (or oldest) first by (created at, id); ``before`` pages on."""
 
     async def usage(
-        self, owner_id: str, since: int, until: int, group_by: str
+        self, owner_id: str | None, since: int, until: int, group_by: str
     ) -> list[dict[str, Any]]:
         """A token's tasks created in [since, until) counted per ``model``, ``day`` or
         ``token``: tasks, succeeded, failed, cancelled, unfinished, usage_tokens."""

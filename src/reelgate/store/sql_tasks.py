@@ -250,9 +250,10 @@ class TaskRows(SqlBase):
             return [_row_to_task(r._mapping) for r in await conn.execute(query)]
 
     async def usage(
-        self, owner_id: str, since: int, until: int, group_by: str
+        self, owner_id: str | None, since: int, until: int, group_by: str
     ) -> list[dict[str, Any]]:
-        """A token's tasks created in [since, until), counted per model, day or token."""
+        """A token's tasks (every token's with ``None``) created in [since, until), counted per
+        model, day or token."""
         key: sa.ColumnElement[Any]
         if group_by == "model":
             key = tasks.c.model
@@ -275,7 +276,7 @@ class TaskRows(SqlBase):
                 sa.func.coalesce(sa.func.sum(tasks.c.usage_tokens), 0).label("usage_tokens"),
             )
             .where(
-                tasks.c.owner_id == owner_id,
+                tasks.c.owner_id == owner_id if owner_id is not None else sa.true(),
                 tasks.c.submit_time >= since,
                 tasks.c.submit_time < until,
             )
