@@ -234,10 +234,10 @@ def test_the_admin_api(tmp_path_factory: pytest.TempPathFactory) -> None:
     workdir = tmp_path_factory.mktemp("admin")
     server = LiveServer(workdir, server_env(workdir, REELGATE_ADMIN_TOKEN="admin-secret-42"))
     server.start()
+    api = httpx.Client(
+        base_url=f"{server.url}/v1/admin", headers={"Authorization": "Bearer admin-secret-42"}
+    )
     try:
-        api = httpx.Client(
-            base_url=f"{server.url}/v1/admin", headers={"Authorization": "Bearer admin-secret-42"}
-        )
         made = api.post("/tokens", json={"name": "team-a", "rpm": 2, "models": ["sandbox-t2v"]})
         assert made.status_code == 200, made.text
         data = made.json()["data"]
@@ -282,6 +282,7 @@ def test_the_admin_api(tmp_path_factory: pytest.TempPathFactory) -> None:
         bad = api.post("/tokens", json={"name": "x", "rpm": 0})
         assert (bad.status_code, bad.json()["param"]) == (400, "rpm")
     finally:
+        api.close()
         server.stop()
 
 
