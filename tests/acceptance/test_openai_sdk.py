@@ -27,6 +27,12 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         yield server
 
 
+@pytest.fixture
+def c(gateway: LiveServer) -> Iterator[OpenAI]:
+    with client(gateway) as opened:
+        yield opened
+
+
 def client(server: LiveServer, token: str | None = None) -> OpenAI:
     return OpenAI(base_url=f"{server.url}/v1", api_key=token or server.token, max_retries=0)
 
@@ -39,9 +45,8 @@ def client(server: LiveServer, token: str | None = None) -> OpenAI:
     ],
 )
 def test_create_and_poll_then_download(
-    gateway: LiveServer, tmp_path: Path, model: str, extra: dict[str, Any]
+    c: OpenAI, tmp_path: Path, model: str, extra: dict[str, Any]
 ) -> None:
-    c = client(gateway)
     video = c.videos.create_and_poll(
         model=model,  # type: ignore[arg-type]
         prompt="a lighthouse in the fog",
@@ -63,8 +68,7 @@ def test_create_and_poll_then_download(
         assert sheet[:3] == b"\xff\xd8\xff"  # JPEG
 
 
-def test_retrieve_list_delete_and_errors(gateway: LiveServer) -> None:
-    c = client(gateway)
+def test_retrieve_list_delete_and_errors(gateway: LiveServer, c: OpenAI) -> None:
     made = [
         c.videos.create(
             model="sandbox-t2v",  # type: ignore[arg-type]
@@ -94,14 +98,13 @@ def test_retrieve_list_delete_and_errors(gateway: LiveServer) -> None:
     with pytest.raises(openai.BadRequestError) as bad:
         c.videos.create(model="no-such-model", prompt="x")  # type: ignore[arg-type]
     assert bad.value.body["code"] == "model_not_found"  # type: ignore[index]
-    with pytest.raises(openai.AuthenticationError):
-        client(gateway, "rg_wrong").videos.list()
+    with pytest.raises(openai.AuthenticationError), client(gateway, "rg_wrong") as stranger:
+        stranger.videos.list()
     for v in made[1:]:
         c.videos.delete(v.id)
 
 
-def test_remix_where_the_model_can(gateway: LiveServer) -> None:
-    c = client(gateway)
+def test_remix_where_the_model_can(c: OpenAI) -> None:
     source = c.videos.create_and_poll(
         model="sandbox-t2v",  # type: ignore[arg-type]
         prompt="a red boat",
@@ -124,14 +127,13 @@ def test_remix_where_the_model_can(gateway: LiveServer) -> None:
     assert err.value.body["code"] == "unsupported_parameter"  # type: ignore[index]
 
 
-def test_an_input_reference_file_starts_the_video(gateway: LiveServer, tmp_path: Path) -> None:
+def test_an_input_reference_file_starts_the_video(c: OpenAI, tmp_path: Path) -> None:
     import base64
 
     from tests.integration.test_seed_api import png_data_uri
 
     image = tmp_path / "first.png"
     image.write_bytes(base64.b64decode(png_data_uri().split(",", 1)[1]))
-    c = client(gateway)
     with image.open("rb") as f:
         video = c.videos.create(
             model="sandbox-i2v",  # type: ignore[arg-type]
