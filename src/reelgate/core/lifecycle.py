@@ -141,6 +141,8 @@ class Task:
     last_frame_ref: str | None = None
     # Deleted by its owner (OpenAI's DELETE): answered 404 everywhere, kept for operators.
     deleted_at: float | None = None
+    # Channels a submit failed on for a reason of the channel's own, as ",a,b," (failover skips them).
+    tried_channels: str = ""
 
     @property
     def progress(self) -> str:

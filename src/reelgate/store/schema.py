@@ -66,6 +66,8 @@ tasks = sa.Table(
     sa.Column("video_ref", sa.Text, nullable=True),
     sa.Column("last_frame_ref", sa.Text, nullable=True),
     sa.Column("deleted_at", sa.Float, nullable=True),
+    # Channels a submit failed on for a reason of the channel's own (failover skips them): ",a,b,".
+    sa.Column("tried_channels", sa.Text, nullable=False, server_default=""),
     # The worker's hot query: due, non-terminal tasks in poll order.
     sa.Index(
         "ix_tasks_due",
@@ -102,6 +104,33 @@ tasks = sa.Table(
     sa.Index("ix_tasks_owner_created", "owner_id", "created_at", "id"),
     # Upstream callbacks and reconciliation find a task by its upstream id.
     sa.Index("ix_tasks_upstream", "provider", "upstream_id"),
+)
+
+# Upstream accounts ("channels"): those from settings (source "config", key in settings) and those
+# added at run time (source "admin", key encrypted with REELGATE_ENCRYPTION_KEY), with their health.
+channels = sa.Table(
+    "channels",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("source", sa.String(8), nullable=False),  # config | admin
+    sa.Column("api_key_enc", sa.Text, nullable=True),
+    sa.Column("region", sa.String(32), nullable=False, server_default=""),
+    sa.Column("base_url", sa.Text, nullable=False, server_default=""),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("weight", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("models", sa.JSON, nullable=True),  # None: every model of the provider
+    sa.Column("max_queued", sa.Integer, nullable=True),
+    sa.Column("max_in_flight", sa.Integer, nullable=True),
+    sa.Column("rpm", sa.Integer, nullable=True),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("disabled_by", sa.String(8), nullable=False, server_default=""),  # admin | health
+    sa.Column("disabled_reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("cooldown_until", sa.Float, nullable=True),
+    sa.Column("next_probe_at", sa.Float, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
 )
 
 # Idempotency-Key on create: (token, key) → the task it made, with a fingerprint of the body.

@@ -62,6 +62,7 @@ def _row_to_task(m: RowMapping) -> Task:
         video_ref=m["video_ref"],
         last_frame_ref=m["last_frame_ref"],
         deleted_at=m["deleted_at"],
+        tried_channels=m["tried_channels"],
     )
 
 
@@ -97,6 +98,7 @@ def _task_values(task: Task) -> dict[str, Any]:
         "video_ref": task.video_ref,
         "last_frame_ref": task.last_frame_ref,
         "deleted_at": task.deleted_at,
+        "tried_channels": task.tried_channels,
     }
 
 
