@@ -1,18 +1,86 @@
-"""Process-wide logging set-up, called once by each entry point (CLI commands, the app factory)."""
+"""Process-wide logging: one JSON object per line (or readable text), with the request id.
+
+Every module logs through the standard library (``logging.getLogger("reelgate.…")``); structlog's
+``ProcessorFormatter`` renders those records, adding what the context carries: the
+``request_id`` of the HTTP request that created a task follows that task through the worker's
+submit, look-ups and end, and into its webhook deliveries (``bound`` sets it around each).
+
+What is never logged: API tokens, upstream keys, webhook secrets, and prompts.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+import secrets
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import structlog
 
 from reelgate.settings import Settings
 
+REQUEST_ID_HEADER = "x-request-id"
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
 
 def configure(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if settings.log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
     # Alembic narrates every start at INFO; only its warnings matter to an operator.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.root.level))
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
     # httpx logs every upstream request at INFO: a worker would log one line per look-up.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("httpcore").setLevel(max(logging.INFO, root.level))
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(8)
+
+
+def request_id_from(value: str | None) -> str:
+    """The caller's ``X-Request-Id`` when it is a sane id, else a fresh one."""
+    if value and _VALID_ID.match(value):
+        return value
+    return new_request_id()
+
+
+def current_request_id() -> str:
+    found = structlog.contextvars.get_contextvars().get("request_id")
+    return found if isinstance(found, str) else ""
+
+
+@contextlib.contextmanager
+def bound(**values: str | None) -> Iterator[None]:
+    """Context (request id, task id…) for every log line in the block."""
+    with structlog.contextvars.bound_contextvars(
+        **{k: v for k, v in values.items() if v is not None and v != ""}
+    ):
+        yield

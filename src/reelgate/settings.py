@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from reelgate.core.errors import ConfigError
+from reelgate.core.pricing import PriceTable
 
 CONFIG_FILE_ENV = "REELGATE_CONFIG"
 DEFAULT_CONFIG_FILE = "reelgate.toml"
@@ -36,6 +37,9 @@ class ArkAccount(BaseModel):
     max_queued: int | None = Field(120, ge=1)
     max_in_flight: int | None = Field(None, ge=1)
     rpm: int | None = Field(None, ge=1)
+    priority: int = Field(0, ge=-1000, le=1000)
+    weight: int = Field(1, ge=1, le=1000)
+    models: list[str] | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -65,6 +69,9 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(Path("./reelgate-data"), description="Rendered and mirrored files")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = Field(
+        "json", description="json: one object per line; text: for reading in a terminal"
+    )
 
     # Sandbox provider: the zero-credential local renderer.
     sandbox_enabled: bool = True
@@ -87,9 +94,38 @@ class Settings(BaseSettings):
     ark_rpm: int | None = Field(
         None, ge=1, description="Ark requests per minute per account, shared by all workers"
     )
+    ark_priority: int = Field(
+        0, ge=-1000, le=1000, description="The default Ark account's priority (higher first)"
+    )
+    ark_weight: int = Field(
+        1, ge=1, le=1000, description="The default Ark account's share within its priority"
+    )
     ark_accounts: list[ArkAccount] = Field(
         default_factory=list,
-        description="More Ark accounts (JSON list), tried in order after the default one",
+        description="More Ark accounts (JSON list): name, api_key, region or base_url, caps, "
+        "priority, weight, models",
+    )
+
+    redis_url: SecretStr | None = Field(
+        None, description="redis://host:6379/0: keep rate limits in Redis instead of the database"
+    )
+
+    metrics_refresh_seconds: float = Field(
+        10.0, gt=0, le=3600, description="How often shared-state metrics are read (s)"
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="`reelgate worker` serves /metrics on this port"
+    )
+
+    # Channels (upstream accounts) added at run time keep their keys encrypted with this.
+    encryption_key: SecretStr | None = Field(
+        None, description="Encrypts upstream keys stored in the database (16+ characters)"
+    )
+    channel_refresh_seconds: float = Field(
+        5.0, gt=0, le=300, description="How often a process re-reads the channels (s)"
+    )
+    channel_probe_seconds: float = Field(
+        300.0, gt=0, description="How often a channel disabled by its health is tried again (s)"
     )
 
     # Upstream callbacks: Ark posts status changes to reelgate, which confirms them with one
@@ -154,6 +190,20 @@ class Settings(BaseSettings):
         None, description="Enables the admin API (/v1/admin/…) for this bearer secret"
     )
 
+    # Prices per model in an integer currency unit (see README "Prices and quota"); a model
+    # without a price is free.
+    prices: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Per model, a list of price rules: {"model": [{"per_million_tokens": N}, '
+        '{"service_tier": "flex", "per_million_tokens": M}]}',
+    )
+    billing_currency: str = Field(
+        "credits",
+        min_length=1,
+        max_length=16,
+        description="The label of the integer unit prices and balances are in, e.g. µCNY",
+    )
+
     # HTTP limits and caches.
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     media_link_ttl: int = Field(24 * 3600, ge=60, description="Lifetime of signed media links (s)")
@@ -191,6 +241,12 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
+    @field_validator("prices")
+    @classmethod
+    def _prices(cls, value: dict[str, Any]) -> dict[str, Any]:
+        PriceTable.parse(value)  # raises ValueError naming the model and rule
+        return value
+
     @field_validator("ark_accounts")
     @classmethod
     def _unique_accounts(cls, value: list[ArkAccount]) -> list[ArkAccount]:
@@ -198,6 +254,10 @@ class Settings(BaseSettings):
         if "default" in names or len(set(names)) != len(names):
             raise ValueError("account names must be unique and not 'default'")
         return value
+
+    @property
+    def price_table(self) -> PriceTable:
+        return PriceTable.parse(self.prices)
 
     @property
     def callbacks_enabled(self) -> bool:

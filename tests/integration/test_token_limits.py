@@ -213,6 +213,8 @@ def test_usage_counts_a_tokens_own_tasks(live_server: LiveServer) -> None:
             "cancelled": 1,
             "unfinished": 0,
             "usage_tokens": 0,
+            "charged": 0,  # no prices configured: every model is free
+            "pending": 0,
         }
     ]
     by_day = httpx.get(
@@ -253,6 +255,18 @@ def test_the_admin_api(tmp_path_factory: pytest.TempPathFactory) -> None:
             None,
             1,
         )
+        # A default webhook per token, set by the admin; the token sees it as its own endpoint.
+        hooked = api.patch(f"/tokens/{data['id']}", json={"webhook_url": "http://127.0.0.1:9/h"})
+        assert hooked.status_code == 200, hooked.text
+        assert hooked.json()["data"]["webhook_url"] == "http://127.0.0.1:9/h"
+        own = httpx.get(
+            f"{server.url}/v1/webhook", headers={"Authorization": f"Bearer {plain}"}
+        ).json()
+        assert own["data"]["url"] == "http://127.0.0.1:9/h"
+        bad = api.patch(f"/tokens/{data['id']}", json={"webhook_url": "ftp://x"})
+        assert (bad.status_code, bad.json()["param"]) == (400, "webhook_url")
+        cleared = api.patch(f"/tokens/{data['id']}", json={"webhook_url": None})
+        assert cleared.json()["data"]["webhook_url"] is None
         user = {"Authorization": f"Bearer {plain}"}
         body = {"model": "sandbox-t2v", "prompt": "x", "duration": 1, "size": "160x120"}
         first = httpx.post(

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import normalize
 from reelgate.core.errors import InvalidRequest, UpstreamError, UpstreamUnavailable
 from reelgate.core.lifecycle import UpstreamState
@@ -255,6 +256,7 @@ def test_configured_aliases_and_endpoint_ids_resolve_to_models() -> None:
     class Local:
         name = "sandbox"
         account = "default"
+        caps = AdmissionCaps()
 
         def models(self) -> list[Any]:
             return list(SANDBOX)

@@ -35,6 +35,8 @@ def test_public_names() -> None:
         "core",
         "engine",
         "logs",
+        "metrics",
+        "console",
         "net",
         "previews",
         "providers",

@@ -22,6 +22,10 @@ INTERNAL = {
     "/v1/admin/tokens/{ref}",
     "/v1/admin/tokens/{ref}/{action}",
     "/v1/admin/usage",
+    "/v1/admin/ledger",
+    "/v1/admin/channels",
+    "/v1/admin/channels/{name}",
+    "/v1/admin/channels/{name}/{action}",
     # Ark's own API, mirrored: documented by Ark (see README "Use it from your existing client")
     "/api/v3/contents/generations/tasks",
     "/api/v3/contents/generations/tasks/{task_id}",

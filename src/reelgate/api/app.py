@@ -19,6 +19,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -27,17 +28,23 @@ from swagger_ui_bundle import swagger_ui_path
 
 from reelgate import logs
 from reelgate.api.admin import AdminSurface
+from reelgate.api.admin_channels import ChannelAdmin
 from reelgate.api.ark_native import ArkSurface
+from reelgate.api.billing import BillingSurface
 from reelgate.api.callbacks import CallbackSurface
+from reelgate.api.console import console_mount
+from reelgate.api.context import RequestContext
 from reelgate.api.errors import on_http_exception, on_reelgate_error, on_unexpected
 from reelgate.api.events import TaskEvents
+from reelgate.api.health import Readiness, healthz
 from reelgate.api.media import MediaLinks
 from reelgate.api.openai import OpenAiSurface
 from reelgate.api.openapi import OpenApi
 from reelgate.api.seed import SeedSurface, task_data
+from reelgate.api.upstreams import channel_book
 from reelgate.api.webhooks import WebhookSurface
 from reelgate.core import schedule
-from reelgate.core.accounts import DEFAULT_ACCOUNT, AdmissionCaps
+from reelgate.core.crypto import SecretBox
 from reelgate.core.errors import ReelgateError
 from reelgate.engine.callbacks import ROUTE as CALLBACK_ROUTE
 from reelgate.engine.callbacks import CallbackUrls
@@ -45,14 +52,16 @@ from reelgate.engine.mirror import MediaMirror
 from reelgate.engine.notify import PgListener, plain_dsn
 from reelgate.engine.webhooks import WebhookSender
 from reelgate.engine.worker import Worker
+from reelgate.metrics import RequestMetrics, StateGauges, metrics_endpoint
 from reelgate.net import Network
-from reelgate.providers import ark_catalog
-from reelgate.providers.ark import REGIONS, ArkProvider
 from reelgate.providers.base import Provider, Registry
 from reelgate.providers.sandbox import SandboxProvider
 from reelgate.service import VideoService
+from reelgate.service.channels import ChannelBook
+from reelgate.service.stats import read_state
 from reelgate.settings import Settings, load_settings
 from reelgate.storage import LocalStorage, MediaStorage, S3Storage
+from reelgate.store.redis_buckets import RedisBuckets
 from reelgate.store.sql import SqlStore, async_url, open_store
 
 log = logging.getLogger("reelgate")
@@ -71,6 +80,9 @@ class Runtime:
     service: VideoService
     links: MediaLinks
     callbacks: CallbackUrls
+    channels: ChannelBook | None = None
+    channels_task: asyncio.Task[None] | None = None
+    gauges_task: asyncio.Task[None] | None = None
     worker: Worker | None = None
     worker_task: asyncio.Task[None] | None = None
     stop: asyncio.Event | None = None
@@ -89,7 +101,17 @@ class Runtime:
                         await task
         if self.listener is not None:
             await self.listener.stop()
-        await self.registry.close()
+        await StateGauges.stop(self.gauges_task)
+        if self.channels_task is not None:
+            self.channels_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.channels_task
+        if isinstance(self.service.buckets, RedisBuckets):
+            await self.service.buckets.close()
+        if self.channels is not None:
+            await self.channels.close()
+        else:
+            await self.registry.close()
         await self.store.close()
 
 
@@ -130,14 +152,16 @@ async def start_runtime(
         )
         providers.append(sandbox)
         roots["sandbox"] = sandbox.media_root
-    unconfigured: dict[str, str] = {}
-    if settings.ark_api_key is not None:
-        providers.extend(ark_accounts(settings))
-    else:
-        hint = "set REELGATE_ARK_API_KEY to enable Doubao Seedance"
-        for m in ark_catalog.MODELS:
-            unconfigured[m.name] = unconfigured[m.byteplus] = hint
-    registry = Registry(providers, unconfigured, settings.model_aliases)
+    book = channel_book(settings, store, providers, clock)
+    if settings.encryption_key is not None:
+        # Webhook signing secrets are sealed at rest with the same key as upstream keys.
+        store.secret_box = SecretBox(settings.encryption_key.get_secret_value())
+    try:
+        registry = await book.start()
+    except ReelgateError:
+        await book.close()
+        await store.close()
+        raise
     service = VideoService(
         store,
         registry,
@@ -147,6 +171,8 @@ async def start_runtime(
         allow_networks=networks,
         max_task_seconds=settings.max_task_seconds,
         mirror_media=settings.media_mirror,
+        prices=settings.price_table,
+        currency=settings.billing_currency,
         clock=clock,
     )
     mirror_storage = roots["mirror"] = media_storage(settings)
@@ -159,7 +185,25 @@ async def start_runtime(
         durable_fail_reason=settings.durable_fail_reason,
     )
     callbacks = CallbackUrls(key, settings.base_url)
-    runtime = Runtime(settings, store, registry, service, links, callbacks)
+    service.channels = book
+    if settings.redis_url is not None:
+        buckets = RedisBuckets(settings.redis_url.get_secret_value())
+        try:
+            await buckets.ping()
+        except ReelgateError:
+            await buckets.close()
+            await book.close()
+            await store.close()
+            raise
+        service.buckets = buckets
+    runtime = Runtime(settings, store, registry, service, links, callbacks, book)
+    book.on_change(lambda fresh: setattr(service, "registry", fresh))
+    book.on_change(lambda fresh: setattr(runtime, "registry", fresh))
+    runtime.channels_task = asyncio.create_task(book.keep_fresh())
+    gauges = StateGauges(
+        lambda m: read_state(store, m, clock()), interval=settings.metrics_refresh_seconds
+    )
+    runtime.gauges_task = asyncio.create_task(gauges.run())
     if store.dialect == "postgresql":
         runtime.listener = PgListener(
             plain_dsn(async_url(settings.database_url)),
@@ -218,37 +262,6 @@ def media_storage(settings: Settings) -> MediaStorage:
     )
 
 
-def ark_accounts(settings: Settings) -> list[ArkProvider]:
-    """The configured Ark accounts: the default one first, then ``ark_accounts`` in order."""
-    assert settings.ark_api_key is not None
-    accounts = [
-        ArkProvider(
-            settings.ark_api_key.get_secret_value(),
-            base_url=settings.ark_base_url or REGIONS[settings.ark_region],
-            timeout_s=settings.ark_timeout,
-            account=DEFAULT_ACCOUNT,
-            caps=AdmissionCaps(
-                settings.ark_max_queued, settings.ark_max_in_flight, settings.ark_rpm
-            ),
-        )
-    ]
-    for extra in settings.ark_accounts:
-        accounts.append(
-            ArkProvider(
-                extra.api_key.get_secret_value(),
-                base_url=extra.base_url or REGIONS[extra.region],
-                timeout_s=settings.ark_timeout,
-                account=extra.name,
-                caps=AdmissionCaps(extra.max_queued, extra.max_in_flight, extra.rpm),
-            )
-        )
-    return accounts
-
-
-async def healthz(_request: Request) -> Response:
-    return Response(b'{"status":"ok"}', media_type="application/json")
-
-
 def create_app(
     settings: Settings,
     *,
@@ -294,6 +307,17 @@ def create_app(
         handlers["admin_tokens"] = admin.tokens
         handlers["admin_token"] = admin.token
         handlers["admin_usage"] = admin.usage
+        # A worker beats every lease/3 seconds: three missed beats make it stale.
+        ready = Readiness(runtime.store, stale_after=settings.worker_lease_seconds, clock=clock)
+        handlers["readyz"] = ready.readyz
+        handlers["admin_ledger"] = admin.ledger
+        billing = BillingSurface(runtime.service, settings.max_body_bytes)
+        handlers["quote"] = billing.quote
+        handlers["balance"] = billing.balance
+        if runtime.channels is not None:
+            channels = ChannelAdmin(admin, runtime.channels)
+            handlers["admin_channels"] = channels.collection
+            handlers["admin_channel"] = channels.item
         hooks = WebhookSurface(runtime.service)
         handlers["webhook"] = hooks.endpoint
         handlers["webhook_rotate"] = hooks.rotate
@@ -357,17 +381,29 @@ def create_app(
         Route("/v1/admin/tokens/{ref}", late("admin_token"), methods=["PATCH"]),
         Route("/v1/admin/tokens/{ref}/{action}", late("admin_token"), methods=["POST"]),
         Route("/v1/admin/usage", late("admin_usage"), methods=["GET"]),
+        Route("/v1/admin/ledger", late("admin_ledger"), methods=["GET"]),
+        Route("/v1/video/generations/quote", late("quote"), methods=["POST"]),
+        Route("/v1/balance", late("balance"), methods=["GET"]),
+        Route("/v1/admin/channels", late("admin_channels"), methods=["GET", "POST"]),
+        Route(
+            "/v1/admin/channels/{name}", late("admin_channel"), methods=["GET", "PATCH", "DELETE"]
+        ),
+        Route("/v1/admin/channels/{name}/{action}", late("admin_channel"), methods=["POST"]),
         Route(CALLBACK_ROUTE, late("callback"), methods=["POST"]),
         Route("/v1/media/{root}/{name}", late("media"), methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", late("readyz"), methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi.spec, methods=["GET"]),
         Route("/docs", openapi.docs, methods=["GET"]),
         Route("/docs/init.js", openapi.init_js, methods=["GET"]),
         Mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path))),
+        console_mount(),
     ]
     return Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(RequestContext), Middleware(RequestMetrics)],
         exception_handlers={
             HTTPException: on_http_exception,
             ReelgateError: on_reelgate_error,

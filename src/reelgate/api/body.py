@@ -32,22 +32,27 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return body
 
 
+def json_object(body: bytes) -> dict[str, Any]:
+    """A JSON object body, or a clear ``invalid_json`` error."""
+    if not body.strip():
+        raise InvalidRequest("request body is empty; send a JSON object", code="invalid_json")
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest(
+            f"request body is not valid JSON: {exc}", code="invalid_json"
+        ) from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("request body must be a JSON object", code="invalid_json")
+    return value
+
+
 async def read_object(request: Request, limit: int) -> dict[str, Any]:
     """The body as a dict, from ``application/json`` or a form (multipart or urlencoded)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await read_limited(request, limit)
     if content_type in ("application/json", "") or content_type.endswith("+json"):
-        if not body.strip():
-            raise InvalidRequest("request body is empty; send a JSON object", code="invalid_json")
-        try:
-            value = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise InvalidRequest(
-                f"request body is not valid JSON: {exc}", code="invalid_json"
-            ) from None
-        if not isinstance(value, dict):
-            raise InvalidRequest("request body must be a JSON object", code="invalid_json")
-        return value
+        return json_object(body)
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         return await _form(request, limit)
     raise UnsupportedMediaType(

@@ -28,7 +28,13 @@ from reelgate.core.request import VideoRequest, parse_seed_body
 from reelgate.service import VideoService
 
 VARIANTS = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error"}
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    # OpenAI's own quota error is a 429, which its SDK retries: a 402 is answered at once.
+    402: "insufficient_quota",
+    403: "permission_error",
+}
 MAX_LIMIT = 100
 
 

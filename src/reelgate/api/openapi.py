@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from reelgate import __version__
+from reelgate.api import openapi_billing
 
 REF = "#/components/schemas/{model}"
 
@@ -84,6 +85,16 @@ class ModelList(BaseModel):
     data: list[dict[str, Any]]
 
 
+_SCHEMAS: tuple[type[BaseModel], ...] = (
+    TaskEnvelope,
+    TaskPage,
+    CreateRequest,
+    CreateResponse,
+    ErrorBody,
+    ModelList,
+)
+
+
 def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": REF.format(model=model.__name__)}
 
@@ -98,10 +109,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 def build_document() -> dict[str, Any]:
     _, defs = models_json_schema(
-        [
-            (m, "validation")
-            for m in (TaskEnvelope, TaskPage, CreateRequest, CreateResponse, ErrorBody, ModelList)
-        ],
+        [(m, "validation") for m in (*_SCHEMAS, *openapi_billing.MODELS)],
         ref_template=REF,
     )
     security: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -156,7 +164,7 @@ def build_document() -> dict[str, Any]:
                     "requestBody": create_body,
                     "responses": {
                         "200": _json(CreateResponse, "The task was accepted"),
-                        **_errors(400, 401, 409, 413, 415),
+                        **_errors(400, 401, 402, 409, 413, 415),
                     },
                 },
                 "get": {
@@ -362,6 +370,7 @@ def build_document() -> dict[str, Any]:
                     "responses": {"200": {"description": "Counts"}, **_errors(400, 401)},
                 }
             },
+            **openapi_billing.paths(security, create_body, _json, _errors),
             "/v1/models": {
                 "get": {
                     "summary": "List available models and their capabilities",
@@ -375,6 +384,28 @@ def build_document() -> dict[str, Any]:
                     "summary": "Liveness",
                     "operationId": "healthz",
                     "responses": {"200": {"description": "Alive"}},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: database, migrations and a live worker",
+                    "operationId": "readyz",
+                    "responses": {
+                        "200": {"description": "Ready; every check is ok"},
+                        "503": {"description": "Not ready; `checks` names what is wrong"},
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics of this process (text exposition format)",
+                    "operationId": "metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Metrics",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
                 }
             },
         },

@@ -151,7 +151,14 @@ async def usage_response(service: VideoService, request: Request, owner_id: str 
     if since >= until:
         raise InvalidRequest("'from' must be before 'to'", code="invalid_parameter", param="from")
     rows = await service.store.usage(owner_id, since, until, group_by)
-    body = {"code": "success", "data": rows, "from": since, "to": until, "group_by": group_by}
+    body = {
+        "code": "success",
+        "data": rows,
+        "from": since,
+        "to": until,
+        "group_by": group_by,
+        "currency": service.currency,
+    }
     return Response(json.dumps(body).encode(), media_type="application/json")
 
 

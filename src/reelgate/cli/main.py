@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,6 +23,8 @@ from reelgate import logs
 from reelgate.cli.video import video_app
 from reelgate.core.errors import ReelgateError
 from reelgate.core.ids import ApiToken, new_token
+from reelgate.core.pricing import Balance
+from reelgate.metrics import start_metrics_server
 from reelgate.settings import CONFIG_FILE_ENV, Settings, load_settings
 from reelgate.store.sql import SqlStore, open_store
 
@@ -122,13 +124,14 @@ def serve(
         print(
             "\nreelgate: created your first API token (shown only once):\n\n"
             f"  {first}\n\n"
+            f"Open the console and sign in with it: {base}/console/\n\n"
             "Try it:\n\n"
             f"  curl -s {base}/v1/video/generations -H 'Authorization: Bearer {first}' "
             "-H 'Content-Type: application/json' "
             '-d \'{"model":"sandbox-t2v","prompt":"a paper boat on a rainy street"}\'\n\n'
             f"  curl -s {base}/v1/video/generations/TASK_ID -H 'Authorization: Bearer {first}'\n"
         )
-    print(f"reelgate listening on {base} (API docs: {base}/docs)")
+    print(f"reelgate listening on {base} (console: {base}/console/, API docs: {base}/docs)")
     sys.stdout.flush()
 
     # The server process reads its settings from the environment: pass the CLI's overrides on.
@@ -177,6 +180,9 @@ def worker_command(config: ConfigOption = None) -> None:
         )
         assert runtime.stop is not None
         assert runtime.worker_task is not None
+        if settings.metrics_port is not None:
+            # A worker has no HTTP API: its metrics get a port of their own.
+            start_metrics_server(settings.metrics_port, settings.host)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, runtime.stop.set)
@@ -258,6 +264,55 @@ def token_limits(
         _say(f"reelgate: no single token matches '{ref}'")
         raise typer.Exit(1)
     out.print(f"{token.id}: {_limits_text(token)}", markup=False, highlight=False)
+
+
+@token_app.command("quota")
+def token_quota(
+    ref: Annotated[str, typer.Argument(help="Token id (tok_…) or visible prefix (rg_…)")],
+    grant: Annotated[int | None, typer.Option(help="Add to the balance (negative: take)")] = None,
+    set_to: Annotated[int | None, typer.Option("--set", help="Make the balance this")] = None,
+    limited: Annotated[
+        bool | None, typer.Option("--limited/--unlimited", help="Enforce the quota or not")
+    ] = None,
+    note: Annotated[str, typer.Option(help="Kept on the ledger entry")] = "",
+    entries: Annotated[int, typer.Option(min=0, help="Also list the last N ledger entries")] = 0,
+) -> None:
+    """Show or change a token's quota: --grant/--set turn it on; charges are recorded either way."""
+    settings = _settings()
+
+    async def job(store: SqlStore) -> tuple[ApiToken, Balance, list[dict[str, Any]]] | None:
+        found = await store.change_quota(
+            ref, time.time(), grant=grant, set_to=set_to, limited=limited, note=note
+        )
+        if found is None:
+            return None
+        rows = await store.ledger_entries(found[0].id, limit=entries) if entries else []
+        return (*found, rows)
+
+    done = _run(settings, job)
+    if done is None:
+        _say(f"reelgate: no single token matches '{ref}'")
+        raise typer.Exit(1)
+    token, balance, rows = done
+    state = "limited" if balance.limited else "unlimited (charges recorded)"
+    out.print(
+        f"{token.id}: balance {balance.amount} {settings.billing_currency}, {state}",
+        markup=False,
+        highlight=False,
+    )
+    if rows:
+        table = Table("id", "at", "kind", "amount", "task", "note")
+        for r in rows:
+            at = dt.datetime.fromtimestamp(r["created_at"], dt.UTC)
+            table.add_row(
+                str(r["id"]),
+                at.strftime("%Y-%m-%d %H:%M:%S"),
+                str(r["kind"]),
+                str(r["amount"]),
+                str(r["task_id"] or ""),
+                str(r["note"]),
+            )
+        out.print(table)
 
 
 @token_app.command("rotate")

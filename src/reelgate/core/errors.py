@@ -8,6 +8,7 @@ boundary, so no foreign exception (and no stack trace) ever reaches a client.
     ├── ClientError                    400 invalid_request
     │   ├── InvalidRequest             400 invalid_request (and more specific codes)
     │   ├── AuthenticationError        401 invalid_token / missing_token
+    │   ├── PaymentRequired            402 insufficient_quota (the token's balance is short)
     │   ├── PermissionDenied           403 forbidden
     │   ├── NotFound                   404 not_found / task_not_found / model_not_found
     │   ├── Conflict                   409 conflict
@@ -63,6 +64,13 @@ class InvalidRequest(ClientError):
 class AuthenticationError(ClientError):
     http_status = 401
     default_code = "invalid_token"
+
+
+class PaymentRequired(ClientError):
+    """The token's quota balance does not cover the estimated cost of the request."""
+
+    http_status = 402
+    default_code = "insufficient_quota"
 
 
 class PermissionDenied(ClientError):

@@ -56,6 +56,8 @@ class ApiToken:
     models: tuple[str, ...] = ()
     rpm: int | None = None
     max_concurrent: int | None = None
+    # A quota is set: creates are refused when the balance does not cover their estimate.
+    quota_limited: bool = False
 
     @property
     def active(self) -> bool:

@@ -141,8 +141,10 @@ class Task:
     last_frame_ref: str | None = None
     # Deleted by its owner (OpenAI's DELETE): answered 404 everywhere, kept for operators.
     deleted_at: float | None = None
-    # Channels a submit failed on for a reason of the channel's own, as ",a,b," (failover skips them).
+    # Channels a submit failed on for a reason of their own, as ",a,b," (failover skips them).
     tried_channels: str = ""
+    # The id of the HTTP request that created the task (it follows the task into logs, webhooks).
+    request_id: str = ""
 
     @property
     def progress(self) -> str:

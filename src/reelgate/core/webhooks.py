@@ -107,3 +107,4 @@ class Delivery:
     last_status: int | None = None
     last_error: str = ""
     log: tuple[Attempt, ...] = ()
+    request_id: str = ""  # of the request that created the task

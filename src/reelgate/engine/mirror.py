@@ -21,6 +21,7 @@ import httpx
 from reelgate.core import media
 from reelgate.core.errors import InvalidRequest, ReelgateError
 from reelgate.core.media import MediaCopy
+from reelgate.metrics import METRICS
 from reelgate.net import Network, check_host
 from reelgate.service import VideoService
 from reelgate.storage import MediaStorage
@@ -90,6 +91,7 @@ class MediaMirror:
             now = self.service.clock()
             retry = media.retry_at(job.attempts + 1, now)
             log.warning("copy of %s %s failed: %s", job.task_id, job.variant, message)
+            METRICS.mirror_failures.inc()
             copies = await self.service.store.finish_copy(
                 job,
                 state="pending" if retry is not None else "failed",
@@ -98,6 +100,7 @@ class MediaMirror:
                 error=message[:500],
             )
         else:
+            METRICS.mirror_bytes.inc(size)
             now = self.service.clock()
             copies = await self.service.store.finish_copy(
                 job,

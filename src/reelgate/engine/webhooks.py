@@ -21,10 +21,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from reelgate import logs
 from reelgate.core import webhooks
 from reelgate.core.errors import ReelgateError
 from reelgate.core.lifecycle import Task
 from reelgate.core.webhooks import Attempt, Delivery
+from reelgate.metrics import METRICS
 from reelgate.net import Network, check_host
 from reelgate.service import VideoService
 
@@ -84,6 +86,10 @@ class WebhookSender:
         return len(due)
 
     async def deliver(self, delivery: Delivery) -> None:
+        with logs.bound(task_id=delivery.task_id, request_id=delivery.request_id):
+            await self._deliver(delivery)
+
+    async def _deliver(self, delivery: Delivery) -> None:
         endpoint = await self.service.store.webhook_endpoint(delivery.owner_id)
         now = self.service.clock()
         if delivery.target == "endpoint" and (endpoint is None or not endpoint.enabled):
@@ -105,6 +111,8 @@ class WebhookSender:
         headers = {
             "content-type": "application/json",
             "webhook-id": delivery.id,
+            # The id of the request that created the task, for the receiver's logs.
+            **({"x-request-id": delivery.request_id} if delivery.request_id else {}),
             "webhook-timestamp": str(stamp),
             "webhook-signature": webhooks.signature(
                 endpoint.secrets_at(now), delivery.id, stamp, payload.encode()
@@ -143,6 +151,7 @@ class WebhookSender:
         await self.service.store.record_attempt(
             delivery, record, state=state, next_attempt_at=next_at, payload=payload
         )
+        METRICS.webhook_deliveries.labels("retry" if state == "pending" else state).inc()
         log.info(
             "webhook %s %s to %s: attempt %d → %s",
             delivery.id,

@@ -30,25 +30,26 @@ import socket
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 
+from reelgate import logs
 from reelgate.core import schedule
 from reelgate.core.capabilities import NormalizedRequest
+from reelgate.core.channels import ChannelState, admission_plan
 from reelgate.core.errors import (
-    ClientError,
     IllegalTransition,
     ReelgateError,
-    UpstreamError,
-    UpstreamUnavailable,
 )
-from reelgate.core.lifecycle import Observation, Status, Task
+from reelgate.core.lifecycle import Observation, Status, Task, UpstreamState
 from reelgate.engine.callbacks import CallbackUrls
+from reelgate.engine.failover import Failover
+from reelgate.metrics import METRICS
 from reelgate.providers.base import Provider
 from reelgate.service import VideoService
 
 log = logging.getLogger("reelgate.engine")
 
-# Upstream answers that prove a create did not happen (nothing to reconcile before a retry).
-NOT_CREATED = frozenset({"upstream_rate_limited", "upstream_quota_exceeded"})
 SWEEP_INTERVAL = 5.0
+# How often channels disabled by their health are checked for a due probe (s).
+PROBE_CHECK_INTERVAL = 10.0
 TYPICAL_REFRESH = 60.0
 # Submissions in flight at once per worker.
 SUBMIT_CONCURRENCY = 16
@@ -83,6 +84,8 @@ class Worker:
         self._typical: dict[tuple[str, str], float] = {}
         self._typical_at = float("-inf")
         self._submit_slots = asyncio.Semaphore(SUBMIT_CONCURRENCY)
+        self.failover = Failover(service, self._clock, self._rng)
+        self._next_probe = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, finish the round under way, then give back every lease."""
@@ -108,18 +111,20 @@ class Worker:
                 await heartbeat
             with contextlib.suppress(ReelgateError):
                 await self.service.store.release_leases(self.id)
+                await self.service.store.worker_gone(self.id)
             log.info("worker %s stopped", self.id)
 
     async def _heartbeat(self) -> None:
         """Keep this worker's leases alive while a round outlasts them (slow upstream calls,
         submissions waiting for a slot): only a dead worker's tasks may be taken over."""
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
             now = self._clock()
             try:
                 await self.service.store.extend_leases(self.id, now, now + self.lease_seconds)
+                await self.service.store.worker_seen(self.id, now)  # readiness: alive
             except ReelgateError as exc:
                 log.error("cannot extend leases: %s", exc.message)
+            await asyncio.sleep(self.lease_seconds / 3)
 
     async def tick(self) -> int:
         """One round: sweep, admit, track. Returns how many tasks it handled."""
@@ -128,6 +133,12 @@ class Worker:
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_INTERVAL
             handled += await self.sweep()
+        book = self.service.channels
+        if book is not None:
+            await book.refresh()  # channels added, changed or disabled by other processes
+            if now >= self._next_probe:
+                self._next_probe = now + PROBE_CHECK_INTERVAL
+                await book.probe_due()
         # Submitting a burst must not hold back look-ups (and callbacks' confirmations).
         admitted, tracked = await asyncio.gather(self.admit(), self.track())
         return handled + admitted + tracked
@@ -153,20 +164,42 @@ class Worker:
     async def admit(self) -> int:
         handled = 0
         now = self._clock()
-        for name in list(self.service.registry.providers):
-            if not await self.service.store.has_unsubmitted(name, now):
+        registry = self.service.registry
+        for name in list(registry.providers):
+            waiting = await self.service.store.count_unsubmitted(name, now, self.batch_size)
+            if not waiting:
                 continue
-            for provider in self.service.registry.accounts(name):
+            left = self.batch_size
+            for planned, share in admission_plan(registry.channels(name), waiting, now, self._rng):
+                # A submit earlier in this round may have disabled or cooled the channel.
+                registry = self.service.registry
+                channel = registry.channel(name, planned.name)
+                provider = registry.account(name, planned.name)
+                limit = left if share is None else min(share, left)
+                if (
+                    channel is None
+                    or provider is None
+                    or limit <= 0
+                    or channel.state(now) is not ChannelState.ACTIVE
+                ):
+                    continue
+                models = (
+                    None
+                    if channel.models is None
+                    else sorted({registry.canonical(m) for m in channel.models})
+                )
                 claimed = await self.service.store.claim_admission(
                     name,
-                    provider.account,
-                    provider.caps,
+                    channel.name,
+                    channel.caps,
                     now,
                     self.id,
                     self.lease_seconds,
-                    self.batch_size,
+                    limit,
+                    models=models,
                 )
                 handled += len(claimed)
+                left -= len(claimed)
                 allowed = await self._budget(provider, len(claimed))
                 for task in claimed[allowed:]:
                     # Over the account's request rate: back in the queue, untouched.
@@ -175,6 +208,10 @@ class Worker:
         return handled
 
     async def _submit(self, provider: Provider, claimed: Task, now: float) -> None:
+        with logs.bound(task_id=claimed.id, request_id=claimed.request_id):
+            await self._submit_one(provider, claimed, now)
+
+    async def _submit_one(self, provider: Provider, claimed: Task, now: float) -> None:
         # An attempt that began before this claim may have reached the upstream.
         uncertain = claimed.submit_started_at is not None
         task = dataclasses.replace(
@@ -199,6 +236,8 @@ class Worker:
                         log.warning(
                             "task %s was already created upstream as %s", task.id, upstream_id
                         )
+                    elif await self.failover.release_after_reconcile(task):
+                        return
                 if upstream_id is None:
                     callback = (
                         self.callbacks.url(task.provider, task.id) if self.callbacks else None
@@ -228,23 +267,13 @@ class Worker:
             ),
             deadline,
         )
+        log.info(
+            "task submitted upstream",
+            extra={"channel": provider.account, "upstream_id": upstream_id},
+        )
 
     async def _submit_failed(self, task: Task, exc: ReelgateError) -> None:
-        transient = isinstance(exc, UpstreamUnavailable) or not isinstance(
-            exc, ClientError | UpstreamError
-        )
-        if not transient:
-            # The request is refused, or this account cannot serve it: retrying won't help.
-            await self.service.fail(task, exc.code, exc.message)
-            return
-        if task.submit_attempts + 1 >= schedule.MAX_SUBMIT_ATTEMPTS:
-            await self.service.fail(task, "upstream_unavailable", exc.message)
-            return
-        if exc.code in NOT_CREATED:
-            task = dataclasses.replace(task, submit_started_at=None)
-        delay = exc.retry_after or schedule.SUBMIT_RETRY.delay(task.submit_attempts, self._rng)
-        log.warning("submit of %s failed (%s); retrying in %.1fs", task.id, exc.code, delay)
-        await self.service.reschedule(task, self._clock() + delay, submit_failed=True)
+        await self.failover.submit_failed(task, exc)
 
     # -- 3. tracking -------------------------------------------------------------------------------
     async def track(self) -> int:
@@ -286,6 +315,10 @@ class Worker:
             await self._apply(task, seen)
 
     async def _apply(self, task: Task, seen: Mapping[str, Observation | None]) -> None:
+        with logs.bound(task_id=task.id, request_id=task.request_id):
+            await self._apply_one(task, seen)
+
+    async def _apply_one(self, task: Task, seen: Mapping[str, Observation | None]) -> None:
         now = self._clock()
         next_at = self.tracking.next_look(
             now,
@@ -309,6 +342,13 @@ class Worker:
                 retry = now + schedule.LOOKUP_RETRY.delay(task.missing_looks, self._rng)
                 await self.service.reschedule(task, retry, polled=True, missing=True)
             return
+        finished = observation.extra.get("updated_at")
+        if (
+            observation.state is not UpstreamState.QUEUED
+            and observation.state is not UpstreamState.RUNNING
+            and isinstance(finished, int | float)
+        ):
+            METRICS.staleness.labels(task.provider).observe(max(0.0, now - float(finished)))
         try:
             await self.service.observe(task, observation, next_at)
         except IllegalTransition as exc:
@@ -331,7 +371,7 @@ class Worker:
         if rate is None or wanted <= 0:
             return wanted
         key = f"rpm:{provider.name}:{provider.account}"
-        return await self.service.store.take_tokens(key, wanted, rate[0], rate[1], self._clock())
+        return await self.service.buckets.take_tokens(key, wanted, rate[0], rate[1], self._clock())
 
     @staticmethod
     def _rate_wait(provider: Provider) -> float:

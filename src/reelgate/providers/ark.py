@@ -25,6 +25,7 @@ from reelgate.core.errors import (
     UpstreamUnavailable,
 )
 from reelgate.core.lifecycle import CallbackHint, Observation, UpstreamState
+from reelgate.metrics import METRICS
 from reelgate.providers import ark_catalog, ark_models
 
 log = logging.getLogger("reelgate.providers.ark")
@@ -153,6 +154,15 @@ def observe(item: Mapping[str, Any]) -> Observation | None:
     )
 
 
+# (method, is the collection) → endpoint label of the upstream call metrics.
+_ENDPOINTS = {
+    ("POST", True): "create",
+    ("GET", True): "list",
+    ("GET", False): "get",
+    ("DELETE", False): "delete",
+}
+
+
 class ArkProvider:
     name = "ark"
 
@@ -186,6 +196,21 @@ class ArkProvider:
         self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any
     ) -> Any:
         """One HTTP call; with ``missing_ok`` a 404 (unknown task) answers None."""
+        endpoint = _ENDPOINTS.get((method, path == TASKS), "other")
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await self._exchange(method, path, missing_ok=missing_ok, **kwargs)
+        except ReelgateError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            METRICS.upstream_calls.labels("ark", endpoint, outcome).inc()
+            METRICS.upstream_latency.labels("ark", endpoint).observe(time.perf_counter() - started)
+
+    async def _exchange(
+        self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any
+    ) -> Any:
         try:
             resp = await self._client.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
@@ -323,6 +348,9 @@ class ArkProvider:
             raise Conflict(
                 f"Ark refused to cancel: {exc.message}", code="not_cancellable"
             ) from None
+
+    async def probe(self) -> None:
+        await self._call("GET", TASKS, params={"page_num": 1, "page_size": 1})
 
     def parse_callback(self, body: bytes) -> CallbackHint | None:
         try:

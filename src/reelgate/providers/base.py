@@ -12,7 +12,8 @@ from typing import Protocol
 
 from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest
-from reelgate.core.errors import InvalidRequest
+from reelgate.core.channels import Channel
+from reelgate.core.errors import InvalidRequest, UpstreamUnavailable
 from reelgate.core.lifecycle import CallbackHint, Observation
 
 
@@ -57,6 +58,10 @@ class Provider(Protocol):
     def parse_callback(self, body: bytes) -> CallbackHint | None:
         """What a callback body claims (a hint to confirm, never trusted as is)."""
 
+    async def probe(self) -> None:
+        """One cheap authenticated call; raises the upstream's error when the account can't work
+        (used to re-enable a channel its health disabled)."""
+
     async def close(self) -> None: ...
 
 
@@ -68,14 +73,22 @@ class Registry:
         providers: Sequence[Provider],
         unconfigured: Mapping[str, str] | None = None,
         aliases: Mapping[str, str] | None = None,
+        channels: Sequence[Channel] = (),
     ) -> None:
         """``providers`` in order of preference; ``unconfigured`` maps model names reelgate
         knows but cannot serve to the fix; ``aliases`` maps other names (Ark endpoint ids
-        ``ep-…``, short names) to model names."""
+        ``ep-…``, short names) to model names; ``channels`` describes the accounts (routing,
+        health) — an account without one is a built-in channel that takes every model."""
         self._aliases = dict(aliases or {})
         self._accounts: dict[str, dict[str, Provider]] = {}
+        described = {(c.provider, c.name): c for c in channels}
+        self._channels: dict[tuple[str, str], Channel] = {}
         for p in providers:
             self._accounts.setdefault(p.name, {})[p.account] = p
+            self._channels[(p.name, p.account)] = described.get(
+                (p.name, p.account),
+                Channel(name=p.account, provider=p.name, source="builtin", caps=p.caps),
+            )
         self.providers = {
             name: next(iter(accts.values())) for name, accts in self._accounts.items()
         }
@@ -121,6 +134,39 @@ class Registry:
 
     def all_accounts(self) -> list[Provider]:
         return [p for accts in self._accounts.values() for p in accts.values()]
+
+    def channel(self, name: str, account: str) -> Channel | None:
+        return self._channels.get((name, account))
+
+    def channels(self, name: str) -> list[Channel]:
+        """The provider's channels this process can use (it has their keys)."""
+        return [self._channels[(name, a)] for a in self._accounts.get(name, {})]
+
+    def check_routable(self, name: str, model: str) -> None:
+        """Refuse a model no channel of the provider serves, or whose channels are all disabled
+        (a task would only wait for its deadline)."""
+        chans = [c for c in self.channels(name) if c.models is None or self._serves(c, model)]
+        if not chans:
+            raise InvalidRequest(
+                f"no channel of this gateway serves model '{model}'",
+                code="model_not_configured",
+                param="model",
+            )
+        if not any(c.enabled for c in chans):
+            raise UpstreamUnavailable(
+                f"every channel that serves model '{model}' is disabled; try again later",
+                code="no_channel_available",
+                retry_after=60.0,
+            )
+
+    def _serves(self, channel: Channel, model: str) -> bool:
+        return channel.models is not None and model in {self.canonical(m) for m in channel.models}
+
+    def canonical(self, model: str) -> str:
+        """The catalogue name of ``model`` (through aliases), or ``model`` when unknown."""
+        model = self._aliases.get(model, model)
+        found = self._names.get(model)
+        return found[1].name if found else model
 
     def models(self) -> list[ModelCapabilities]:
         return [caps for _, caps in self._models.values()]

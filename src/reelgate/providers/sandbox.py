@@ -167,6 +167,9 @@ class SandboxProvider:
     def parse_callback(self, body: bytes) -> CallbackHint | None:
         return None  # the sandbox never calls back; the engine's polling is enough locally
 
+    async def probe(self) -> None:
+        return None  # local: always able to work
+
     async def close(self) -> None:
         for task in list(self._renders.values()):
             task.cancel()
@@ -207,6 +210,7 @@ class SandboxProvider:
                 UpstreamState.SUCCEEDED,
                 video_url=f"{LOCAL_SCHEME}{NAME}/{job.id}.mp4",
                 last_frame_url=f"{LOCAL_SCHEME}{NAME}/{job.id}.png",
+                extra={"updated_at": job.created_at + job.queue_s + job.run_s},
             )
         self._start_render(job)  # after a restart the render may need to start again
         return Observation(UpstreamState.RUNNING)

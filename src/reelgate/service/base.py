@@ -8,18 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from reelgate.core import schedule, webhooks
 from reelgate.core.cache import TtlCache
-from reelgate.core.errors import NotFound
+from reelgate.core.errors import ConfigError, InvalidRequest, NotFound
 from reelgate.core.ids import ApiToken
 from reelgate.core.lifecycle import Status, Task
+from reelgate.core.pricing import PriceTable
+from reelgate.metrics import METRICS
 from reelgate.net import Network
 from reelgate.providers.base import Registry
-from reelgate.store.base import Store
+from reelgate.store.base import RateBuckets, Store
+
+if TYPE_CHECKING:
+    from reelgate.service.channels import ChannelBook
+
+
+log = logging.getLogger("reelgate.service")
 
 
 class ServiceBase:
@@ -34,10 +44,17 @@ class ServiceBase:
         allow_networks: Sequence[Network] = (),
         max_task_seconds: float = schedule.MAX_TASK_SECONDS,
         mirror_media: bool = False,
+        prices: PriceTable | None = None,
+        currency: str = "credits",
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
+        # Shared token buckets (rate limits): the database, or Redis when configured.
+        self.buckets: RateBuckets = store
+        # What each model costs (free when absent), under each model's catalogue name.
+        self.prices = _canonical(prices or PriceTable(), registry)
+        self.currency = currency
         self.max_task_seconds = max_task_seconds
         # Copy remote results (upstream URLs that expire) into reelgate's own storage.
         self.mirror_media = mirror_media
@@ -50,6 +67,8 @@ class ServiceBase:
         self._typical: dict[tuple[str, str], float] = {}
         self._typical_until = float("-inf")
         self.registry = registry
+        # Channels kept in the database (``None``: the registry is fixed, e.g. in tests).
+        self.channels: ChannelBook | None = None
         self.clock = clock
         self._allow = allow_networks
         self._token_ttl = token_cache_ttl
@@ -109,10 +128,23 @@ class ServiceBase:
             unleased_at=unleased_at,
             webhook=(event, self.clock()) if event else None,
             mirror_at=self.clock() if mirror else None,
+            # A task's end closes its pre-charge in the same transaction (exactly once).
+            settle_at=self.clock() if new.status.terminal and not old.status.terminal else None,
         ):
             # Someone else changed it first; their write wins and ours is dropped.
             self._tasks.discard((old.owner_id, old.id))
             return old
+        if new.status is not old.status:
+            METRICS.task_transitions.labels(new.provider, new.model, new.status.value).inc()
+            if new.status.terminal:
+                log.info(
+                    "task ended",
+                    extra={
+                        "task_id": new.id,
+                        "status": new.status.value,
+                        "error_code": new.error_code or None,
+                    },
+                )
         self._remember(new)
         self._wake(new.id)
         for listener in self._listeners:
@@ -136,3 +168,20 @@ class ServiceBase:
         final = task.status.terminal and task.media_state != "pending"
         ttl = math.inf if final else self._task_ttl
         self._tasks.put((task.owner_id, task.id), task, ttl)
+
+
+def _canonical(prices: PriceTable, registry: Registry) -> PriceTable:
+    """The price table under catalogue names; a name no provider knows is a start-up error (a
+    typo must not make a model free)."""
+
+    def name(model: str) -> str:
+        try:
+            return registry.resolve(model)[1].name
+        except InvalidRequest as exc:
+            if exc.code == "model_not_configured":
+                return model  # known, not served here (no key): priced once it is
+            raise ConfigError(
+                f"invalid setting REELGATE_PRICES: no model '{model}' on this gateway"
+            ) from None
+
+    return prices.renamed(name)

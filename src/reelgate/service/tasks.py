@@ -8,8 +8,9 @@ import hashlib
 import json
 from typing import Any
 
+from reelgate import logs
 from reelgate.core import lifecycle, schedule
-from reelgate.core.capabilities import NormalizedRequest, normalize
+from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest, normalize
 from reelgate.core.errors import (
     AuthenticationError,
     Conflict,
@@ -19,7 +20,9 @@ from reelgate.core.errors import (
 )
 from reelgate.core.ids import ApiToken, NewToken, hash_token, new_task_id, new_token
 from reelgate.core.lifecycle import Status, Task
+from reelgate.core.pricing import Balance, Charge
 from reelgate.core.request import VideoRequest
+from reelgate.providers.base import Provider
 from reelgate.service.images import check_image, check_url
 from reelgate.service.waiting import Waiting
 
@@ -116,18 +119,8 @@ class TaskUseCases(Waiting):
         With an ``idempotency_key``, the same key and body within 24 h answer the task the first
         request made (no second task, no second upstream call); concurrent duplicates too.
         """
-        provider, caps = self.registry.resolve(request.model)
-        if owner.models and caps.name not in owner.models and request.model not in owner.models:
-            raise PermissionDenied(
-                f"this token may not use model '{caps.name}'",
-                code="model_not_allowed",
-                param="model",
-            )
-        normalized = normalize(request, caps)
-        for index, ref in enumerate(normalized.images):
-            await check_image(self._allow, ref, "image" if index == 0 else f"images[{index}]")
-        if request.callback_url is not None:
-            await check_url(self._allow, request.callback_url, "callback_url")
+        provider, caps, normalized = await self._checked(owner, request)
+        charge = self.prices.estimate(normalized, caps)
         now = self.clock()
         body = normalized.to_json()
         if remixed_from is not None:
@@ -144,11 +137,12 @@ class TaskUseCases(Waiting):
             next_poll_at=now,
             deadline_at=schedule.deadline(now, max_task_seconds=self.max_task_seconds),
             callback_url=request.callback_url,
+            request_id=logs.current_request_id(),
         )
         if owner.rpm is not None:
             await self._within_rate(owner)
         if idempotency_key is None:
-            await self.store.insert_task(task, max_active=owner.max_concurrent)
+            await self.store.insert_task(task, max_active=owner.max_concurrent, charge=charge)
         else:
             fingerprint = hashlib.sha256(
                 json.dumps(
@@ -163,6 +157,7 @@ class TaskUseCases(Waiting):
                 fingerprint,
                 now - IDEMPOTENCY_WINDOW_S,
                 max_active=owner.max_concurrent,
+                charge=charge,
             )
             if not created:
                 return task
@@ -170,11 +165,38 @@ class TaskUseCases(Waiting):
         self.work_available.set()
         return task
 
+    async def quote(self, owner: ApiToken, request: VideoRequest) -> tuple[Charge | None, Balance]:
+        """What creating ``request`` would pre-charge (``None``: a free model), checked exactly
+        as a create is, and the token's balance now."""
+        _, caps, normalized = await self._checked(owner, request)
+        return self.prices.estimate(normalized, caps), await self.store.balance(owner.id)
+
+    async def _checked(
+        self, owner: ApiToken, request: VideoRequest
+    ) -> tuple[Provider, ModelCapabilities, NormalizedRequest]:
+        """The provider, model and normalized request of a create, or the error it answers."""
+        provider, caps = self.registry.resolve(request.model)
+        self.registry.check_routable(provider.name, caps.name)
+        if owner.models and caps.name not in owner.models and request.model not in owner.models:
+            raise PermissionDenied(
+                f"this token may not use model '{caps.name}'",
+                code="model_not_allowed",
+                param="model",
+            )
+        normalized = normalize(request, caps)
+        for index, ref in enumerate(normalized.images):
+            await check_image(self._allow, ref, "image" if index == 0 else f"images[{index}]")
+        if request.callback_url is not None:
+            await check_url(self._allow, request.callback_url, "callback_url")
+        return provider, caps, normalized
+
     async def _within_rate(self, owner: ApiToken) -> None:
         """Take one create from the token's per-minute budget, shared by every API replica."""
         assert owner.rpm is not None
         rate = owner.rpm / 60.0
-        taken = await self.store.take_tokens(f"token:{owner.id}", 1, rate, owner.rpm, self.clock())
+        taken = await self.buckets.take_tokens(
+            f"token:{owner.id}", 1, rate, owner.rpm, self.clock()
+        )
         if not taken:
             raise RateLimited(
                 f"this token may create {owner.rpm} tasks a minute; try again shortly",

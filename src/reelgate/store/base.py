@@ -6,10 +6,20 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from reelgate.core.accounts import AdmissionCaps
+from reelgate.core.channels import Channel, StoredChannel
 from reelgate.core.ids import ApiToken, NewToken
 from reelgate.core.lifecycle import Task
 from reelgate.core.media import MediaCopy
+from reelgate.core.pricing import Balance, Charge
 from reelgate.core.webhooks import Attempt, Delivery, Endpoint
+
+
+class RateBuckets(Protocol):
+    async def take_tokens(
+        self, key: str, wanted: int, rate: float, burst: float, now: float
+    ) -> int:
+        """Take up to ``wanted`` tokens from bucket ``key`` (refilled at ``rate`` per second up
+        to ``burst``, shared by every process); returns how many were taken."""
 
 
 class Store(Protocol):
@@ -53,9 +63,12 @@ class Store(Protocol):
     async def count_active_tokens(self) -> int: ...
 
     # -- tasks ----------------------------------------------------------------------------------
-    async def insert_task(self, task: Task, *, max_active: int | None = None) -> None:
+    async def insert_task(
+        self, task: Task, *, max_active: int | None = None, charge: Charge | None = None
+    ) -> None:
         """Insert, refusing (429 ``too_many_tasks``) when the owner has ``max_active`` unfinished
-        tasks already."""
+        tasks already; with ``charge``, pre-charge it in the same step (402
+        ``insufficient_quota`` when the token's quota does not cover it)."""
 
     async def create_task(
         self,
@@ -65,8 +78,10 @@ class Store(Protocol):
         since: float,
         *,
         max_active: int | None = None,
+        charge: Charge | None = None,
     ) -> tuple[Task, bool]:
-        """Insert under an idempotency key, or return the task the key made (``created`` False).
+        """Insert under an idempotency key, or return the task the key made (``created`` False,
+        nothing charged again).
 
         Keys older than ``since`` are forgotten; a key reused with another fingerprint raises
         ``Conflict`` (``idempotency_key_reused``). Concurrent duplicates yield one task.
@@ -94,7 +109,30 @@ class Store(Protocol):
         self, owner_id: str | None, since: int, until: int, group_by: str
     ) -> list[dict[str, Any]]:
         """A token's tasks created in [since, until) counted per ``model``, ``day`` or
-        ``token``: tasks, succeeded, failed, cancelled, unfinished, usage_tokens."""
+        ``token``: tasks, succeeded, failed, cancelled, unfinished, usage_tokens, and from the
+        ledger ``charged`` (net) and ``pending`` (held by unfinished tasks)."""
+
+    # -- the ledger (quota and charges) ---------------------------------------------------------
+    async def balance(self, owner_id: str) -> Balance:
+        """The sum of the token's ledger, and whether its quota is enforced."""
+
+    async def change_quota(
+        self,
+        ref: str,
+        now: float,
+        *,
+        grant: int | None = None,
+        set_to: int | None = None,
+        limited: bool | None = None,
+        note: str = "",
+    ) -> tuple[ApiToken, Balance] | None:
+        """Grant, or adjust the balance to ``set_to``, and/or switch enforcement (a grant or a
+        set turns it on); ``None`` when no single token matches ``ref``."""
+
+    async def ledger_entries(
+        self, owner_id: str | None, *, limit: int, before: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Ledger rows newest first (every token's with ``None``), paged by row id."""
 
     # -- the engine's queue ------------------------------------------------------------------------
     async def claim_due(
@@ -111,10 +149,13 @@ class Store(Protocol):
         worker: str,
         lease_seconds: float,
         limit: int,
+        *,
+        models: Sequence[str] | None = None,
     ) -> Sequence[Task]:
         """Lease the oldest unsubmitted tasks ``account`` has room for under ``caps``, marking
         them as being submitted on it. Returned as they were before (a set
-        ``submit_started_at`` means an earlier attempt's outcome is unknown)."""
+        ``submit_started_at`` means an earlier attempt's outcome is unknown). Only tasks of
+        ``models`` (None: any) that did not fail on ``account`` before are taken."""
 
     async def claim_overdue(
         self, now: float, limit: int, worker: str, lease_seconds: float
@@ -122,6 +163,50 @@ class Store(Protocol):
         """Lease unfinished tasks past their deadline."""
 
     async def has_unsubmitted(self, provider: str, now: float) -> bool: ...
+
+    async def count_unsubmitted(self, provider: str, now: float, limit: int) -> int:
+        """Tasks of ``provider`` waiting for admission now, counted up to ``limit``."""
+
+    # -- aggregates for metrics ----------------------------------------------------------------
+    async def unfinished_counts(self) -> dict[tuple[str, str, str], int]: ...
+
+    async def unsubmitted_counts(self) -> dict[str, int]: ...
+
+    async def ledger_totals(self) -> dict[str, int]: ...
+
+    # -- worker heartbeats ---------------------------------------------------------------------
+    async def worker_seen(self, worker: str, now: float) -> None:
+        """Record that ``worker`` is alive at ``now``."""
+
+    async def worker_gone(self, worker: str) -> None:
+        """Forget a worker that stopped cleanly."""
+
+    async def last_worker_seen(self) -> float | None:
+        """When any worker was last seen alive (None: none ever)."""
+
+    async def schema_is_current(self) -> bool:
+        """Whether the database is at the newest migration."""
+
+    # -- channels (upstream accounts) -----------------------------------------------------------
+    async def sync_config_channels(self, channels: Sequence[Channel], now: float) -> None:
+        """Record the channels defined in settings (their definition; health is kept)."""
+
+    async def list_channels(self) -> Sequence[StoredChannel]: ...
+
+    async def get_channel(self, name: str) -> StoredChannel | None: ...
+
+    async def add_channel(self, channel: Channel, api_key_enc: str, now: float) -> None:
+        """Add a channel managed at run time; ``Conflict`` when the name is taken."""
+
+    async def update_channel(self, name: str, now: float, **fields: Any) -> StoredChannel | None:
+        """Change a channel's definition or health fields (columns of ``channels``)."""
+
+    async def delete_channel(self, name: str) -> bool:
+        """Remove a channel; ``Conflict`` while unfinished tasks are on it."""
+
+    async def channel_load(self) -> dict[tuple[str, str], dict[str, int]]:
+        """Per (provider, account): unfinished tasks not yet accepted upstream (waiting), queued
+        upstream, and running."""
 
     async def save_task(
         self,
@@ -132,13 +217,15 @@ class Store(Protocol):
         unleased_at: float | None = None,
         webhook: tuple[str, float] | None = None,
         mirror_at: float | None = None,
+        settle_at: float | None = None,
     ) -> bool:
         """Write ``task`` and release its lease, if nobody wrote it meanwhile (optimistic).
 
         With ``notify`` other processes hear of the change (PostgreSQL NOTIFY at commit). With
         ``unleased_at`` only if no worker holds a lease on it at that instant. With ``webhook``
         (event, now) the outbox rows for the task's end are written in the same transaction; with
-        ``mirror_at`` so are the jobs that copy its result files into reelgate's storage."""
+        ``mirror_at`` so are the jobs that copy its result files into reelgate's storage; with
+        ``settle_at`` its pre-charge is closed (settled to its usage, or refunded), once."""
 
     async def nudge(self, task_id: str, at: float) -> bool:
         """Bring a submitted, unfinished task's next look forward to ``at``."""

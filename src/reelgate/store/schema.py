@@ -27,6 +27,8 @@ api_tokens = sa.Table(
     sa.Column("models", sa.JSON, nullable=True),
     sa.Column("rpm", sa.Integer, nullable=True),
     sa.Column("max_concurrent", sa.Integer, nullable=True),
+    # A quota is set: creates are refused when the balance (the sum of the ledger) is short.
+    sa.Column("quota_limited", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 tasks = sa.Table(
@@ -68,6 +70,8 @@ tasks = sa.Table(
     sa.Column("deleted_at", sa.Float, nullable=True),
     # Channels a submit failed on for a reason of the channel's own (failover skips them): ",a,b,".
     sa.Column("tried_channels", sa.Text, nullable=False, server_default=""),
+    # The request that created the task (logs and webhooks carry it).
+    sa.Column("request_id", sa.String(128), nullable=False, server_default=""),
     # The worker's hot query: due, non-terminal tasks in poll order.
     sa.Index(
         "ix_tasks_due",
@@ -131,6 +135,36 @@ channels = sa.Table(
     sa.Column("last_error", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# Every movement of a token's money, append-only: a balance is the sum of its token's rows.
+# Amounts are signed integers in the operator's currency unit (grants positive, charges negative).
+ledger = sa.Table(
+    "ledger",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("owner_id", sa.String(40), sa.ForeignKey("api_tokens.id"), nullable=False),
+    sa.Column("task_id", sa.String(64), nullable=True),  # None for grants and adjustments
+    sa.Column("kind", sa.String(16), nullable=False),  # grant|adjust|precharge|settle|refund
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    # The price a task was charged at, and the quantity (estimated or used tokens, seconds, 1).
+    sa.Column("unit", sa.String(24), nullable=True),
+    sa.Column("unit_price", sa.BigInteger, nullable=True),
+    sa.Column("quantity", sa.BigInteger, nullable=True),
+    # Balances (and the pre-charge check on create) sum a token's rows from this index alone.
+    sa.Index("ix_ledger_owner", "owner_id", "amount"),
+    sa.Index("ix_ledger_owner_id", "owner_id", "id"),
+    # Exactly once: one pre-charge per task, and one closing entry (settle or refund).
+    sa.Index("uq_ledger_task_kind", "task_id", "kind", unique=True),
+    sa.Index(
+        "uq_ledger_task_closed",
+        "task_id",
+        unique=True,
+        sqlite_where=sa.text("kind IN ('settle', 'refund')"),
+        postgresql_where=sa.text("kind IN ('settle', 'refund')"),
+    ),
 )
 
 # Idempotency-Key on create: (token, key) → the task it made, with a fingerprint of the body.
@@ -198,6 +232,7 @@ webhook_deliveries = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("lease_owner", sa.String(64), nullable=True),
     sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("request_id", sa.String(128), nullable=False, server_default=""),
     sa.Index(
         "ix_webhook_deliveries_due",
         "next_attempt_at",
@@ -250,4 +285,13 @@ media_copies = sa.Table(
         sqlite_where=sa.text("state = 'stored'"),
         postgresql_where=sa.text("state = 'stored'"),
     ),
+)
+
+# Worker heartbeats (readiness: is any worker alive?).
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("seen_at", sa.Float, nullable=False),
 )

@@ -27,10 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from reelgate.core.ids import ApiToken, NewToken, new_id
 from reelgate.store.schema import api_tokens, meta
 from reelgate.store.sql_base import TASK_CHANNEL, WORK_CHANNEL, StoreError
+from reelgate.store.sql_channels import ChannelRows
+from reelgate.store.sql_ledger import LedgerQueries
 from reelgate.store.sql_media import MediaQueries
 from reelgate.store.sql_queue import QueueQueries
+from reelgate.store.sql_stats import StatsQueries
 from reelgate.store.sql_tasks import TaskRows
 from reelgate.store.sql_webhooks import WebhookQueries
+from reelgate.store.sql_workers import WorkerRows
 
 __all__ = ["TASK_CHANNEL", "WORK_CHANNEL", "SqlStore", "StoreError", "async_url", "open_store"]
 
@@ -98,6 +102,7 @@ def _row_to_token(m: RowMapping) -> ApiToken:
         models=tuple(m["models"] or ()),
         rpm=m["rpm"],
         max_concurrent=m["max_concurrent"],
+        quota_limited=bool(m["quota_limited"]),
     )
 
 
@@ -110,10 +115,20 @@ _TOKEN_COLS = (
     api_tokens.c.models,
     api_tokens.c.rpm,
     api_tokens.c.max_concurrent,
+    api_tokens.c.quota_limited,
 )
 
 
-class SqlStore(TaskRows, QueueQueries, WebhookQueries, MediaQueries):
+class SqlStore(
+    TaskRows,
+    QueueQueries,
+    WebhookQueries,
+    MediaQueries,
+    ChannelRows,
+    LedgerQueries,
+    WorkerRows,
+    StatsQueries,
+):
     """The one Store implementation (see ``reelgate.store.base.Store``)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -207,6 +222,8 @@ class SqlStore(TaskRows, QueueQueries, WebhookQueries, MediaQueries):
             token = await self._one_token(conn, ref)
             if token is None:
                 return None
+            if not limits:
+                return token  # nothing to change (e.g. a PATCH of the webhook alone)
             if "models" in limits:
                 limits["models"] = list(limits["models"] or ()) or None
             await conn.execute(

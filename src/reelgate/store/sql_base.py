@@ -63,6 +63,7 @@ def _row_to_task(m: RowMapping) -> Task:
         last_frame_ref=m["last_frame_ref"],
         deleted_at=m["deleted_at"],
         tried_channels=m["tried_channels"],
+        request_id=m["request_id"],
     )
 
 
@@ -99,10 +100,32 @@ def _task_values(task: Task) -> dict[str, Any]:
         "last_frame_ref": task.last_frame_ref,
         "deleted_at": task.deleted_at,
         "tried_channels": task.tried_channels,
+        "request_id": task.request_id,
     }
 
 
 _TASK_COLS = tuple(c for c in tasks.c if c.name not in ("lease_owner", "lease_until", "nudged"))
+
+
+# SQLSTATE classes of a database that cannot serve now (not of a bad statement): connection
+# exceptions, authorization, a missing database, resources, operator intervention (shutdown).
+_UNAVAILABLE_SQLSTATES = ("08", "28", "3D", "53", "57")
+
+
+def _a_bug(exc: sa.exc.OperationalError) -> bool:
+    """SQLite reports bad statements as operational errors too."""
+    text = str(exc.orig)
+    return "syntax error" in text or text.startswith(("no such table", "no such column"))
+
+
+def _unavailable(exc: sa.exc.DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    for err in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        state = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+        if isinstance(state, str) and state[:2] in _UNAVAILABLE_SQLSTATES:
+            return True
+    return False
 
 
 class SqlBase:
@@ -125,9 +148,15 @@ class SqlBase:
                 async with conn.begin():
                     yield conn
         except sa.exc.OperationalError as exc:
+            if _a_bug(exc):
+                raise  # a bad statement is ours to fix, not the database being away
             raise StoreError(f"database unavailable: {exc.orig}") from exc
         except sa.exc.InterfaceError as exc:
             raise StoreError(f"database connection failed: {exc.orig}") from exc
+        except sa.exc.DBAPIError as exc:
+            if not _unavailable(exc):
+                raise
+            raise StoreError(f"database unavailable: {exc.orig}") from exc
         except OSError as exc:
             raise StoreError(f"database unreachable: {exc}") from exc
 

@@ -75,8 +75,13 @@ class QueueQueries(SqlBase):
         worker: str,
         lease_seconds: float,
         limit: int,
+        *,
+        models: Sequence[str] | None = None,
     ) -> Sequence[Task]:
         """Lease the oldest unsubmitted tasks of ``provider`` that ``account`` has room for.
+
+        Only tasks of ``models`` (None: any) that are free or already this account's, and whose
+        submit has not failed on this account before (``tried_channels``), are taken.
 
         Room is counted from the account's tasks in flight upstream (queued there, running, or
         being submitted right now) against ``caps``; on PostgreSQL an advisory lock per account
@@ -122,8 +127,18 @@ class QueueQueries(SqlBase):
                     tasks.c.provider == provider,
                     tasks.c.status == "queued",
                     tasks.c.upstream_id.is_(None),
-                    # sticky: a task once tried on an account stays with it
-                    sa.or_(tasks.c.account.is_(None), tasks.c.account == account),
+                    # sticky: a task whose attempt may have reached an account stays with it;
+                    # a free one goes to an account it has not failed on
+                    sa.or_(
+                        tasks.c.account == account,
+                        sa.and_(
+                            tasks.c.account.is_(None),
+                            sa.not_(
+                                tasks.c.tried_channels.contains(f",{account},", autoescape=True)
+                            ),
+                        ),
+                    ),
+                    *([tasks.c.model.in_(models)] if models is not None else []),
                     tasks.c.next_poll_at <= now,
                     self._free(now),
                 )
@@ -158,21 +173,25 @@ class QueueQueries(SqlBase):
             return await self._lease(conn, due, worker, now + lease_seconds)
 
     async def has_unsubmitted(self, provider: str, now: float) -> bool:
+        return await self.count_unsubmitted(provider, now, 1) > 0
+
+    async def count_unsubmitted(self, provider: str, now: float, limit: int) -> int:
+        """How many of ``provider``'s tasks wait for admission now (counted up to ``limit``)."""
         async with self._read() as conn:
-            found = (
-                await conn.execute(
-                    sa.select(tasks.c.id)
-                    .where(
-                        tasks.c.provider == provider,
-                        tasks.c.status == "queued",
-                        tasks.c.upstream_id.is_(None),
-                        tasks.c.next_poll_at <= now,
-                        self._free(now),
-                    )
-                    .limit(1)
+            waiting = (
+                sa.select(tasks.c.id)
+                .where(
+                    tasks.c.provider == provider,
+                    tasks.c.status == "queued",
+                    tasks.c.upstream_id.is_(None),
+                    tasks.c.next_poll_at <= now,
+                    self._free(now),
                 )
-            ).first()
-            return found is not None
+                .limit(limit)
+                .subquery()
+            )
+            found = await conn.execute(sa.select(sa.func.count()).select_from(waiting))
+            return int(found.scalar_one())
 
     async def extend_leases(self, worker: str, now: float, until: float) -> int:
         """Push back every live lease ``worker`` holds to ``until`` (its heartbeat)."""

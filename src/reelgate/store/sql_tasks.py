@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reelgate.core.errors import Conflict, RateLimited
 from reelgate.core.lifecycle import Task
-from reelgate.store.schema import NON_TERMINAL, idempotency_keys, tasks
+from reelgate.core.pricing import Charge
+from reelgate.store.schema import NON_TERMINAL, idempotency_keys, ledger, tasks
 from reelgate.store.sql_base import (
     _TASK_COLS,
     TASK_CHANNEL,
@@ -18,6 +19,7 @@ from reelgate.store.sql_base import (
     _row_to_task,
     _task_values,
 )
+from reelgate.store.sql_ledger import lock_owner, precharge, settle_task
 from reelgate.store.sql_media import enqueue_copies
 from reelgate.store.sql_webhooks import enqueue_webhooks
 
@@ -29,11 +31,7 @@ class TaskRows(SqlBase):
         single writer)."""
         if limit is None:
             return
-        if self.dialect == "postgresql":
-            await conn.execute(
-                sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-                {"k": f"reelgate:owner:{owner_id}"},
-            )
+        await lock_owner(conn, owner_id)
         active = (
             await conn.execute(
                 sa.select(sa.func.count()).where(
@@ -49,11 +47,22 @@ class TaskRows(SqlBase):
                 retry_after=5.0,
             )
 
-    async def insert_task(self, task: Task, *, max_active: int | None = None) -> None:
+    async def _insert(
+        self, conn: AsyncConnection, task: Task, max_active: int | None, charge: Charge | None
+    ) -> None:
+        """Count, pre-charge and insert as one step: a refusal leaves no task and no charge."""
+        await self._room_for(conn, task.owner_id, max_active)
+        if charge is not None:
+            await lock_owner(conn, task.owner_id)  # taken again is fine: held until commit
+            await precharge(conn, task, charge)
+        await conn.execute(tasks.insert().values(**_task_values(task)))
+        await self._notify_work(conn)
+
+    async def insert_task(
+        self, task: Task, *, max_active: int | None = None, charge: Charge | None = None
+    ) -> None:
         async with self._tx() as conn:
-            await self._room_for(conn, task.owner_id, max_active)
-            await conn.execute(tasks.insert().values(**_task_values(task)))
-            await self._notify_work(conn)
+            await self._insert(conn, task, max_active, charge)
 
     async def create_task(
         self,
@@ -63,6 +72,7 @@ class TaskRows(SqlBase):
         since: float,
         *,
         max_active: int | None = None,
+        charge: Charge | None = None,
     ) -> tuple[Task, bool]:
         """Insert ``task`` under an idempotency key, or return the task the key already made.
 
@@ -85,9 +95,7 @@ class TaskRows(SqlBase):
                 except sa.exc.IntegrityError:
                     pass  # the key exists (maybe a concurrent duplicate): read it below
                 else:
-                    await self._room_for(conn, task.owner_id, max_active)
-                    await conn.execute(tasks.insert().values(**_task_values(task)))
-                    await self._notify_work(conn)
+                    await self._insert(conn, task, max_active, charge)
                     return task, True
                 found = (
                     await conn.execute(
@@ -145,6 +153,7 @@ class TaskRows(SqlBase):
         unleased_at: float | None = None,
         webhook: tuple[str, float] | None = None,
         mirror_at: float | None = None,
+        settle_at: float | None = None,
     ) -> bool:
         values = _task_values(task)
         del values["id"], values["owner_id"]
@@ -173,6 +182,8 @@ class TaskRows(SqlBase):
                 await enqueue_webhooks(conn, task, *webhook)
             if result.rowcount and mirror_at is not None:
                 await enqueue_copies(conn, task, mirror_at)
+            if result.rowcount and settle_at is not None:
+                await settle_task(conn, task, settle_at)
             if result.rowcount and notify and self.dialect == "postgresql":
                 # Delivered at commit to every process listening (API replicas, workers).
                 await conn.execute(
@@ -253,7 +264,8 @@ class TaskRows(SqlBase):
         self, owner_id: str | None, since: int, until: int, group_by: str
     ) -> list[dict[str, Any]]:
         """A token's tasks (every token's with ``None``) created in [since, until), counted per
-        model, day or token."""
+        model, day or token, with what they cost from the ledger: ``charged`` (net, including
+        what unfinished tasks hold) and ``pending`` (held by unfinished tasks)."""
         key: sa.ColumnElement[Any]
         if group_by == "model":
             key = tasks.c.model
@@ -261,27 +273,44 @@ class TaskRows(SqlBase):
             key = tasks.c.submit_time - tasks.c.submit_time % 86400
         else:
             key = tasks.c.owner_id
-        query = (
+        # What each task took, net (pre-charge, settlement, refund), by the task-id index.
+        net = (
+            sa.select(sa.func.coalesce(sa.func.sum(ledger.c.amount), 0))
+            .where(ledger.c.task_id == tasks.c.id)
+            .scalar_subquery()
+        )
+        rows = (
             sa.select(
                 key.label("key"),
-                sa.func.count().label("tasks"),
-                sa.func.sum(sa.case((tasks.c.status == "success", 1), else_=0)).label("succeeded"),
-                sa.func.sum(sa.case((tasks.c.status == "failure", 1), else_=0)).label("failed"),
-                sa.func.sum(sa.case((tasks.c.error_code == "cancelled", 1), else_=0)).label(
-                    "cancelled"
-                ),
-                sa.func.sum(sa.case((tasks.c.status.in_(NON_TERMINAL), 1), else_=0)).label(
-                    "unfinished"
-                ),
-                sa.func.coalesce(sa.func.sum(tasks.c.usage_tokens), 0).label("usage_tokens"),
+                tasks.c.status,
+                tasks.c.error_code,
+                tasks.c.usage_tokens,
+                (-net).label("cost"),
             )
             .where(
                 tasks.c.owner_id == owner_id if owner_id is not None else sa.true(),
                 tasks.c.submit_time >= since,
                 tasks.c.submit_time < until,
             )
-            .group_by(key)
-            .order_by(key)
+            .subquery()
+        )
+        unfinished = rows.c.status.in_(NON_TERMINAL)
+        query = (
+            sa.select(
+                rows.c.key,
+                sa.func.count().label("tasks"),
+                sa.func.sum(sa.case((rows.c.status == "success", 1), else_=0)).label("succeeded"),
+                sa.func.sum(sa.case((rows.c.status == "failure", 1), else_=0)).label("failed"),
+                sa.func.sum(sa.case((rows.c.error_code == "cancelled", 1), else_=0)).label(
+                    "cancelled"
+                ),
+                sa.func.sum(sa.case((unfinished, 1), else_=0)).label("unfinished"),
+                sa.func.coalesce(sa.func.sum(rows.c.usage_tokens), 0).label("usage_tokens"),
+                sa.func.sum(rows.c.cost).label("charged"),
+                sa.func.sum(sa.case((unfinished, rows.c.cost), else_=0)).label("pending"),
+            )
+            .group_by(rows.c.key)
+            .order_by(rows.c.key)
         )
         async with self._read() as conn:
             return [
@@ -293,6 +322,8 @@ class TaskRows(SqlBase):
                     "cancelled": int(r.cancelled or 0),
                     "unfinished": int(r.unfinished or 0),
                     "usage_tokens": int(r.usage_tokens or 0),
+                    "charged": int(r.charged or 0),
+                    "pending": int(r.pending or 0),
                 }
                 for r in await conn.execute(query)
             ]

@@ -10,19 +10,37 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from reelgate.core.crypto import SecretBox
+from reelgate.core.errors import ConfigError
 from reelgate.core.ids import new_id
 from reelgate.core.lifecycle import Task
 from reelgate.core.webhooks import Attempt, Delivery, Endpoint
 from reelgate.store.schema import webhook_attempts, webhook_deliveries, webhook_endpoints
 from reelgate.store.sql_base import SqlBase
 
+# A secret sealed with REELGATE_ENCRYPTION_KEY; one without the prefix was stored in clear.
+SEALED = "sealed:"
 
-def _endpoint(m: RowMapping) -> Endpoint:
+
+def _open(box: SecretBox | None, value: str | None) -> str | None:
+    if value is None or not value.startswith(SEALED):
+        return value
+    if box is None:
+        raise ConfigError(
+            "webhook secrets are stored encrypted: set REELGATE_ENCRYPTION_KEY to the key they "
+            "were stored with"
+        )
+    return box.open(value.removeprefix(SEALED))
+
+
+def _endpoint(m: RowMapping, box: SecretBox | None) -> Endpoint:
+    secret = _open(box, m["secret"])
+    assert secret is not None
     return Endpoint(
         owner_id=m["owner_id"],
         url=m["url"],
-        secret=m["secret"],
-        previous_secret=m["previous_secret"],
+        secret=secret,
+        previous_secret=_open(box, m["previous_secret"]),
         previous_until=m["previous_until"],
         disabled_at=m["disabled_at"],
         disabled_reason=m["disabled_reason"],
@@ -45,6 +63,7 @@ def _delivery(m: RowMapping, log: Sequence[Attempt] = ()) -> Delivery:
         last_status=m["last_status"],
         last_error=m["last_error"],
         log=tuple(log),
+        request_id=m["request_id"],
     )
 
 
@@ -84,12 +103,21 @@ async def enqueue_webhooks(conn: AsyncConnection, task: Task, event: str, now: f
                 next_attempt_at=now,
                 created_at=now,
                 updated_at=now,
+                request_id=task.request_id,
             )
         )
     return len(targets)
 
 
 class WebhookQueries(SqlBase):
+    # Seals webhook signing secrets at rest when REELGATE_ENCRYPTION_KEY is set.
+    secret_box: SecretBox | None = None
+
+    def _seal(self, secret: str | None) -> str | None:
+        if secret is None or self.secret_box is None:
+            return secret
+        return SEALED + self.secret_box.seal(secret)
+
     async def webhook_endpoint(self, owner_id: str) -> Endpoint | None:
         async with self._read() as conn:
             row = (
@@ -97,7 +125,7 @@ class WebhookQueries(SqlBase):
                     sa.select(webhook_endpoints).where(webhook_endpoints.c.owner_id == owner_id)
                 )
             ).first()
-        return _endpoint(row._mapping) if row else None
+        return _endpoint(row._mapping, self.secret_box) if row else None
 
     async def ensure_webhook_endpoint(self, owner_id: str, secret: str, now: float) -> Endpoint:
         """The token's endpoint record, created (no URL, with ``secret``) if it has none."""
@@ -106,7 +134,7 @@ class WebhookQueries(SqlBase):
                 async with conn.begin_nested():
                     await conn.execute(
                         webhook_endpoints.insert().values(
-                            owner_id=owner_id, url=None, secret=secret, updated_at=now
+                            owner_id=owner_id, url=None, secret=self._seal(secret), updated_at=now
                         )
                     )
             except sa.exc.IntegrityError:
@@ -116,9 +144,12 @@ class WebhookQueries(SqlBase):
                     sa.select(webhook_endpoints).where(webhook_endpoints.c.owner_id == owner_id)
                 )
             ).one()
-        return _endpoint(row._mapping)
+        return _endpoint(row._mapping, self.secret_box)
 
     async def update_webhook_endpoint(self, owner_id: str, now: float, **values: Any) -> None:
+        for key in ("secret", "previous_secret"):
+            if key in values:
+                values[key] = self._seal(values[key])
         async with self._tx() as conn:
             await conn.execute(
                 webhook_endpoints.update()

@@ -70,6 +70,8 @@ class ArkSimulator:
     callback_interval_s: float = 0.05  # how often status changes are checked for callbacks
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     rpm: int | None = None  # requests per minute per API key; None: unlimited
+    # Keys whose account is in arrears: every request answers 403 AccountOverdueError.
+    overdue_keys: set[str] = field(default_factory=set)
     _recent: dict[str, list[float]] = field(default_factory=dict)
     tasks: dict[str, SimTask] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
@@ -170,6 +172,10 @@ class ArkSimulator:
         scheme, _, key = authorization.partition(" ")
         if scheme.lower() != "bearer" or key not in self.api_keys:
             raise ArkError(401, "AuthenticationError", "The API key is invalid.")
+        if key in self.overdue_keys:
+            raise ArkError(
+                403, "AccountOverdueError", "The account is overdue; top it up to continue."
+            )
         if self.rpm is not None:
             now = self.clock()
             recent = [t for t in self._recent.get(key, []) if now - t < 60]

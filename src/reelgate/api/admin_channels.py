@@ -1,0 +1,203 @@
+"""The admin API for channels (upstream accounts): add, list, change, enable, disable, probe.
+
+Behind ``REELGATE_ADMIN_TOKEN`` like the rest of ``/v1/admin``. A channel's key is accepted on
+add or change and never returned: views show a fingerprint instead. The same operations exist on
+the host as ``reelgate channel …``.
+
+    GET    /v1/admin/channels                      list, with health, caps and load
+    POST   /v1/admin/channels                      {"name","provider","api_key",...}
+    GET    /v1/admin/channels/{name}
+    PATCH  /v1/admin/channels/{name}               change fields (null clears an optional one)
+    DELETE /v1/admin/channels/{name}               refused while unfinished tasks are on it
+    POST   /v1/admin/channels/{name}/enable|disable|probe
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from reelgate.api.admin import AdminSurface
+from reelgate.api.body import json_object, read_limited, read_object
+from reelgate.api.errors import error_response
+from reelgate.core.accounts import AdmissionCaps
+from reelgate.core.channels import NAME_PATTERN, Channel, StoredChannel
+from reelgate.core.errors import InvalidRequest, NotFound, ReelgateError
+from reelgate.service.channels import ChannelBook
+
+MAX_BODY = 16 * 1024
+M = TypeVar("M", bound=BaseModel)
+
+
+class ChannelFields(BaseModel):
+    """What an admin may set on a channel (all optional: PATCH sends only changes)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    api_key: str | None = Field(None, min_length=1, max_length=4096)
+    region: str | None = Field(None, pattern=r"^(cn-beijing|ap-southeast)$")
+    base_url: str | None = Field(None, pattern=r"^(https?://\S+)?$", max_length=2048)
+    priority: int | None = Field(None, ge=-1000, le=1000)
+    weight: int | None = Field(None, ge=1, le=1000)
+    models: list[str] | None = None
+    max_queued: int | None = Field(None, ge=1)
+    max_in_flight: int | None = Field(None, ge=1)
+    rpm: int | None = Field(None, ge=1)
+
+
+class NewChannel(ChannelFields):
+    name: str = Field(pattern=NAME_PATTERN)
+    provider: str = Field("ark", pattern=r"^[a-z0-9_-]{1,32}$")
+    api_key: str = Field(min_length=1, max_length=4096)
+    enabled: bool = True
+
+
+def parse_fields(model: type[M], fields: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        param = ".".join(str(p) for p in err["loc"]) or None
+        code = "unsupported_parameter" if err["type"] == "extra_forbidden" else "invalid_parameter"
+        raise InvalidRequest(f"{param}: {err['msg']}", code=code, param=param) from None
+
+
+def channel_view(
+    row: StoredChannel, now: float, load: dict[str, int] | None, key: str | None
+) -> dict[str, Any]:
+    c = row.channel
+    return {
+        "name": c.name,
+        "provider": c.provider,
+        "source": c.source,
+        "state": c.state(now).value,
+        "usable_here": key is not None,
+        "region": c.region,
+        "base_url": c.base_url,
+        "priority": c.priority,
+        "weight": c.weight,
+        "models": list(c.models) if c.models is not None else None,
+        "max_queued": c.caps.max_queued,
+        "max_in_flight": c.caps.max_in_flight,
+        "rpm": c.caps.rpm,
+        "enabled": c.enabled,
+        "disabled_by": c.disabled_by or None,
+        "disabled_reason": c.disabled_reason or None,
+        "cooldown_until": c.cooldown_until if c.state(now).value == "cooling" else None,
+        "next_probe_at": c.next_probe_at,
+        "last_error": c.last_error or None,
+        "key_fingerprint": key,
+        "load": load or {"waiting": 0, "queued": 0, "running": 0},
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+    }
+
+
+def new_channel(spec: NewChannel) -> Channel:
+    return Channel(
+        name=spec.name,
+        provider=spec.provider,
+        source="admin",
+        region=spec.region or "cn-beijing",
+        base_url=(spec.base_url or "").rstrip("/"),
+        priority=spec.priority or 0,
+        weight=spec.weight or 1,
+        models=tuple(spec.models) if spec.models is not None else None,
+        caps=AdmissionCaps(
+            spec.max_queued if "max_queued" in spec.model_fields_set else 120,
+            spec.max_in_flight,
+            spec.rpm,
+        ),
+        enabled=spec.enabled,
+    )
+
+
+def channel_changes(spec: ChannelFields) -> dict[str, Any]:
+    """The columns a PATCH changes (``None`` clears the optional ones)."""
+    changes: dict[str, Any] = {}
+    for key in spec.model_fields_set:
+        value = getattr(spec, key)
+        if key in ("region", "base_url", "priority", "weight", "api_key") and value is None:
+            raise InvalidRequest(f"{key} cannot be null", code="invalid_parameter", param=key)
+        changes[key] = value.rstrip("/") if key == "base_url" else value
+    return changes
+
+
+class ChannelAdmin:
+    def __init__(self, admin: AdminSurface, book: ChannelBook) -> None:
+        self._admin = admin
+        self.book = book
+
+    async def _view(self, row: StoredChannel) -> dict[str, Any]:
+        load = await self.book.store.channel_load()
+        c = row.channel
+        return channel_view(
+            row, self.book.now(), load.get((c.provider, c.name)), self.book.key_fingerprint(c.name)
+        )
+
+    async def collection(self, request: Request) -> Response:
+        try:
+            self._admin.check(request)
+            if request.method == "GET":
+                load = await self.book.store.channel_load()
+                rows = await self.book.store.list_channels()
+                now = self.book.now()
+                return self._admin.ok(
+                    [
+                        channel_view(
+                            r,
+                            now,
+                            load.get((r.channel.provider, r.channel.name)),
+                            self.book.key_fingerprint(r.channel.name),
+                        )
+                        for r in rows
+                    ]
+                )
+            spec = parse_fields(NewChannel, await read_object(request, MAX_BODY))
+            row = await self.book.add(new_channel(spec), spec.api_key)
+            return self._admin.ok(await self._view(row), status=201)
+        except ReelgateError as exc:
+            return error_response(exc)
+
+    async def item(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        action = request.path_params.get("action")
+        try:
+            self._admin.check(request)
+            extra: dict[str, Any] = {}
+            if action is None and request.method == "GET":
+                found = await self.book.store.get_channel(name)
+            elif action is None and request.method == "PATCH":
+                spec = parse_fields(ChannelFields, await read_object(request, MAX_BODY))
+                found = await self.book.update(name, channel_changes(spec))
+            elif action is None and request.method == "DELETE":
+                await self.book.remove(name)
+                return self._admin.ok({"name": name, "deleted": True})
+            elif action == "enable":
+                found = await self.book.enable(name)
+            elif action == "disable":
+                raw = await read_limited(request, MAX_BODY)
+                fields = json_object(raw) if raw.strip() else {}
+                reason = fields.get("reason", "disabled by an admin")
+                if not isinstance(reason, str) or len(reason) > 500:
+                    raise InvalidRequest(
+                        "reason must be a string of at most 500 characters",
+                        code="invalid_parameter",
+                        param="reason",
+                    )
+                await self.book.disable(name, reason, by="admin")
+                found = await self.book.store.get_channel(name)
+            elif action == "probe":
+                ok, error = await self.book.probe(name)
+                extra = {"probe": {"ok": ok, "error": error or None}}
+                found = await self.book.store.get_channel(name)
+            else:
+                raise NotFound("not found", code="not_found")
+            if found is None:
+                raise NotFound(f"no channel named '{name}'", code="channel_not_found")
+            return self._admin.ok({**await self._view(found), **extra})
+        except ReelgateError as exc:
+            return error_response(exc)

@@ -1,0 +1,266 @@
+"""Prices and charges in an integer currency unit: which price applies to a request, what it is
+estimated to cost before it runs, and what it costs once the upstream reports its usage.
+
+A model's prices are rules. Each has one price, per million tokens, per second of video or per
+task, and optional conditions on the request: ``resolution``, ``service_tier``, ``audio`` and
+``video_input``. The most specific matching rule wins (the one with the most conditions). Every
+priced model has one rule without conditions (its base price), and two rules that could both be
+the most specific for one request are refused when the table is parsed. Money is never a float:
+amounts are integers, and every division rounds up (``ceil``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest
+from reelgate.core.errors import ConfigError
+
+Unit = Literal["per_million_tokens", "per_second", "per_task"]
+UNITS: tuple[Unit, ...] = ("per_million_tokens", "per_second", "per_task")
+CONDITIONS = ("resolution", "service_tier", "audio", "video_input")
+TIERS = ("default", "flex")
+# Far above any real price, far below where an amount could overflow a 64-bit column.
+MAX_PRICE = 10**12
+# Ark's output: 24 frames a second, plus one (a 5 s video has 121 frames).
+FPS = 24
+TOKEN_PIXELS = 1024
+MILLION = 1_000_000
+
+# Ledger kinds. A task has at most one ``precharge`` and at most one closing entry (``settle`` on
+# success, ``refund`` on failure, cancel or expiry); the database enforces both.
+GRANT, ADJUST, PRECHARGE, SETTLE, REFUND = "grant", "adjust", "precharge", "settle", "refund"
+KINDS = (GRANT, ADJUST, PRECHARGE, SETTLE, REFUND)
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True, slots=True)
+class PriceFacts:
+    """What a price depends on, as the upstream will really produce the video."""
+
+    resolution: str
+    service_tier: str
+    audio: bool
+    video_input: bool
+    seconds: int
+    tokens: int
+
+    def value(self, condition: str) -> str | bool:
+        return cast(str | bool, getattr(self, condition))
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRule:
+    unit: Unit
+    price: int
+    when: tuple[tuple[str, str | bool], ...] = ()
+
+    def matches(self, facts: PriceFacts) -> bool:
+        return all(facts.value(key) == wanted for key, wanted in self.when)
+
+    def describe(self) -> dict[str, Any]:
+        return {self.unit: self.price, "when": dict(self.when)}
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """The estimated cost of one request under one rule (what a create pre-charges)."""
+
+    model: str
+    rule: PriceRule
+    quantity: int  # estimated tokens, seconds of video, or 1 task
+    amount: int
+    tokens: int  # estimated tokens, whatever the unit
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """The ledger entry that closes a pre-charged task (``amount`` is signed, as in the ledger)."""
+
+    kind: str
+    amount: int
+    quantity: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    amount: int
+    limited: bool  # a quota is set: creates that cost more than ``amount`` are refused
+
+
+def cost(unit: str, price: int, quantity: int) -> int:
+    if unit == "per_million_tokens":
+        return ceil_div(quantity * price, MILLION)
+    return quantity * price
+
+
+def close(
+    unit: str,
+    price: int,
+    precharged: int,
+    *,
+    succeeded: bool,
+    usage_tokens: int | None,
+) -> Closing:
+    """How a pre-charge of ``precharged`` closes: failures are refunded in full; a success is
+    settled to the cost of the upstream's usage (tokens), or keeps the estimate without one."""
+    if not succeeded:
+        return Closing(REFUND, precharged, None)
+    if unit != "per_million_tokens" or usage_tokens is None:
+        return Closing(SETTLE, 0, None)
+    return Closing(SETTLE, precharged - cost(unit, price, usage_tokens), usage_tokens)
+
+
+def facts(request: NormalizedRequest, caps: ModelCapabilities) -> PriceFacts:
+    """The priced facts of a normalized request (defaults applied, in-prompt flags lifted)."""
+    options = request.options
+    width, height = request.width, request.height
+    resolution = str(options.get("resolution") or "")
+    if not (width and height):
+        # An "adaptive" ratio is chosen upstream: estimate the largest frame it may pick.
+        sizes = caps.extra.get("sizes", {}).get(resolution) or []
+        pairs = [tuple(int(x) for x in s.split("x")) for s in sizes] or [caps.default_size]
+        width, height = max(pairs, key=lambda p: p[0] * p[1])
+    if not resolution:
+        resolution = f"{min(width, height)}p"
+    duration = caps.max_duration if request.duration == -1 else request.duration
+    frames = int(options.get("frames") or FPS * duration + 1)
+    seconds = ceil_div(frames - 1, FPS) if "frames" in options else duration
+    audio = bool(options.get("generate_audio", True)) if "generate_audio" in caps.options else False
+    return PriceFacts(
+        resolution=resolution,
+        service_tier=str(options.get("service_tier", "default")),
+        audio=audio,
+        # No surface takes reference videos yet (Seedance 2.x video inputs): rules with
+        # ``video_input = true`` apply once requests can carry them.
+        video_input=False,
+        seconds=seconds,
+        tokens=ceil_div(width * height * frames, TOKEN_PIXELS),
+    )
+
+
+class PriceTable:
+    """Each priced model's rules; a model without rules is free."""
+
+    def __init__(self, rules: Mapping[str, tuple[PriceRule, ...]] | None = None) -> None:
+        self._rules = dict(rules or {})
+
+    def __bool__(self) -> bool:
+        return bool(self._rules)
+
+    @property
+    def models(self) -> list[str]:
+        return sorted(self._rules)
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> PriceTable:
+        """Rules from settings: ``{model: [{"per_million_tokens": 16000000}, {"audio": false,
+        "per_million_tokens": 8000000}]}`` (one rule may be given without the list). Raises
+        ``ValueError`` with a one-line reason."""
+        rules: dict[str, tuple[PriceRule, ...]] = {}
+        for model, given in raw.items():
+            listed = [given] if isinstance(given, Mapping) else given
+            if not isinstance(listed, list) or not listed:
+                raise ValueError(f"model '{model}': give a list of price rules")
+            parsed = tuple(_rule(model, i, r) for i, r in enumerate(listed, 1))
+            _check_rules(model, parsed)
+            rules[model] = parsed
+        return cls(rules)
+
+    def renamed(self, name: Callable[[str], str]) -> PriceTable:
+        """The same rules under each model's canonical name (``name`` maps aliases)."""
+        out: dict[str, tuple[PriceRule, ...]] = {}
+        for model, rules in self._rules.items():
+            canonical = name(model)
+            if canonical in out:
+                raise ConfigError(
+                    f"invalid setting REELGATE_PRICES: '{model}' and another name of "
+                    f"'{canonical}' are both priced"
+                )
+            out[canonical] = rules
+        return PriceTable(out)
+
+    def rule_for(self, model: str, seen: PriceFacts) -> PriceRule | None:
+        matching = [r for r in self._rules.get(model, ()) if r.matches(seen)]
+        return max(matching, key=lambda r: len(r.when), default=None)
+
+    def estimate(self, request: NormalizedRequest, caps: ModelCapabilities) -> Charge | None:
+        """What ``request`` is pre-charged; ``None`` for a free model."""
+        if caps.name not in self._rules:
+            return None
+        seen = facts(request, caps)
+        rule = self.rule_for(caps.name, seen)
+        assert rule is not None  # every priced model has a base rule
+        quantity = {"per_million_tokens": seen.tokens, "per_second": seen.seconds, "per_task": 1}[
+            rule.unit
+        ]
+        return Charge(
+            model=caps.name,
+            rule=rule,
+            quantity=quantity,
+            amount=cost(rule.unit, rule.price, quantity),
+            tokens=seen.tokens,
+        )
+
+
+def _rule(model: str, index: int, raw: Any) -> PriceRule:
+    where = f"model '{model}', rule {index}"
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where}: must be an object")
+    unknown = sorted(set(raw) - {*UNITS, *CONDITIONS})
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key '{unknown[0]}' "
+            f"(prices: {', '.join(UNITS)}; conditions: {', '.join(CONDITIONS)})"
+        )
+    units = [u for u in UNITS if u in raw]
+    if len(units) != 1:
+        raise ValueError(f"{where}: give exactly one of {', '.join(UNITS)}")
+    price = raw[units[0]]
+    if not isinstance(price, int) or isinstance(price, bool) or not 0 <= price <= MAX_PRICE:
+        raise ValueError(
+            f"{where}: {units[0]} must be an integer from 0 to {MAX_PRICE} "
+            "(amounts are whole currency units, never fractions)"
+        )
+    when: list[tuple[str, str | bool]] = []
+    for key in CONDITIONS:
+        if key not in raw:
+            continue
+        value = raw[key]
+        if key in ("audio", "video_input") and not isinstance(value, bool):
+            raise ValueError(f"{where}: {key} must be true or false")
+        if key == "service_tier" and value not in TIERS:
+            raise ValueError(f"{where}: service_tier must be one of {', '.join(TIERS)}")
+        if key == "resolution" and (not isinstance(value, str) or not value):
+            raise ValueError(f"{where}: resolution must be a name such as 720p")
+        when.append((key, value))
+    return PriceRule(units[0], price, tuple(when))
+
+
+def _check_rules(model: str, rules: tuple[PriceRule, ...]) -> None:
+    """One base rule, and never two rules that could tie as the most specific for a request."""
+    if sum(1 for r in rules if not r.when) != 1:
+        raise ValueError(f"model '{model}': needs exactly one rule without conditions (its base)")
+    for i, a in enumerate(rules):
+        for j in range(i + 1, len(rules)):
+            b = rules[j]
+            both = dict(a.when)
+            if len(a.when) != len(b.when) or any(both.get(k, v) != v for k, v in b.when):
+                continue  # not equally specific, or never true together
+            both.update(b.when)
+            if not any(
+                len(r.when) > len(a.when) and set(r.when) <= set(both.items()) for r in rules
+            ):
+                raise ValueError(
+                    f"model '{model}': rules {i + 1} and {j + 1} can both apply to one request; "
+                    f"add a rule with both conditions ({_conditions(both)})"
+                )
+
+
+def _conditions(when: Mapping[str, str | bool]) -> str:
+    return ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in when.items())
