@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPTS = ["status_get.py", "engine.py"]
+SCRIPTS = ["status_get.py", "load.py", "engine.py"]
 
 if __name__ == "__main__":
     here = Path(__file__).parent

@@ -5,6 +5,8 @@ database file. Webhook signing secrets are sealed at rest with the same key."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -225,3 +227,49 @@ def test_webhook_secrets_are_sealed_at_rest_and_still_sign(
             assert value.removeprefix("whsec_").encode() not in stored
     finally:
         hook.stop()
+
+
+def test_a_channel_added_in_one_process_is_used_by_a_worker_in_another(
+    sim: tuple[ArkSimulator, Any], tmp_path: Path
+) -> None:
+    simulator, handle = sim
+    env = server_env(
+        tmp_path,
+        REELGATE_ADMIN_TOKEN=ADMIN,
+        REELGATE_ENCRYPTION_KEY=ENCRYPTION,
+        REELGATE_CHANNEL_REFRESH_SECONDS="0.5",
+    )
+    api = LiveServer(tmp_path, env)
+    api.start("--no-worker")
+    with (tmp_path / "worker.log").open("ab") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "reelgate", "worker"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        body = {"model": MODEL, "prompt": "cross-process"}
+        with admin(api) as a, api.client() as c:
+            before = c.post("/v1/video/generations", json=body)
+            assert (before.status_code, before.json()["code"]) == (400, "model_not_configured")
+            added = a.post(
+                "/v1/admin/channels",
+                json={"name": "shared", "api_key": KEY_BACKUP, "base_url": handle.base_url},
+            )
+            assert added.status_code == 201
+            made = c.post("/v1/video/generations", json=body)
+            assert made.status_code == 200, made.text
+        done = api.wait_terminal(made.json()["task_id"], timeout=60)
+        assert done["status"] == "success"
+        assert [
+            t.key
+            for t in simulator.tasks.values()
+            if t.body["content"][0]["text"] == "cross-process"
+        ] == [KEY_BACKUP]
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        api.stop()
+    assert KEY_BACKUP not in (tmp_path / "worker.log").read_text()

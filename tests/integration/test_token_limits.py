@@ -267,6 +267,13 @@ def test_the_admin_api(tmp_path_factory: pytest.TempPathFactory) -> None:
         assert (bad.status_code, bad.json()["param"]) == (400, "webhook_url")
         cleared = api.patch(f"/tokens/{data['id']}", json={"webhook_url": None})
         assert cleared.json()["data"]["webhook_url"] is None
+        # A refused webhook URL refuses the whole create: no token is left behind.
+        count = len(api.get("/tokens").json()["data"])
+        private = api.post("/tokens", json={"name": "x", "webhook_url": "http://10.1.2.3/h"})
+        assert (private.status_code, private.json()["param"]) == (400, "webhook_url")
+        assert len(api.get("/tokens").json()["data"]) == count
+        renamed = api.patch(f"/tokens/{data['id']}", json={"name": "other"})
+        assert (renamed.status_code, renamed.json()["code"]) == (400, "unsupported_parameter")
         user = {"Authorization": f"Bearer {plain}"}
         body = {"model": "sandbox-t2v", "prompt": "x", "duration": 1, "size": "160x120"}
         first = httpx.post(

@@ -67,7 +67,8 @@ def _webhook_url(fields: dict[str, Any]) -> tuple[str | None] | None:
 
 
 def _limits(fields: dict[str, Any], *, partial: bool) -> dict[str, Any]:
-    unknown = sorted(set(fields) - {*_LIMITS, "name"})
+    # A token's name is set when it is made (a PATCH changes limits, not the name).
+    unknown = sorted(set(fields) - {*_LIMITS, *(() if partial else ("name",))})
     if unknown:
         raise InvalidRequest(
             f"unknown parameter '{unknown[0]}'", code="unsupported_parameter", param=unknown[0]
@@ -165,6 +166,9 @@ class AdminSurface:
                 return self.ok([await self._view(t) for t in listed])
             fields = await read_object(request, MAX_BODY)
             hook = _webhook_url(fields)
+            if hook is not None and hook[0] is not None:
+                # Checked before the token exists: a refused URL must not leave a token behind.
+                await self.service.check_webhook_url(hook[0], "webhook_url")
             name = fields.get("name", "default")
             if not isinstance(name, str) or not 1 <= len(name) <= 200:
                 raise InvalidRequest(
@@ -172,7 +176,7 @@ class AdminSurface:
                 )
             record, token = await self.service.create_token(name, **_limits(fields, partial=False))
             if hook is not None:
-                await self.service.set_webhook(record, hook[0])
+                await self.service.set_webhook(record, hook[0], param="webhook_url")
             view = await self._view(record)
         except ReelgateError as exc:
             return error_response(exc)
@@ -196,7 +200,7 @@ class AdminSurface:
                     ref, **_limits(fields, partial=True)
                 )
                 if found is not None and hook is not None:
-                    await self.service.set_webhook(found, hook[0])
+                    await self.service.set_webhook(found, hook[0], param="webhook_url")
             elif action == "revoke":
                 found = await self.service.revoke_token(ref)
             elif action == "quota":

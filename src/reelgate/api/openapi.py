@@ -1,7 +1,14 @@
-"""The OpenAPI document (built from Pydantic models, no framework magic) and the /docs page."""
+"""The OpenAPI 3.1 document (assembled from the parts per surface, schemas from Pydantic models)
+and the /docs page: Swagger UI from the swagger-ui-bundle package, served by reelgate itself.
+
+That Swagger UI (4.x) renders OpenAPI 3.0 only, so /docs is handed the same document spelled
+as 3.0 (``swagger_document``); /openapi.json stays 3.1.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -10,423 +17,251 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from reelgate import __version__
-from reelgate.api import openapi_billing
+from reelgate.api import (
+    openapi_account,
+    openapi_admin,
+    openapi_ark,
+    openapi_billing,
+    openapi_channels,
+    openapi_common,
+    openapi_openai,
+    openapi_seed,
+)
+from reelgate.api.openapi_common import REF, ok
+from reelgate.api.openapi_seed import TaskData, task
 
-REF = "#/components/schemas/{model}"
+PARTS = (
+    openapi_seed,
+    openapi_account,
+    openapi_billing,
+    openapi_openai,
+    openapi_ark,
+    openapi_admin,
+    openapi_channels,
+)
+TAGS = [
+    {"name": "tasks", "description": "The seed's API (new-api clients): create and track tasks."},
+    {"name": "webhooks", "description": "Signed notifications of a task's end, and their log."},
+    {"name": "usage", "description": "What a token used."},
+    {"name": "billing", "description": "Prices and quota (see README, Prices and quota)."},
+    {"name": "models", "description": "What this gateway can make."},
+    {"name": "openai", "description": "`/v1/videos` as the official openai SDK speaks it."},
+    {"name": "ark", "description": "Volcengine Ark's own API, through reelgate's queue."},
+    {"name": "admin", "description": "Operators: tokens, quota, ledger, usage, channels."},
+    {"name": "operations", "description": "Probes and metrics (no token)."},
+]
 
 
-class TaskError(BaseModel):
-    code: str = Field(examples=["sandbox_failure"])
-    message: str = Field(examples=["task failed"])
+class Health(BaseModel):
+    status: Literal["ok"]
 
 
-class TaskData(BaseModel):
-    task_id: str = Field(examples=["task_3q5mY0a1bC2dE3fG4hI5jK6lM7nO8pQ9"])
-    action: Literal["generate"]
-    status: Literal["queued", "in_progress", "success", "failure"]
-    progress: Literal["10%", "50%", "100%"]
-    fail_reason: str = Field(
-        description="The video URL on success, the error text on failure, empty otherwise."
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str] = Field(
+        description='`database`, `migrations`, `worker`: "ok" or what is wrong.'
     )
-    submit_time: int = Field(description="Unix seconds; 0 when unset.")
-    start_time: int = Field(description="Unix seconds; 0 when unset.")
-    finish_time: int = Field(description="Unix seconds; 0 when unset.")
-    model: str
-    result_url: str = Field(description="The video URL on success (same as fail_reason).")
-    last_frame_url: str = Field(description="URL of the last frame as PNG, when available.")
-    error: TaskError | None
 
 
-class TaskEnvelope(BaseModel):
-    code: Literal["success"]
+class WebhookEvent(BaseModel):
+    """What reelgate posts to a webhook (Standard Webhooks headers: `webhook-id`,
+    `webhook-timestamp`, `webhook-signature`)."""
+
+    id: str = Field(description="The delivery id, also sent as `webhook-id`.")
+    object: Literal["event"]
+    type: Literal["video.completed", "video.failed", "video.cancelled"]
+    created_at: int
     data: TaskData
 
 
-class CreateRequest(BaseModel):
-    model: str = Field(examples=["sandbox-t2v"])
-    prompt: str = Field(min_length=1, examples=["a paper boat on a rainy street"])
-    image: str | None = Field(None, description="First frame: http(s) URL or data: URI.")
-    images: list[str] | None = Field(None, description="Several images (URLs or data: URIs).")
-    input_reference: str | None = Field(None, description="Alias of image.")
-    duration: int | None = Field(None, description="Seconds.", examples=[5])
-    seconds: str | None = Field(None, description="Seconds, as a string.", examples=["5"])
-    size: str | None = Field(None, pattern=r"^\d{2,5}x\d{2,5}$", examples=["1280x720"])
-    metadata: dict[str, Any] | None = Field(
-        None, description="Provider options; see GET /v1/models for each model's list."
-    )
+def _operations() -> dict[str, Any]:
+    def probe(summary: str, op_id: str, responses: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "get": {
+                "tags": ["operations"],
+                "summary": summary,
+                "operationId": op_id,
+                "security": [],
+                "responses": responses,
+            }
+        }
+
+    checks = {"database": "ok", "migrations": "ok", "worker": "ok"}
+    stale = {**checks, "worker": "last seen 94 s ago (stale)"}
+    return {
+        "/healthz": probe(
+            "Liveness (no I/O)", "healthz", {"200": ok(Health, "Alive", {"ok": {"status": "ok"}})}
+        ),
+        "/readyz": probe(
+            "Readiness: database, migrations and a live worker",
+            "readyz",
+            {
+                "200": ok(Readiness, "Ready", {"ready": {"status": "ready", "checks": checks}}),
+                "503": ok(
+                    Readiness,
+                    "Not ready; `checks` names what is wrong",
+                    {"stale worker": {"status": "not_ready", "checks": stale}},
+                ),
+            },
+        ),
+        "/metrics": probe(
+            "Prometheus metrics of this process (text exposition format)",
+            "metrics",
+            {
+                "200": {
+                    "description": "Metrics",
+                    "content": {
+                        "text/plain": {
+                            "schema": {"type": "string"},
+                            "example": "# TYPE reelgate_tasks gauge\n"
+                            'reelgate_tasks{model="sandbox-t2v",provider="sandbox",'
+                            'status="queued"} 2.0\n',
+                        }
+                    },
+                }
+            },
+        ),
+    }
 
 
-class CreateResponse(BaseModel):
-    id: str
-    task_id: str
-    object: Literal["video"]
-    model: str
-    status: Literal["queued"]
-    progress: int
-    created_at: int
-
-
-class ErrorBody(BaseModel):
-    code: str = Field(description="Stable machine code.", examples=["task_not_found"])
-    message: str = Field(description="Human explanation.")
-    data: None = None
-    param: str | None = Field(None, description="The offending parameter, when there is one.")
-
-
-class TaskPage(BaseModel):
-    code: Literal["success"]
-    data: list[TaskData] = Field(description="The token's own tasks, newest first.")
-    has_more: bool
-    next_after: str | None = Field(description="Pass as `after` for the next page.")
-
-
-class ModelList(BaseModel):
-    object: Literal["list"]
-    data: list[dict[str, Any]]
-
-
-_SCHEMAS: tuple[type[BaseModel], ...] = (
-    TaskEnvelope,
-    TaskPage,
-    CreateRequest,
-    CreateResponse,
-    ErrorBody,
-    ModelList,
-)
-
-
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": REF.format(model=model.__name__)}
-
-
-def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(s): _json(ErrorBody, "Error") for s in statuses}
+def _merge(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for part in parts:
+        for path, operations in part.items():
+            taken = paths.setdefault(path, {})
+            assert not set(taken) & set(operations), f"{path} is documented twice"
+            taken.update(operations)
+    return paths
 
 
 def build_document() -> dict[str, Any]:
+    models = [m for part in (openapi_common, *PARTS) for m in part.MODELS]
     _, defs = models_json_schema(
-        [(m, "validation") for m in (*_SCHEMAS, *openapi_billing.MODELS)],
+        [(m, "validation") for m in (*models, Health, Readiness, WebhookEvent)],
         ref_template=REF,
     )
-    security: list[dict[str, list[str]]] = [{"bearer": []}]
-    task_id = {
-        "name": "task_id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string"},
-    }
-    create_body = {
-        "required": True,
-        "content": {
-            "application/json": {"schema": _ref(CreateRequest)},
-            "multipart/form-data": {"schema": _ref(CreateRequest)},
-        },
-    }
-
-    def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-        return {"name": name, "in": "query", "schema": schema, "description": description}
-
-    def header(name: str, description: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "in": "header",
-            "schema": {"type": "string"},
-            "description": description,
-        }
-
+    done = task("success")
+    event = {"id": openapi_account.DELIVERY_ID, "object": "event", "type": "video.completed"}
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "reelgate",
             "version": __version__,
-            "description": "A durable gateway for asynchronous AI video generation.",
+            "description": "A durable gateway for asynchronous AI video generation. Every route "
+            "but the probes takes `Authorization: Bearer <token>`: an API token (`rg_…`), or "
+            "REELGATE_ADMIN_TOKEN for `/v1/admin`.",
         },
+        "tags": TAGS,
         "components": {
             "schemas": defs["$defs"],
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API token (`rg_…`).",
+                },
+                "adminBearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "REELGATE_ADMIN_TOKEN; without it the admin routes answer "
+                    "404 as if they did not exist.",
+                },
+            },
         },
-        "paths": {
-            "/v1/video/generations": {
+        "paths": _merge([*(part.paths() for part in PARTS), _operations()]),
+        "webhooks": {
+            "videoEvent": {
                 "post": {
-                    "summary": "Create a video generation task",
-                    "operationId": "createVideoGeneration",
-                    "security": security,
-                    "parameters": [
-                        header(
-                            "Idempotency-Key",
-                            "Same key and body within 24 h: the same task, no second one.",
-                        )
-                    ],
-                    "requestBody": create_body,
-                    "responses": {
-                        "200": _json(CreateResponse, "The task was accepted"),
-                        **_errors(400, 401, 402, 409, 413, 415),
-                    },
-                },
-                "get": {
-                    "summary": "List the token's tasks (newest first, cursor paging)",
-                    "operationId": "listVideoGenerations",
-                    "security": security,
-                    "parameters": [
-                        query(
-                            "status",
-                            {"enum": ["queued", "in_progress", "success", "failure"]},
-                            "Only tasks in this status.",
+                    "tags": ["webhooks"],
+                    "summary": "A task ended (sent to its callback_url and the token's endpoint)",
+                    "operationId": "videoEvent",
+                    "requestBody": {
+                        "required": True,
+                        "content": openapi_common.content(
+                            openapi_common.ref(WebhookEvent),
+                            {
+                                "completed": {
+                                    **event,
+                                    "created_at": done["finish_time"],
+                                    "data": done,
+                                }
+                            },
                         ),
-                        query("model", {"type": "string"}, "Only tasks of this model."),
-                        query(
-                            "limit",
-                            {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
-                            "Page size.",
-                        ),
-                        query("after", {"type": "string"}, "The last task id of the page before."),
-                    ],
-                    "responses": {"200": _json(TaskPage, "A page of tasks"), **_errors(400, 401)},
-                },
-            },
-            "/v1/video/generations/{task_id}/cancel": {
-                "post": {
-                    "summary": "Cancel a queued task",
-                    "operationId": "cancelVideoGeneration",
-                    "security": security,
-                    "parameters": [task_id],
+                    },
                     "responses": {
-                        "200": _json(TaskEnvelope, "The task, now failure/cancelled"),
-                        **_errors(401, 404, 409),
+                        "200": {"description": "Received (any 2xx)"},
+                        "410": {"description": "Gone: the token's endpoint is disabled"},
                     },
                 }
-            },
-            "/v1/video/generations/{task_id}/events": {
-                "get": {
-                    "summary": "Stream the task's status changes (server-sent events)",
-                    "operationId": "streamVideoGeneration",
-                    "security": security,
-                    "parameters": [
-                        task_id,
-                        header("Last-Event-ID", "Resume after this event id (a task version)."),
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "`event: status` with the same data object as the "
-                            "GET, until the terminal status",
-                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                        },
-                        **_errors(401, 404),
-                    },
-                }
-            },
-            "/v1/video/generations/{task_id}": {
-                "get": {
-                    "summary": "Get a task's status and result",
-                    "operationId": "getVideoGeneration",
-                    "security": security,
-                    "parameters": [
-                        task_id,
-                        query(
-                            "wait",
-                            {"type": "number", "minimum": 0, "maximum": 60},
-                            "Long-poll: answer at once on a status change, else after N s.",
-                        ),
-                        header("Prefer", "`wait=N`, the same as ?wait=N."),
-                        header(
-                            "If-None-Match", "An ETag from an earlier answer: 304 if unchanged."
-                        ),
-                    ],
-                    "responses": {
-                        "200": _json(TaskEnvelope, "The task"),
-                        "304": {"description": "Unchanged since the ETag sent"},
-                        **_errors(400, 401, 404),
-                    },
-                }
-            },
-            "/v1/video/generations/{task_id}/content": {
-                "get": {
-                    "summary": "The task's file (Range supported)",
-                    "operationId": "getVideoGenerationContent",
-                    "security": security,
-                    "parameters": [
-                        task_id,
-                        query("variant", {"enum": ["video", "last_frame"]}, "Which file."),
-                    ],
-                    "responses": {
-                        "200": {"description": "The file"},
-                        "206": {"description": "Part of the file"},
-                        "307": {"description": "Not kept here: the upstream's URL"},
-                        **_errors(400, 401, 404, 409),
-                    },
-                }
-            },
-            "/v1/video/generations/{task_id}/deliveries": {
-                "get": {
-                    "summary": "The task's webhook deliveries with their attempts",
-                    "operationId": "listDeliveries",
-                    "security": security,
-                    "parameters": [task_id],
-                    "responses": {"200": {"description": "Deliveries"}, **_errors(401, 404)},
-                }
-            },
-            "/v1/webhook": {
-                method: {
-                    "summary": f"{verb} the token's webhook endpoint and secret",
-                    "operationId": f"{method}Webhook",
-                    "security": security,
-                    "responses": {"200": {"description": "The endpoint"}, **_errors(400, 401)},
-                }
-                for method, verb in (("get", "Get"), ("put", "Set"), ("delete", "Remove"))
-            },
-            "/v1/webhook/rotate": {
-                "post": {
-                    "summary": "A new webhook secret (the old one signs for 24 h more)",
-                    "operationId": "rotateWebhookSecret",
-                    "security": security,
-                    "responses": {"200": {"description": "The endpoint"}, **_errors(401)},
-                }
-            },
-            "/v1/video/generations/{task_id}/deliveries/{delivery_id}/replay": {
-                "post": {
-                    "summary": "Send a webhook delivery again (same id and body)",
-                    "operationId": "replayDelivery",
-                    "security": security,
-                    "parameters": [
-                        task_id,
-                        {
-                            "name": "delivery_id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        },
-                    ],
-                    "responses": {"200": {"description": "The delivery"}, **_errors(401, 404)},
-                }
-            },
-            "/v1/videos/{video_id}/remix": {
-                "post": {
-                    "summary": "Remake a completed video with another prompt (where supported)",
-                    "operationId": "remixVideo",
-                    "security": security,
-                    "parameters": [{**task_id, "name": "video_id"}],
-                    "responses": {
-                        "200": {"description": "The new Video"},
-                        **_errors(400, 401, 404, 409),
-                    },
-                }
-            },
-            "/v1/videos": {
-                "post": {
-                    "summary": "Create a video (OpenAI-style; multipart or JSON)",
-                    "operationId": "createVideo",
-                    "security": security,
-                    "responses": {"200": {"description": "A Video object"}, **_errors(400, 401)},
-                },
-                "get": {
-                    "summary": "List videos (after, limit, order)",
-                    "operationId": "listVideos",
-                    "security": security,
-                    "responses": {"200": {"description": "A list of Videos"}, **_errors(400, 401)},
-                },
-            },
-            "/v1/videos/{video_id}": {
-                "get": {
-                    "summary": "Retrieve a video (OpenAI-style)",
-                    "operationId": "retrieveVideo",
-                    "security": security,
-                    "parameters": [{**task_id, "name": "video_id"}],
-                    "responses": {"200": {"description": "A Video object"}, **_errors(401, 404)},
-                },
-                "delete": {
-                    "summary": "Delete a video (cancels a waiting one)",
-                    "operationId": "deleteVideo",
-                    "security": security,
-                    "parameters": [{**task_id, "name": "video_id"}],
-                    "responses": {"200": {"description": "Deleted"}, **_errors(401, 404, 409)},
-                },
-            },
-            "/v1/videos/{video_id}/content": {
-                "get": {
-                    "summary": "Download a video, thumbnail or spritesheet",
-                    "operationId": "downloadVideoContent",
-                    "security": security,
-                    "parameters": [
-                        {**task_id, "name": "video_id"},
-                        query("variant", {"enum": ["video", "thumbnail", "spritesheet"]}, "Which."),
-                    ],
-                    "responses": {"200": {"description": "Bytes"}, **_errors(400, 401, 404, 409)},
-                }
-            },
-            "/v1/usage": {
-                "get": {
-                    "summary": "The token's tasks counted per model, day or token",
-                    "operationId": "getUsage",
-                    "security": security,
-                    "parameters": [
-                        query("from", {"type": "integer"}, "Unix seconds (default: 30 days ago)."),
-                        query("to", {"type": "integer"}, "Unix seconds (default: now)."),
-                        query("group_by", {"enum": ["model", "day", "token"]}, "Grouping."),
-                    ],
-                    "responses": {"200": {"description": "Counts"}, **_errors(400, 401)},
-                }
-            },
-            **openapi_billing.paths(security, create_body, _json, _errors),
-            "/v1/models": {
-                "get": {
-                    "summary": "List available models and their capabilities",
-                    "operationId": "listModels",
-                    "security": security,
-                    "responses": {"200": _json(ModelList, "Models"), **_errors(401)},
-                }
-            },
-            "/healthz": {
-                "get": {
-                    "summary": "Liveness",
-                    "operationId": "healthz",
-                    "responses": {"200": {"description": "Alive"}},
-                }
-            },
-            "/readyz": {
-                "get": {
-                    "summary": "Readiness: database, migrations and a live worker",
-                    "operationId": "readyz",
-                    "responses": {
-                        "200": {"description": "Ready; every check is ok"},
-                        "503": {"description": "Not ready; `checks` names what is wrong"},
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics of this process (text exposition format)",
-                    "operationId": "metrics",
-                    "responses": {
-                        "200": {
-                            "description": "Metrics",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
+            }
         },
     }
+
+
+def swagger_document(document: dict[str, Any]) -> dict[str, Any]:
+    """The same document as OpenAPI 3.0.3, for a Swagger UI that renders only 3.0: nullable
+    instead of a null type, enum instead of const, one schema example; no top-level webhooks."""
+    out = {k: _as_30(v) for k, v in document.items() if k != "webhooks"}
+    out["openapi"] = "3.0.3"
+    return out
+
+
+def _as_30(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_as_30(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in ("example", "value"):
+            out[key] = value  # example values are data, not schemas
+        elif key == "examples" and isinstance(value, list):
+            out["example"] = value[0]  # a schema's examples (JSON Schema) become one example
+        elif key == "examples":
+            out[key] = value  # a media type's named examples are valid 3.0 as they are
+        else:
+            out[key] = _as_30(value)
+    if "const" in out:
+        out["enum"] = [out.pop("const")]
+    if out.get("type") == "null":
+        del out["type"]
+        out.update(nullable=True, enum=[None])
+    variants = out.get("anyOf")
+    if variants is not None and {"nullable": True, "enum": [None]} in variants:
+        rest = [v for v in variants if v != {"nullable": True, "enum": [None]}]
+        del out["anyOf"]
+        if len(rest) == 1 and "$ref" not in rest[0]:
+            out.update(rest[0])
+        elif len(rest) == 1:
+            out["allOf"] = rest
+        else:
+            out["anyOf"] = rest
+        out["nullable"] = True
+    return out
 
 
 _DOCS_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>reelgate API</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="/docs/assets/favicon-32x32.png">
 <link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="/docs/assets/swagger-ui-bundle.js"></script>
 <script src="/docs/init.js"></script>
 </body></html>"""
 
-_DOCS_INIT = "window.ui = SwaggerUIBundle({url: '/openapi.json', dom_id: '#swagger-ui'});\n"
-
 
 class OpenApi:
     def __init__(self) -> None:
         self.document = build_document()
+        # The spec goes inline; validatorUrl null: no badge fetched from validator.swagger.io.
+        config = {
+            "spec": swagger_document(self.document),
+            "dom_id": "#swagger-ui",
+            "validatorUrl": None,
+            "deepLinking": True,
+        }
+        self._init_js = f"window.ui = SwaggerUIBundle({json.dumps(config)});\n"
 
     async def spec(self, _request: Request) -> Response:
         return JSONResponse(self.document)
@@ -435,4 +270,4 @@ class OpenApi:
         return HTMLResponse(_DOCS_HTML)
 
     async def init_js(self, _request: Request) -> Response:
-        return Response(_DOCS_INIT, media_type="text/javascript")
+        return Response(self._init_js, media_type="text/javascript")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from reelgate.api.openapi_common import ARK_MODEL, AUTH_ERRORS, BEARER, body, fail, ok
+from reelgate.api.openapi_seed import CREATE_EXAMPLES, CreateRequest
 
 
 class Quote(BaseModel):
@@ -45,34 +47,89 @@ class BalanceEnvelope(BaseModel):
 
 MODELS: tuple[type[BaseModel], ...] = (QuoteEnvelope, BalanceEnvelope)
 
+QUOTE = {
+    "model": ARK_MODEL,
+    "amount": 1633500,
+    "currency": "µCNY",
+    "estimated_tokens": 108900,
+    "unit": "per_million_tokens",
+    "unit_price": 15000000,
+    "quantity": 108900,
+    "rule": {"per_million_tokens": 15000000, "when": {}},
+    "balance": 5000000,
+    "balance_after": 3366500,
+    "limited": True,
+    "sufficient": True,
+}
+FREE = {
+    "model": None,
+    "amount": 0,
+    "currency": "µCNY",
+    "estimated_tokens": None,
+    "unit": None,
+    "unit_price": None,
+    "quantity": None,
+    "rule": None,
+    "balance": 5000000,
+    "balance_after": 5000000,
+    "limited": True,
+    "sufficient": True,
+}
 
-def paths(
-    security: list[dict[str, list[str]]],
-    create_body: dict[str, Any],
-    json: Callable[[type[BaseModel], str], dict[str, Any]],
-    errors: Callable[..., dict[str, Any]],
-) -> dict[str, Any]:
+
+def paths() -> dict[str, Any]:
     return {
         "/v1/video/generations/quote": {
             "post": {
+                "tags": ["billing"],
                 "summary": "The estimated charge of a create body (nothing is created)",
                 "description": "Validated exactly as `POST /v1/video/generations` (same errors); "
                 "the amount is what a create with this body pre-charges.",
                 "operationId": "quoteVideoGeneration",
-                "security": security,
-                "requestBody": create_body,
+                "security": BEARER,
+                "requestBody": body(CreateRequest, CREATE_EXAMPLES, form=True),
                 "responses": {
-                    "200": json(QuoteEnvelope, "The estimated charge"),
-                    **errors(400, 401, 403, 413, 415),
+                    "200": ok(
+                        QuoteEnvelope,
+                        "The estimated charge",
+                        {
+                            "priced": {"code": "success", "data": QUOTE},
+                            "free model": {"code": "success", "data": FREE},
+                        },
+                    ),
+                    **fail(
+                        "missing_prompt",
+                        "unknown_field",
+                        "model_not_found",
+                        "invalid_option",
+                        "invalid_json",
+                        *AUTH_ERRORS,
+                        "model_not_allowed",
+                        "payload_too_large",
+                        "unsupported_media_type",
+                    ),
                 },
             }
         },
         "/v1/balance": {
             "get": {
+                "tags": ["billing"],
                 "summary": "The token's quota balance",
                 "operationId": "getBalance",
-                "security": security,
-                "responses": {"200": json(BalanceEnvelope, "The balance"), **errors(401)},
+                "security": BEARER,
+                "responses": {
+                    "200": ok(
+                        BalanceEnvelope,
+                        "The balance",
+                        {
+                            "balance": {
+                                "code": "success",
+                                "data": {"balance": 3366500, "currency": "µCNY", "limited": True},
+                            }
+                        },
+                    ),
+                    **fail(*AUTH_ERRORS),
+                },
             }
         },
     }

@@ -75,6 +75,8 @@ class ServiceBase:
         self._task_ttl = task_cache_ttl
         self._tokens: TtlCache[str, ApiToken | None] = TtlCache(10_000, monotonic)
         self._tasks: TtlCache[tuple[str, str], Task] = TtlCache(task_cache_size, monotonic)
+        self._loading: dict[tuple[str, str], asyncio.Future[Task | None]] = {}
+        self._token_loads: dict[str, asyncio.Future[ApiToken | None]] = {}
         self.work_available = asyncio.Event()
         # Set when this process wrote webhook deliveries (the sender wakes at once).
         self.webhooks_due = asyncio.Event()
@@ -84,11 +86,24 @@ class ServiceBase:
         key = (owner.id, task_id)
         task = self._tasks.get(key)
         if task is None:
-            task = await self.store.get_task(owner.id, task_id)
+            task = await self._load(key)
             if task is None:
                 raise NotFound(f"no task '{task_id}' for this token", code="task_not_found")
+            cached = self._tasks.get(key)
+            if cached is not None and cached.version >= task.version:
+                return cached  # written meanwhile by this process: keep the newer one
             self._remember(task)
         return task
+
+    async def _load(self, key: tuple[str, str]) -> Task | None:
+        """One database read per task at a time: when a cached row expires under many pollers,
+        they share the read instead of queueing one each (the p99 of the status GET)."""
+        pending = self._loading.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self.store.get_task(*key))
+            self._loading[key] = pending
+            pending.add_done_callback(lambda _done: self._loading.pop(key, None))
+        return await asyncio.shield(pending)
 
     async def refresh(self, owner: ApiToken, task_id: str) -> Task:
         """The task as stored now (a cached copy is replaced)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import hashlib
@@ -43,7 +44,12 @@ class TaskUseCases(Waiting):
         digest = hash_token(plaintext)
         cached = self._tokens.get(digest)
         if cached is None:
-            cached = await self.store.token_by_hash(digest)
+            pending = self._token_loads.get(digest)
+            if pending is None:  # one look-up per token at a time (see ``_load``)
+                pending = asyncio.ensure_future(self.store.token_by_hash(digest))
+                self._token_loads[digest] = pending
+                pending.add_done_callback(lambda _done: self._token_loads.pop(digest, None))
+            cached = await asyncio.shield(pending)
             ttl = self._token_ttl if cached is not None else _NEGATIVE_TOKEN_TTL
             self._tokens.put(digest, cached, ttl)
         if cached is None or not cached.active:

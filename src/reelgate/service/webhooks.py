@@ -23,10 +23,16 @@ class WebhookUseCases(ServiceBase):
             owner.id, webhooks.new_secret(), self.clock()
         )
 
-    async def set_webhook(self, owner: ApiToken, url: str | None) -> Endpoint:
+    async def check_webhook_url(self, url: str, param: str = "url") -> None:
+        """Refuse a URL the SSRF guard would not send to (named ``param`` in the error)."""
+        await check_url(self._allow, url, param)
+
+    async def set_webhook(
+        self, owner: ApiToken, url: str | None, *, param: str = "url"
+    ) -> Endpoint:
         """Point the token's endpoint at ``url`` (None: no endpoint); re-enables a disabled one."""
         if url is not None:
-            await check_url(self._allow, url, "url")
+            await self.check_webhook_url(url, param)
         await self.webhook(owner)
         await self.store.update_webhook_endpoint(
             owner.id, self.clock(), url=url, disabled_at=None, disabled_reason=""

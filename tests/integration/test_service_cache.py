@@ -1,0 +1,74 @@
+"""The hot path's caches share database reads: many pollers of one expired task (or token) cost
+one read, not one each."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reelgate.core.request import VideoRequest
+from reelgate.providers.base import Registry
+from reelgate.service import VideoService
+from reelgate.store.sql import SqlStore, open_store
+from tests.integration.test_engine import Clock
+from tests.integration.test_engine_queue import Upstream
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class CountingStore(SqlStore):
+    """The real SQLite store, counting the reads the status GET may make."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.task_reads = 0
+        self.token_reads = 0
+
+    async def get_task(self, owner_id: str, task_id: str) -> Any:
+        self.task_reads += 1
+        await asyncio.sleep(0)  # let the other pollers arrive while this read is under way
+        return await super().get_task(owner_id, task_id)
+
+    async def token_by_hash(self, token_hash: str) -> Any:
+        self.token_reads += 1
+        await asyncio.sleep(0)
+        return await super().token_by_hash(token_hash)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[CountingStore]:
+    opened = await open_store(f"sqlite:///{tmp_path / 'c.db'}")
+    s = CountingStore(opened._engine)
+    await s.migrate()
+    yield s
+    await s.close()
+
+
+async def test_concurrent_pollers_share_one_read(store: CountingStore) -> None:
+    clock = Clock()
+    service = VideoService(
+        store, Registry([Upstream(clock)]), clock=clock, monotonic=clock, task_cache_ttl=1.0
+    )
+    owner, token = await service.create_token("t")
+    task = await service.create(owner, VideoRequest(model="mem-1", prompt="a cat"))
+    clock.now += 5  # the cached row and token have expired
+    service.forget_tokens()
+    store.task_reads = store.token_reads = 0
+    tokens = await asyncio.gather(*(service.authenticate(token.plaintext) for _ in range(50)))
+    seen = await asyncio.gather(*(service.get(owner, task.id) for _ in range(50)))
+    assert {t.id for t in tokens} == {owner.id}
+    assert {t.id for t in seen} == {task.id}
+    assert (store.token_reads, store.task_reads) == (1, 1)
+    # Later misses read again (nothing is kept beyond the cache's own rules).
+    clock.now += 5
+    await service.get(owner, task.id)
+    assert store.task_reads == 2
