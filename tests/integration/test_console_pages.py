@@ -165,6 +165,7 @@ def test_task_details_show_the_request_and_upstream_id_to_the_owner_only(
                 "duration": 1,
                 "size": "160x120",
             },
+            headers={"X-Request-Id": "console-trace-1"},
         )
         assert r.status_code == 200, r.text
         task_id = r.json()["task_id"]
@@ -174,6 +175,7 @@ def test_task_details_show_the_request_and_upstream_id_to_the_owner_only(
     assert data["task_id"] == task_id
     assert data["provider"] == "sandbox"
     assert data["upstream_id"].startswith("sbx-")
+    assert (data["channel"], data["request_id"]) == ("default", "console-trace-1")
     assert data["request"]["prompt"] == "from red"
     assert data["request"]["images"] == [summarize_ref(image)]
     assert "base64" not in str(data)

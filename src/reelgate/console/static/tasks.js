@@ -242,6 +242,8 @@
     const facts = [
       ["Provider", extra.provider],
       ["Upstream id", extra.upstream_id || "not sent yet"],
+      ["Channel", extra.channel || "not chosen yet"],
+      ["Request id", extra.request_id || "—"],
       ["Webhook", extra.callback_url || "the token's endpoint, if set"],
       ["Stored copy", extra.media_state || "—"],
     ];
