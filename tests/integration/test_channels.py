@@ -367,3 +367,26 @@ async def test_channels_from_settings_keep_their_health_across_restarts(store: S
     assert row.channel.disabled_reason == "upstream_auth_failed: bad key"
     await book.close()
     await again.close()
+
+
+async def test_a_channel_that_cannot_be_built_does_not_take_the_others_down(
+    store: SqlStore,
+) -> None:
+    clock = Clock()
+    good = Account(clock, "good")
+
+    def make(channel: Channel, key: str) -> Provider:
+        if channel.name == "broken":
+            raise ValueError("a key no header can carry")
+        return good
+
+    book = ChannelBook(
+        store,
+        configured=[(chan("broken"), "k1"), (chan("good"), "k2")],
+        factories={"mem": make},
+        clock=clock,
+    )
+    registry = await book.start()
+    assert [c.name for c in registry.channels("mem")] == ["good"]
+    assert not book.usable_here("broken")
+    await book.close()

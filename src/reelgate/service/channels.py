@@ -127,7 +127,14 @@ class ChannelBook:
             if current is None or current.signature != signature:
                 if current is not None:
                     self._retired.append(current.provider)
-                current = _Live(factory(c, key), signature)
+                try:
+                    current = _Live(factory(c, key), signature)
+                except (ValueError, TypeError) as exc:  # e.g. a key no HTTP header can carry
+                    # One unusable channel must not take the others down with it.
+                    if c.name not in self._unreadable:
+                        self._unreadable.add(c.name)
+                        log.error("channel %s is unusable: %s", c.name, type(exc).__name__)
+                    continue
             live[c.name] = current
             providers.append(current.provider)
             described.append(c)
