@@ -11,11 +11,12 @@ during it (so waiters really wake), and tasks already done. Clients keep their c
 The baseline, measured in the same run: the same pollers against a bare Starlette handler that
 returns the same body under the same server. Prints requests, errors, p50/p99/max per kind, and
 the ratio of reelgate's poll p99 to the baseline's. ``BENCH_LOAD_CLIENTS`` and
-``BENCH_LOAD_SECONDS`` shrink it.
+``BENCH_LOAD_SECONDS`` shrink it; ``--json PATH`` also writes the figures there.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -52,6 +53,17 @@ class Kind:
             return float("nan")
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+    def figures(self) -> dict[str, float | int | str]:
+        return {
+            "name": self.name,
+            "answers": self.ok + self.not_modified,
+            "not_modified": self.not_modified,
+            "errors": self.errors,
+            "p50_ms": self.pct(50),
+            "p99_ms": self.pct(99),
+            "max_ms": max(self.latencies, default=0) * 1000,
+        }
 
     def line(self) -> str:
         total = self.ok + self.not_modified
@@ -158,6 +170,9 @@ def make_tasks(base: str, token: str) -> list[str]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         proc, token = start_reelgate(work, PORT)
@@ -186,6 +201,16 @@ def main() -> None:
     print(f"  poll p99: reelgate / bare starlette = {ratio:.2f}")
     errors = sum(k.errors for k in ours)
     print(json.dumps({"errors": errors, "poll_p99_ms": round(ours[0].pct(99), 2)}))
+    if args.json:
+        figures = {
+            "clients": CLIENTS,
+            "seconds": SECONDS,
+            "long_share": LONG_SHARE,
+            "reelgate": [kind.figures() for kind in ours],
+            "bare_starlette": theirs[0].figures(),
+            "poll_p99_ratio": ratio,
+        }
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
     sys.exit(1 if errors else 0)
 
 

@@ -1,4 +1,5 @@
-"""`make bench`: run every benchmark script in this folder, one after the other."""
+"""`make bench`: every benchmark, one after the other, and the report they make:
+``docs/benchmarks.md`` with its plots (bench/report.py; arguments are passed on to it)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPTS = ["status_get.py", "load.py", "engine.py"]
-
 if __name__ == "__main__":
-    here = Path(__file__).parent
-    failed = 0
-    for name in SCRIPTS:
-        print(f"== {name}", flush=True)
-        failed |= subprocess.run([sys.executable, str(here / name)], check=False).returncode
-    sys.exit(failed)
+    report = Path(__file__).with_name("report.py")
+    sys.exit(subprocess.run([sys.executable, str(report), *sys.argv[1:]], check=False).returncode)

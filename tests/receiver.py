@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +28,8 @@ class Receiver:
     answers: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
     received: list[Received] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    # > 0: answer with a 20-byte body sent one byte at a time over this many seconds.
+    trickle_s: float = 0.0
 
     @property
     def url(self) -> str:
@@ -48,8 +51,19 @@ class Receiver:
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
-                self.send_header("content-length", "0")
+                if owner.trickle_s <= 0:
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                self.send_header("content-length", "20")
                 self.end_headers()
+                for _ in range(20):
+                    time.sleep(owner.trickle_s / 20)
+                    try:
+                        self.wfile.write(b".")
+                        self.wfile.flush()
+                    except OSError:
+                        return  # the sender gave up
 
             def log_message(self, *_args: Any) -> None:
                 return

@@ -6,6 +6,8 @@ tests drive clients through the seed's API and check what reaches the simulator 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
+from reelgate.core.errors import UpstreamUnavailable
+from reelgate.providers.ark import ArkProvider
 from reelgate.testing import ArkSimulator, serve_in_thread
+from reelgate.testing.ark_faults import Fault
 from tests.conftest import LiveServer, server_env
 from tests.integration.test_seed_api import png_data_uri
 
@@ -164,6 +169,35 @@ def test_a_blip_while_tracking_is_invisible(gateway: LiveServer, ark: Any, kind:
     fault(ark, endpoint="any_read", kind=kind, count=1 if kind == "timeout" else 3)
     data = gateway.wait_terminal(r.json()["task_id"], timeout=60)
     assert data["status"] == "success"
+
+
+def test_the_timeout_bounds_a_whole_answer_not_each_read() -> None:
+    # Found by the chaos suite: an answer trickled out a few bytes at a time never tripped
+    # httpx's per-read timeout, so one slow batch look-up held the worker's whole round (every
+    # submission and look) for as long as the trickle lasted: here about 4 s.
+    sim = ArkSimulator(api_keys={ARK_KEY})
+    handle = serve_in_thread(sim)
+    body = {"model": PRO, "content": [{"type": "text", "text": "one of many"}]}
+    ids = [sim.create(ARK_KEY, body).id for _ in range(40)]
+    sim.faults.append(Fault("list", "slow", 1))
+
+    async def look() -> tuple[float, str]:
+        provider = ArkProvider(ARK_KEY, base_url=handle.base_url, timeout_s=0.5)
+        started = time.monotonic()
+        try:
+            await provider.fetch_many(ids)
+        except UpstreamUnavailable as exc:
+            return time.monotonic() - started, exc.code
+        finally:
+            await provider.close()
+        raise AssertionError("the trickled answer was accepted")
+
+    try:
+        took, code = asyncio.run(look())
+    finally:
+        handle.stop()
+    assert code == "upstream_timeout"
+    assert took < 1.5
 
 
 def test_seed_examples_work_against_seedance(gateway: LiveServer, tmp_path: Path) -> None:

@@ -177,6 +177,38 @@ def test_admin_channel_errors_are_clear(gateway: LiveServer) -> None:
         assert a.get("/v1/admin/channels/spare").status_code == 404
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"api_key": "ключ-ark"},  # not ASCII: cannot be an Authorization header
+        {"api_key": "ark key"},
+        {"api_key": "ark-key\n"},
+        {"api_key": "ark-key", "base_url": "http://127.0.0.1:9/\x00"},
+        {"api_key": "ark-key", "base_url": "http://P\U00098e91.example/"},  # no IDNA form
+    ],
+)
+def test_a_key_or_url_the_http_client_cannot_send_is_refused_and_channels_keep_working(
+    gateway: LiveServer, fields: dict[str, str]
+) -> None:
+    """Found by fuzzing: such a key was stored, then every rebuild of the channels raised, and
+    each channel operation after it answered 500."""
+    with admin(gateway) as a:
+        bad = a.post("/v1/admin/channels", json={"name": "odd", **fields})
+        param = "base_url" if "base_url" in fields else "api_key"
+        assert (bad.status_code, bad.json()["code"], bad.json()["param"]) == (
+            400,
+            "invalid_parameter",
+            param,
+        )
+        assert "ключ" not in bad.text
+        ok = a.post("/v1/admin/channels", json={"name": "odd", "api_key": "k-1"})
+        assert ok.status_code == 201
+        changed = a.patch("/v1/admin/channels/odd", json=fields)
+        assert (changed.status_code, changed.json()["param"]) == (400, param)
+        assert a.post("/v1/admin/channels/odd/enable").status_code == 200
+        assert a.delete("/v1/admin/channels/odd").status_code == 200
+
+
 def test_without_an_encryption_key_admin_channels_are_refused(
     sim: tuple[ArkSimulator, Any], tmp_path: Path
 ) -> None:

@@ -11,8 +11,9 @@ import pytest
 
 from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import Mode, ModelCapabilities, NormalizedRequest, Option
-from reelgate.core.errors import UpstreamUnavailable
-from reelgate.core.lifecycle import CallbackHint, Observation, Status, UpstreamState
+from reelgate.core.errors import UpstreamError, UpstreamUnavailable
+from reelgate.core.ids import ApiToken
+from reelgate.core.lifecycle import CallbackHint, Observation, Status, Task, UpstreamState
 from reelgate.core.request import VideoRequest
 from reelgate.engine.callbacks import CallbackUrls
 from reelgate.engine.worker import Worker
@@ -53,6 +54,7 @@ class Upstream:
         self.reconciles = 0
         self.callback_urls: list[str | None] = []
         self.fail_submits = 0
+        self.fail_reconciles: list[UpstreamError] = []  # raised by the next reconciles, in turn
         self.gate: asyncio.Event | None = None
 
     def models(self) -> Sequence[ModelCapabilities]:
@@ -86,6 +88,8 @@ class Upstream:
 
     async def reconcile(self, task_id: str, request: NormalizedRequest, since: float) -> str | None:
         self.reconciles += 1
+        if self.fail_reconciles:
+            raise self.fail_reconciles.pop(0)
         return next((u for u, (t, _) in self.jobs.items() if t == task_id), None)
 
     def state(self, upstream_id: str) -> UpstreamState:
@@ -173,17 +177,25 @@ async def test_a_second_account_takes_what_the_first_has_no_room_for(store: SqlS
     assert b.lookups == 1
 
 
+async def made_by_a_dead_worker(
+    store: SqlStore, up: Upstream
+) -> tuple[VideoService, Worker, ApiToken, Task]:
+    """A task a worker claimed (lease 30 s) and the upstream created, the worker dying before it
+    recorded the upstream id."""
+    service, worker = engine(store, up, clock=up.clock, lease_seconds=30)
+    me = await owner(service)
+    task = await service.create(me, request())
+    claimed = await store.claim_admission("mem", "default", up.caps, up.clock(), "dead", 30, 10)
+    await up.submit(claimed[0].id, NormalizedRequest.from_json(claimed[0].request))
+    return service, worker, me, task
+
+
 async def test_a_crash_after_the_upstream_call_does_not_make_a_second_task(
     store: SqlStore,
 ) -> None:
     clock = Clock()
     up = Upstream(clock)
-    service, worker = engine(store, up, clock=clock, lease_seconds=30)
-    me = await owner(service)
-    task = await service.create(me, request())
-    # A worker claims it and the upstream creates it, then the worker dies before recording.
-    claimed = await store.claim_admission("mem", "default", up.caps, clock(), "dead", 30, 10)
-    await up.submit(claimed[0].id, NormalizedRequest.from_json(claimed[0].request))
+    service, worker, me, task = await made_by_a_dead_worker(store, up)
     await worker.tick()
     assert len(up.submits) == 1  # still leased by the dead worker: nothing happens
     clock.now += 31
@@ -207,6 +219,35 @@ async def test_a_lost_reply_is_reconciled_before_the_retry(store: SqlStore) -> N
     await worker.tick()
     assert up.reconciles == 1  # looked before sending again
     assert up.submits == [task.id]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        UpstreamUnavailable("Ark 429", code="upstream_rate_limited", retry_after=1),
+        UpstreamUnavailable("Ark 500", code="upstream_unavailable"),
+    ],
+    ids=lambda e: e.code,
+)
+async def test_a_failed_reconcile_leaves_the_earlier_attempt_in_doubt(
+    store: SqlStore, answer: UpstreamError
+) -> None:
+    # Found by the chaos suite: a 429 to the look for a crashed worker's attempt was taken as
+    # "the upstream made nothing" (true of a 429 to a create), so the next attempt sent the
+    # create again without looking, and the task was made twice.
+    clock = Clock()
+    up = Upstream(clock)
+    service, worker, me, task = await made_by_a_dead_worker(store, up)
+    clock.now += 31  # the dead worker's lease is over
+    up.fail_reconciles.append(answer)
+    await worker.tick()
+    assert (up.reconciles, up.submits) == (1, [task.id])
+    clock.now += 120
+    await worker.tick()
+    assert up.reconciles == 2  # looked again before any create
+    assert up.submits == [task.id]
+    recovered = await service.get(me, task.id)
+    assert recovered.upstream_id == "default-0"
 
 
 async def test_every_task_ends_by_its_deadline(store: SqlStore) -> None:

@@ -270,6 +270,56 @@ def test_media_links_are_signed(live_server: LiveServer) -> None:
     assert len(ranged.content) == 100
 
 
+def test_odd_range_headers_get_the_whole_file_or_a_documented_416(
+    live_server: LiveServer,
+) -> None:
+    """Found by fuzzing: an empty or multi-range Range header got Starlette's plain-text 400
+    (or a multipart body) from /content, forms the document does not list."""
+    task_id = create(live_server, prompt="ranges", duration=1, size="128x128")["task_id"]
+    live_server.wait_terminal(task_id)
+    with live_server.client() as c:
+        whole = c.get(f"/v1/video/generations/{task_id}/content")
+        size = len(whole.content)
+        for odd in ("", "bytes=", "bytes=0-1,4-5", "items=0-1", "bytes=x-y"):
+            got = c.get(f"/v1/video/generations/{task_id}/content", headers={"Range": odd})
+            assert (got.status_code, got.headers["content-type"]) == (200, "video/mp4"), odd
+            assert got.content == whole.content, odd
+        part = c.get(f"/v1/video/generations/{task_id}/content", headers={"Range": "bytes=0-9"})
+        assert (part.status_code, part.content) == (206, whole.content[:10])
+        past = c.get(
+            f"/v1/video/generations/{task_id}/content", headers={"Range": f"bytes={size}-"}
+        )
+        assert (past.status_code, past.content) == (416, b"")
+        assert past.headers["content-range"] == f"bytes */{size}"
+        assert "content-type" not in past.headers
+
+
+def test_odd_numbers_in_queries_and_headers_are_a_400_not_a_500(live_server: LiveServer) -> None:
+    """Found by fuzzing: a time past what SQLite's integers hold, and digits such as "²" that
+    str.isdigit accepts but int() does not, reached int() or the database and answered 500."""
+    task_id = create(live_server, prompt="numbers", duration=1, size="128x128")["task_id"]
+    link = live_server.wait_terminal(task_id)["fail_reason"]
+    with live_server.client() as c:
+        huge = c.get("/v1/usage", params={"to": "8152654162668689396072448"})
+        assert (error_of(huge), huge.json()["param"]) == ((400, "invalid_parameter"), "to")
+        for path, params in [
+            ("/v1/usage", {"from": "²"}),
+            ("/v1/video/generations", {"limit": "²"}),
+        ]:
+            assert error_of(c.get(path, params=params)) == (400, "invalid_parameter"), path
+        openai = c.get("/v1/videos", params={"limit": "²"})  # the OpenAI error shape
+        assert (openai.status_code, openai.json()["error"]["param"]) == (400, "limit")
+        body = {"model": "sandbox-t2v", "prompt": "x", "duration": "²"}
+        assert error_of(c.post("/v1/video/generations", json=body)) == (400, "invalid_parameter")
+        events = c.get(
+            f"/v1/video/generations/{task_id}/events",
+            headers={"Last-Event-ID": "²".encode("latin-1")},
+        )
+        assert events.status_code == 200
+    forged = link.replace("expires=", "expires=²")
+    assert httpx.get(forged).status_code == 404
+
+
 def test_models_openapi_docs_health(live_server: LiveServer) -> None:
     with live_server.client() as c:
         models = c.get("/v1/models").json()["data"]

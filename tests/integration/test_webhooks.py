@@ -74,6 +74,25 @@ async def test_a_finished_task_is_delivered_signed(store: SqlStore, receiver: Re
     assert await sender(service).tick() == 0  # nothing is sent twice
 
 
+async def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_attempts_bound(
+    store: SqlStore,
+) -> None:
+    # Found by the chaos suite: the timeout bounded each read, not the attempt, so a slow
+    # receiver could hold a delivery past the sender's lease.
+    slow = Receiver(trickle_s=5.0).start()
+    try:
+        clock = Clock(time.time())
+        service, me, task = await finished_task(store, clock, callback_url=slow.url)
+        started = time.monotonic()
+        assert await sender(service, timeout_s=0.5).tick() == 1
+        assert time.monotonic() - started < 3.0  # not the 5 s the answer would take
+        (delivery,) = await service.deliveries(me, task.id)
+        assert delivery.state == "pending"  # retried later, like any other failure
+        assert delivery.log[0].error == "no answer within 0.5 s"
+    finally:
+        slow.stop()
+
+
 async def test_failures_are_retried_on_the_schedule_with_one_id(
     store: SqlStore, receiver: Receiver
 ) -> None:

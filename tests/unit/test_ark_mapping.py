@@ -144,6 +144,9 @@ def test_byteplus_names() -> None:
         ),
         ({"model": PRO, "prompt": "x --rs 4k"}, "metadata.resolution"),
         ({"model": PRO, "prompt": "x --cf maybe"}, "prompt --camera_fixed"),
+        # Found by fuzzing: "²" is a digit to str.isdigit but not to int() (it was a 500).
+        ({"model": PRO, "prompt": "x --dur ²"}, "prompt --duration"),
+        ({"model": PRO, "duration": "²"}, "duration"),
         ({"model": PRO, "prompt": "x --rs 720p", "size": "1920x1088"}, "size"),
         ({"model": "doubao-seedance-1-0-lite-t2v-250428", "image": IMG}, "image"),
         ({"model": LITE_I2V}, "image"),

@@ -251,7 +251,7 @@ class AdminSurface:
                     raise NotFound(f"no single token matches '{ref}'", code="token_not_found")
                 owner_id = matches[0].id
             after = q.get("after")
-            if after is not None and not after.isdigit():
+            if after is not None and not after.isdecimal():
                 raise InvalidRequest(
                     "after must be a ledger entry id", code="invalid_parameter", param="after"
                 )

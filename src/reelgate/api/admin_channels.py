@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -29,6 +30,8 @@ from reelgate.core.errors import InvalidRequest, NotFound, ReelgateError
 from reelgate.service.channels import ChannelBook
 
 MAX_BODY = 16 * 1024
+KEY_PATTERN = r"^[\x21-\x7e]+$"  # visible ASCII, as a header value allows
+URL_PATTERN = r"^(https?://[^\s\x00-\x1f\x7f]+)?$"
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -37,9 +40,11 @@ class ChannelFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    api_key: str | None = Field(None, min_length=1, max_length=4096)
+    # The key is sent as an HTTP header and the URL is parsed by the HTTP client whenever the
+    # channels are rebuilt: a control or non-ASCII character in either would fail every rebuild.
+    api_key: str | None = Field(None, max_length=4096, pattern=KEY_PATTERN)
     region: str | None = Field(None, pattern=r"^(cn-beijing|ap-southeast)$")
-    base_url: str | None = Field(None, pattern=r"^(https?://\S+)?$", max_length=2048)
+    base_url: str | None = Field(None, pattern=URL_PATTERN, max_length=2048)
     priority: int | None = Field(None, ge=-1000, le=1000)
     weight: int | None = Field(None, ge=1, le=1000)
     models: list[str] | None = None
@@ -47,11 +52,21 @@ class ChannelFields(BaseModel):
     max_in_flight: int | None = Field(None, ge=1)
     rpm: int | None = Field(None, ge=1)
 
+    @field_validator("base_url")
+    @classmethod
+    def _parses(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                httpx.URL(value)
+            except httpx.InvalidURL as exc:
+                raise ValueError(f"not a usable URL ({exc})") from None
+        return value
+
 
 class NewChannel(ChannelFields):
     name: str = Field(pattern=NAME_PATTERN)
     provider: str = Field("ark", pattern=r"^[a-z0-9_-]{1,32}$")
-    api_key: str = Field(min_length=1, max_length=4096)
+    api_key: str = Field(max_length=4096, pattern=KEY_PATTERN)
     enabled: bool = True
 
 

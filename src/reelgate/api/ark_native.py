@@ -226,7 +226,7 @@ class ArkSurface:
 
 
 def _int(raw: str, param: str, low: int, high: int) -> int:
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not raw.isdecimal() or not low <= int(raw) <= high:
         raise InvalidRequest(
             f"{param} must be an integer from {low} to {high}",
             code="invalid_parameter",

@@ -17,7 +17,7 @@ _LIST_FIELDS = frozenset({"images", "images[]"})
 
 async def read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isdecimal() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0

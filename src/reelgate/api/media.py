@@ -15,6 +15,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from reelgate.api.errors import error_response
 from reelgate.core.errors import NotFound, ReelgateError
@@ -26,6 +27,14 @@ ROUTE_PREFIX = "/v1/media/"
 # Links are stable for an hour so clients and caches see the same URL between polls.
 LINK_BUCKET_SECONDS = 3600
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class _WholeFile(FileResponse):
+    """A file sent whole: the request's Range header, if any, is not looked at."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kept = [(k, v) for k, v in scope["headers"] if k not in (b"range", b"if-range")]
+        await super().__call__({**scope, "headers": kept}, receive, send)
 
 
 class MediaLinks:
@@ -76,13 +85,13 @@ class MediaLinks:
         """The file as a response: sendfile for a local one, a (ranged) stream otherwise."""
         media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         headers = {"Cache-Control": "private, max-age=3600"}
-        path = storage.local_path(name)
-        if path is not None:
-            return FileResponse(path, media_type=media_type, headers=headers)
         size = await storage.size(name)  # NotFound when it is gone
         start, end, status = 0, size - 1, 200
+        # One range is served; a malformed or multi-range header is ignored (RFC 9110 allows
+        # it), the same for both stores, so a file never answers in an undocumented form.
         wanted = _RANGE.match(request.headers.get("range", ""))
-        if wanted and (wanted.group(1) or wanted.group(2)):
+        ranged = bool(wanted and (wanted.group(1) or wanted.group(2)))
+        if wanted and ranged:
             if wanted.group(1):
                 start = int(wanted.group(1))
                 end = min(size - 1, int(wanted.group(2))) if wanted.group(2) else size - 1
@@ -91,6 +100,11 @@ class MediaLinks:
             if start > end or start >= size:
                 return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
             status = 206
+        path = storage.local_path(name)
+        if path is not None:  # sendfile; Starlette serves the one range itself
+            sendfile = FileResponse if ranged else _WholeFile
+            return sendfile(path, media_type=media_type, headers=headers)
+        if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         headers["Content-Length"] = str(end - start + 1)
         headers["Accept-Ranges"] = "bytes"

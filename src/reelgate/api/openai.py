@@ -189,7 +189,7 @@ class OpenAiSurface:
             owner = await self._owner(request)
             q = request.query_params
             raw_limit = q.get("limit", "20")
-            if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+            if not raw_limit.isdecimal() or not 1 <= int(raw_limit) <= MAX_LIMIT:
                 raise InvalidRequest(
                     f"limit must be an integer from 1 to {MAX_LIMIT}",
                     code="invalid_parameter",

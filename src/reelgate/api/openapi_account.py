@@ -19,6 +19,7 @@ from reelgate.api.openapi_common import (
     query,
 )
 from reelgate.api.openapi_seed import TASK
+from reelgate.api.seed import MAX_UNIX
 
 HOOKS = "webhooks"
 SECRET = "whsec_MltAwg32Lhfbr8zHtfvpChEdEr3dr7cVn0V5ETXZWRU="  # noqa: S105 - an example
@@ -188,9 +189,10 @@ def usage_example(group_by: str, key: str | int) -> dict[str, Any]:
     }
 
 
+UNIX = {"type": "integer", "minimum": 0, "maximum": MAX_UNIX}
 USAGE_PARAMETERS = [
-    query("from", {"type": "integer"}, "Unix seconds (default: 30 days before `to`)."),
-    query("to", {"type": "integer"}, "Unix seconds (default: now)."),
+    query("from", UNIX, "Unix seconds (default: 30 days before `to`)."),
+    query("to", UNIX, "Unix seconds (default: now)."),
     query("group_by", {"enum": ["model", "day", "token"], "default": "model"}, "Grouping."),
 ]
 USAGE_ERRORS = (

@@ -165,7 +165,9 @@ LEDGER = [
 ]
 
 
-def _token_op(summary: str, op_id: str, examples: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def _token_op(
+    summary: str, op_id: str, examples: dict[str, Any], *errors: Any, **extra: Any
+) -> dict[str, Any]:
     envelope = TokenSecretEnvelope if op_id in ("createToken", "rotateToken") else TokenEnvelope
     return {
         "tags": [TAG],
@@ -175,7 +177,7 @@ def _token_op(summary: str, op_id: str, examples: dict[str, Any], **extra: Any) 
         **extra,
         "responses": {
             "200": ok(envelope, "The token", examples),
-            **fail(*ADMIN_ERRORS, TOKEN_NOT_FOUND),
+            **fail(*errors, *ADMIN_ERRORS, TOKEN_NOT_FOUND),
         },
     }
 
@@ -228,6 +230,8 @@ def paths() -> dict[str, Any]:
                 "Change a token's limits or default webhook (null clears one)",
                 "changeToken",
                 {"changed": {"code": "success", "data": {**TOKEN, "rpm": 120}}},
+                invalid_rpm,
+                "invalid_json",
                 parameters=[REF_PARAM],
                 requestBody=body(TokenLimits, {"more per minute": {"rpm": 120}}),
             ),

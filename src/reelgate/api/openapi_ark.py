@@ -282,7 +282,9 @@ def paths() -> dict[str, Any]:
                 "parameters": [TASK],
                 "responses": {
                     "200": ok(ArkDeleted, "Deleted", {"deleted": {}}),
-                    **ark_fail(*AUTH_ERRORS, "task_not_found", "not_cancellable"),
+                    **ark_fail(
+                        *AUTH_ERRORS, "task_not_found", "not_cancellable", "upstream_unavailable"
+                    ),
                 },
             },
         },

@@ -196,7 +196,7 @@ def paths() -> dict[str, Any]:
                     {
                         "backup account": {
                             "name": "backup",
-                            "api_key": "<an Ark API key>",
+                            "api_key": "<your-ark-api-key>",
                             "region": "ap-southeast",
                             "priority": -1,
                             "models": [ARK_MODEL],
@@ -250,6 +250,8 @@ def paths() -> dict[str, Any]:
                 "changeChannel",
                 {"changed": {**CHANNEL, "weight": 3}},
                 from_settings,
+                "invalid_json",
+                (400, "invalid_parameter", "weight: Input should be a valid integer", "weight"),
                 requestBody=body(ChannelFields, {"heavier": {"weight": 3}}),
             ),
             "delete": {
@@ -326,7 +328,17 @@ def paths() -> dict[str, Any]:
                             },
                         },
                     ),
-                    **fail(*ADMIN_ERRORS, CHANNEL_NOT_FOUND),
+                    **fail(
+                        "invalid_json",
+                        (
+                            400,
+                            "invalid_parameter",
+                            "reason must be a string of at most 500 characters",
+                            "reason",
+                        ),
+                        *ADMIN_ERRORS,
+                        CHANNEL_NOT_FOUND,
+                    ),
                 },
             }
         },

@@ -203,6 +203,8 @@ ERRORS: dict[str, tuple[int, str, str, str | None]] = {
         f"every channel that serves model '{ARK_MODEL}' is disabled; try again later",
         None,
     ),
+    # A cancel that must reach the upstream (the task waits in the upstream's queue) and cannot.
+    "upstream_unavailable": (503, "upstream_unavailable", "Ark unreachable (ConnectError)", None),
 }
 # What every create (on any surface) may answer besides its own errors.
 CREATE_ERRORS = (
@@ -270,6 +272,12 @@ def binary(description: str, *media_types: str) -> dict[str, Any]:
     """A response whose body is a file in one of ``media_types``."""
     schema = {"type": "string", "format": "binary"}
     return {"description": description, "content": {t: {"schema": schema} for t in media_types}}
+
+
+# A Range that starts past the end of the file: no body, as HTTP has it (RFC 9110 §15.5.17).
+RANGE_NOT_SATISFIABLE = {
+    "description": "Range not satisfiable (no body): `Content-Range: bytes */SIZE` gives the size"
+}
 
 
 def path(name: str, description: str, example: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from reelgate.api.openapi_common import (
     CREATE_ERRORS,
     LIMIT,
     OTHER_TASK_ID,
+    RANGE_NOT_SATISFIABLE,
     T0,
     TASK_ID,
     binary,
@@ -225,7 +226,9 @@ def paths() -> dict[str, Any]:
                         "Deleted",
                         {"deleted": {"id": TASK_ID, "object": "video.deleted", "deleted": True}},
                     ),
-                    **openai_fail(*AUTH_ERRORS, "task_not_found", "not_cancellable"),
+                    **openai_fail(
+                        *AUTH_ERRORS, "task_not_found", "not_cancellable", "upstream_unavailable"
+                    ),
                 },
             },
         },
@@ -247,6 +250,7 @@ def paths() -> dict[str, Any]:
                     "200": binary("The file", "video/mp4", "image/webp", "image/jpeg"),
                     "206": binary("Part of the video (Range)", "video/mp4"),
                     "307": {"description": "Not kept here (yet): the upstream's video URL"},
+                    "416": RANGE_NOT_SATISFIABLE,
                     **openai_fail(
                         (
                             400,

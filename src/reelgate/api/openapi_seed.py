@@ -15,6 +15,7 @@ from reelgate.api.openapi_common import (
     FRAME_URL,
     LIMIT,
     OTHER_TASK_ID,
+    RANGE_NOT_SATISFIABLE,
     T0,
     TASK_ID,
     VIDEO_URL,
@@ -170,6 +171,23 @@ POLL_HEADERS = {
 }
 
 
+# One event of the stream, as event-stream readers hand it over (OpenAPI 3.2's `itemSchema` shape;
+# 3.1 has no keyword for the items of a stream, so `schema` describes each event).
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"const": "status"},
+        "id": {"type": "string", "description": "The task's version: send it as Last-Event-ID."},
+        "data": {
+            "type": "string",
+            "description": "JSON: the same object as the status GET's `data` (TaskData).",
+        },
+        "retry": {"type": "integer", "description": "Reconnection delay (ms)."},
+    },
+}
+
+
 def paths() -> dict[str, Any]:
     return {
         "/v1/video/generations": {
@@ -306,7 +324,9 @@ def paths() -> dict[str, Any]:
                         "The task, now failure with error.code cancelled",
                         {"cancelled": {"code": "success", "data": CANCELLED}},
                     ),
-                    **fail(*AUTH_ERRORS, "task_not_found", "not_cancellable"),
+                    **fail(
+                        *AUTH_ERRORS, "task_not_found", "not_cancellable", "upstream_unavailable"
+                    ),
                 },
             }
         },
@@ -326,7 +346,7 @@ def paths() -> dict[str, Any]:
                         "`: keep-alive` comments, until the final status",
                         "content": {
                             "text/event-stream": {
-                                "schema": {"type": "string"},
+                                "schema": SSE_EVENT,
                                 "example": 'id: 3\nevent: status\ndata: {"task_id": '
                                 f'"{TASK_ID}", "status": "in_progress", …}}\n\n',
                             }
@@ -351,6 +371,7 @@ def paths() -> dict[str, Any]:
                     "200": binary("The file", "video/mp4", "image/png"),
                     "206": binary("Part of the file", "video/mp4", "image/png"),
                     "307": {"description": "Not kept here (yet): a redirect to the upstream's URL"},
+                    "416": RANGE_NOT_SATISFIABLE,
                     **fail(
                         (
                             400,

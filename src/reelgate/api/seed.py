@@ -129,7 +129,7 @@ def seen_version(etag: str | None) -> int | None:
     if not etag:
         return None
     version, _, _ = etag.strip().removeprefix("W/").strip('"').partition(".")
-    return int(version) if version.isdigit() else None
+    return int(version) if version.isdecimal() else None
 
 
 def poll_hint(remaining: float) -> float:
@@ -162,12 +162,17 @@ async def usage_response(service: VideoService, request: Request, owner_id: str 
     return Response(json.dumps(body).encode(), media_type="application/json")
 
 
+MAX_UNIX = 253_402_300_799  # 9999-12-31: a time the database's integers hold
+
+
 def _unix(raw: str | None, param: str, default: int) -> int:
     if raw is None or raw == "":
         return default
-    if not raw.isdigit():
+    if not raw.isdecimal() or int(raw) > MAX_UNIX:
         raise InvalidRequest(
-            f"'{param}' must be Unix seconds", code="invalid_parameter", param=param
+            f"'{param}' must be Unix seconds (0 to {MAX_UNIX})",
+            code="invalid_parameter",
+            param=param,
         )
     return int(raw)
 
@@ -175,7 +180,7 @@ def _unix(raw: str | None, param: str, default: int) -> int:
 def list_limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIST_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
+    if not raw.isdecimal() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
         raise InvalidRequest(
             f"limit must be an integer from 1 to {MAX_LIST_LIMIT}",
             code="invalid_parameter",

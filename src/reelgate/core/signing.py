@@ -37,7 +37,7 @@ def verify(key: bytes, path: str, expires: str | None, sig: str | None, now: flo
     A tampered or absent signature is indistinguishable from an unknown file (404), so links
     cannot be probed; an expired but genuine one says so (403 ``link_expired``).
     """
-    if not expires or not sig or not expires.isdigit():
+    if not expires or not sig or not expires.isdecimal():
         raise NotFound("no such file", code="file_not_found")
     if not hmac.compare_digest(_mac(key, path, int(expires)), sig):
         raise NotFound("no such file", code="file_not_found")

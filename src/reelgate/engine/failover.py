@@ -72,7 +72,11 @@ class Failover:
             and channel.source != "builtin"
         )
 
-    async def submit_failed(self, task: Task, exc: ReelgateError) -> None:
+    async def submit_failed(
+        self, task: Task, exc: ReelgateError, *, in_doubt: bool = False
+    ) -> None:
+        """``in_doubt``: ``exc`` answered the look for an earlier attempt, whose outcome stays
+        unknown; whatever it says, the task keeps that attempt on its channel."""
         client_error = isinstance(exc, ClientError)
         transient = isinstance(exc, UpstreamUnavailable) or not isinstance(
             exc, ClientError | UpstreamError
@@ -107,7 +111,7 @@ class Failover:
                 return
             marks = ""  # every channel failed it once: start over, paced by the back-off
         task = dataclasses.replace(task, tried_channels=marks)
-        if exc.code in _ANSWERED:
+        if exc.code in _ANSWERED and not in_doubt:
             # Nothing was created: the task is free for any channel it has not failed on.
             delay = 0.0 if others else self._delay(task, exc)
             log.warning(

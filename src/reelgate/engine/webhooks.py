@@ -33,7 +33,8 @@ from reelgate.service import VideoService
 log = logging.getLogger("reelgate.webhooks")
 
 BATCH = 50
-LEASE_SECONDS = 120.0
+# Twice the longest attempt: a sender killed mid-round leaves its deliveries for at most this.
+LEASE_SECONDS = 30.0
 TIMEOUT_S = 15.0
 IDLE_S = 1.0
 USER_AGENT = "reelgate-webhooks/1"
@@ -49,14 +50,16 @@ class WebhookSender:
         allow_networks: Sequence[Network] = (),
         retry_scale: float = 1.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = TIMEOUT_S,
     ) -> None:
         self.service = service
+        self.timeout_s = timeout_s
         self.render = render
         self.worker_id = worker_id
         self.allow = allow_networks
         self.retry_scale = retry_scale
         self._client = httpx.AsyncClient(
-            timeout=TIMEOUT_S,
+            timeout=timeout_s,
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
             transport=transport,
@@ -125,10 +128,13 @@ class WebhookSender:
             parts = urlsplit(delivery.url)
             host = parts.hostname or ""
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            await check_host(host, port, self.allow)  # again at send time: DNS may have moved
-            response = await self._client.post(
-                delivery.url, content=payload.encode(), headers=headers
-            )
+            # One bound for the whole attempt (a receiver trickling its answer included), well
+            # inside the claim's lease: a crashed sender's deliveries come back soon.
+            async with asyncio.timeout(self.timeout_s):
+                await check_host(host, port, self.allow)  # again at send time: DNS may move
+                response = await self._client.post(
+                    delivery.url, content=payload.encode(), headers=headers
+                )
             status = response.status_code
             if response.is_redirect:
                 error = "redirects are not followed"
@@ -138,6 +144,8 @@ class WebhookSender:
             error = f"{type(exc).__name__}: {exc}"[:500]
         except ValueError as exc:  # a malformed URL or port
             error = str(exc)[:500]
+        except TimeoutError:
+            error = f"no answer within {self.timeout_s:g} s"
         took = int((time.monotonic() - started) * 1000)
         record = Attempt(attempt_no, now, status, error, took)
         if status is not None and 200 <= status < 300:

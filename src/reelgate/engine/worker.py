@@ -227,6 +227,7 @@ class Worker:
                 # have taken it: sending now could create it twice.
                 log.warning("lost the lease on %s before submitting it; leaving it", task.id)
                 return
+            reconciling = uncertain
             try:
                 upstream_id = None
                 if uncertain:
@@ -238,13 +239,14 @@ class Worker:
                         )
                     elif await self.failover.release_after_reconcile(task):
                         return
+                reconciling = False
                 if upstream_id is None:
                     callback = (
                         self.callbacks.url(task.provider, task.id) if self.callbacks else None
                     )
                     upstream_id = await provider.submit(task.id, request, callback_url=callback)
             except ReelgateError as exc:
-                await self._submit_failed(task, exc)
+                await self._submit_failed(task, exc, in_doubt=reconciling)
                 return
         submitted = self._clock()
         expires = request.options.get("execution_expires_after")
@@ -272,8 +274,8 @@ class Worker:
             extra={"channel": provider.account, "upstream_id": upstream_id},
         )
 
-    async def _submit_failed(self, task: Task, exc: ReelgateError) -> None:
-        await self.failover.submit_failed(task, exc)
+    async def _submit_failed(self, task: Task, exc: ReelgateError, *, in_doubt: bool) -> None:
+        await self.failover.submit_failed(task, exc, in_doubt=in_doubt)
 
     # -- 3. tracking -------------------------------------------------------------------------------
     async def track(self) -> int:

@@ -7,6 +7,7 @@ never retried here: a retried POST can make a second paid video (the engine deci
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -181,6 +182,7 @@ class ArkProvider:
         self.caps = caps
         self.base_url = base_url.rstrip("/")
         self.byteplus = "byteplus" in self.base_url if byteplus is None else byteplus
+        self._timeout_s = timeout_s
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {api_key}"},
@@ -212,8 +214,11 @@ class ArkProvider:
         self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any
     ) -> Any:
         try:
-            resp = await self._client.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
+            # httpx's timeout bounds each read: an answer trickled out slowly would hold the
+            # caller (a worker's whole round) for as long as the trickle lasts.
+            async with asyncio.timeout(self._timeout_s):
+                resp = await self._client.request(method, path, **kwargs)
+        except (httpx.TimeoutException, TimeoutError) as exc:
             raise UpstreamUnavailable(
                 f"Ark timed out ({type(exc).__name__})", code="upstream_timeout"
             ) from None

@@ -147,7 +147,7 @@ def _flag_value(option: str, raw: str, spec: Option) -> Any:
             raise invalid(f"prompt --{option}", "must be true or false")
         return raw.lower() == "true"
     if spec.kind is int:
-        if not raw.lstrip("-").isdigit():
+        if not raw.lstrip("-").isdecimal():
             raise invalid(f"prompt --{option}", "must be an integer")
         return int(raw)
     return raw
@@ -193,7 +193,7 @@ def normalize_ark(request: VideoRequest, caps: ModelCapabilities) -> NormalizedR
     duration_raw = flags.get("duration")
     requested = request.duration
     if duration_raw is not None:
-        if not duration_raw.lstrip("-").isdigit():
+        if not duration_raw.lstrip("-").isdecimal():
             raise invalid("prompt --duration", "must be an integer number of seconds")
         requested = int(duration_raw)
     duration = check_duration(requested, caps, frozenset({-1}) if m.auto_duration else frozenset())
