@@ -11,11 +11,13 @@ What is never logged: API tokens, upstream keys, webhook secrets, and prompts.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import re
 import secrets
 import sys
 from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -23,12 +25,18 @@ import structlog
 from reelgate.settings import Settings
 
 REQUEST_ID_HEADER = "x-request-id"
-_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_VALID_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+# The id of the HTTP request being served (set by the request observer, one per request).
+REQUEST_ID: ContextVar[str] = ContextVar("reelgate_request_id", default="")
+# New ids: a random prefix per process and a counter (no system call per request).
+_ID_PREFIX = "req_" + secrets.token_hex(6)
+_ids = itertools.count(1)
 
 
 def configure(settings: Settings) -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _add_request_id,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
@@ -62,19 +70,27 @@ def configure(settings: Settings) -> None:
 
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(8)
+    return f"{_ID_PREFIX}{next(_ids):x}"
 
 
-def request_id_from(value: str | None) -> str:
+def request_id_from_header(value: bytes | None) -> str:
     """The caller's ``X-Request-Id`` when it is a sane id, else a fresh one."""
     if value and _VALID_ID.match(value):
-        return value
+        return value.decode("ascii")
     return new_request_id()
 
 
 def current_request_id() -> str:
     found = structlog.contextvars.get_contextvars().get("request_id")
-    return found if isinstance(found, str) else ""
+    return found if isinstance(found, str) and found else REQUEST_ID.get()
+
+
+def _add_request_id(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    if "request_id" not in event:
+        request_id = REQUEST_ID.get()
+        if request_id:
+            event["request_id"] = request_id
+    return event
 
 
 @contextlib.contextmanager

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import (
@@ -28,7 +27,6 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reelgate.core.errors import ReelgateError
 
@@ -137,50 +135,6 @@ def start_metrics_server(port: int, host: str = "127.0.0.1") -> None:
 
 async def metrics_endpoint(_request: Request) -> Response:
     return Response(METRICS.render(), media_type=CONTENT_TYPE_LATEST)
-
-
-class RequestMetrics:
-    """ASGI middleware: count and time every HTTP request by its route template."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics = METRICS) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = [500]
-        timed = [False]
-
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = int(message["status"])
-                route = _route_of(scope)
-                self.metrics.http_latency.labels(route, scope["method"]).observe(
-                    time.perf_counter() - start
-                )
-                timed[0] = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            route = _route_of(scope)
-            if not timed[0]:
-                self.metrics.http_latency.labels(route, scope["method"]).observe(
-                    time.perf_counter() - start
-                )
-            self.metrics.http_requests.labels(route, scope["method"], str(status[0])).inc()
-
-
-def _route_of(scope: Scope) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    if isinstance(path, str):
-        return path
-    return "unmatched"
 
 
 class StateGauges:

@@ -33,7 +33,7 @@ from reelgate.api.ark_native import ArkSurface
 from reelgate.api.billing import BillingSurface
 from reelgate.api.callbacks import CallbackSurface
 from reelgate.api.console import console_mount
-from reelgate.api.context import RequestContext
+from reelgate.api.context import RequestObserver
 from reelgate.api.errors import on_http_exception, on_reelgate_error, on_unexpected
 from reelgate.api.events import TaskEvents
 from reelgate.api.health import Readiness, healthz
@@ -52,7 +52,7 @@ from reelgate.engine.mirror import MediaMirror
 from reelgate.engine.notify import PgListener, plain_dsn
 from reelgate.engine.webhooks import WebhookSender
 from reelgate.engine.worker import Worker
-from reelgate.metrics import RequestMetrics, StateGauges, metrics_endpoint
+from reelgate.metrics import StateGauges, metrics_endpoint
 from reelgate.net import Network
 from reelgate.providers.base import Provider, Registry
 from reelgate.providers.sandbox import SandboxProvider
@@ -403,7 +403,7 @@ def create_app(
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RequestContext), Middleware(RequestMetrics)],
+        middleware=[Middleware(RequestObserver)],
         exception_handlers={
             HTTPException: on_http_exception,
             ReelgateError: on_reelgate_error,
