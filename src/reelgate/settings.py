@@ -209,7 +209,10 @@ class Settings(BaseSettings):
     media_link_ttl: int = Field(24 * 3600, ge=60, description="Lifetime of signed media links (s)")
     token_cache_ttl: float = Field(5.0, ge=0, description="How long a token look-up is reused (s)")
     task_cache_ttl: float = Field(
-        1.0, ge=0, description="How long a non-terminal task row may be served from memory (s)"
+        1.0,
+        ge=0,
+        description="How long a non-terminal task row is served from memory (s); for one more "
+        "such lifetime it is still served while it is re-read in the background",
     )
     task_cache_size: int = Field(100_000, ge=0)
 

@@ -98,4 +98,8 @@ def test_a_delivery_survives_a_kill_of_the_server(
         server.stop()
     assert {r.headers["webhook-id"] for r in receiver.received} == {delivery["id"]}
     assert delivery["state"] == "delivered"
-    assert [a["status"] for a in delivery["log"]] == [500, 500, 200]
+    statuses = [a["status"] for a in delivery["log"]]
+    # The kill may land between the receiver's answer and the attempt's record: then the lost
+    # attempt is simply made again after the restart (same id), and the log misses it.
+    assert statuses in ([500, 500, 200], [500, 200])
+    assert len(receiver.received) == 3

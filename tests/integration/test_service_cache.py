@@ -72,3 +72,33 @@ async def test_concurrent_pollers_share_one_read(store: CountingStore) -> None:
     clock.now += 5
     await service.get(owner, task.id)
     assert store.task_reads == 2
+
+
+async def test_a_just_expired_row_is_answered_and_reread_in_the_background(
+    store: CountingStore, tmp_path: Path
+) -> None:
+    clock = Clock()
+    service = VideoService(
+        store, Registry([Upstream(clock)]), clock=clock, monotonic=clock, task_cache_ttl=1.0
+    )
+    owner, _ = await service.create_token("t")
+    task = await service.create(owner, VideoRequest(model="mem-1", prompt="a cat"))
+    # Another process changes the task (a second service on the same database).
+    other = VideoService(store, Registry([Upstream(clock)]), clock=clock, monotonic=clock)
+    changed = await other.cancel(owner, task.id)
+    assert changed.version > task.version
+    store.task_reads = 0
+    clock.now += 1.5  # expired half a lifetime ago: within the grace
+    served = await service.get(owner, task.id)
+    assert served.version == task.version  # answered at once, from memory
+    await asyncio.gather(*service._loading.values())  # the background read completes
+    await asyncio.sleep(0)  # and its callback refreshes the entry
+    assert store.task_reads == 1
+    assert (await service.get(owner, task.id)).version == changed.version  # now the new row
+    # Past the grace, a poller waits for the read: a row is never more than two lifetimes old.
+    waiting = await service.create(owner, VideoRequest(model="mem-1", prompt="a dog"))
+    await service.get(owner, waiting.id)
+    clock.now += 2.5
+    store.task_reads = 0
+    assert (await service.get(owner, waiting.id)).id == waiting.id
+    assert store.task_reads == 1

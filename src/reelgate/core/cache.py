@@ -26,6 +26,10 @@ class TtlCache(Generic[K, V]):
             return None
         return value
 
+    def peek(self, key: K) -> tuple[V, float] | None:
+        """The entry and its deadline, expired or not; nothing is removed or reordered."""
+        return self._data.get(key)
+
     def put(self, key: K, value: V, ttl: float) -> None:
         if self._size <= 0 or ttl <= 0:
             self._data.pop(key, None)

@@ -2,9 +2,9 @@
 engine learns upstream.
 
 The service is the only writer of tasks. It keeps two in-process caches for the hot status GET:
-token look-ups, and task rows (terminal rows never change; a non-terminal row is reused for at
-most ``task_cache_ttl`` seconds and replaced at once when this process writes it or hears of a
-change).
+token look-ups, and task rows (terminal rows never change; a non-terminal row is reused for
+``task_cache_ttl`` seconds, then for one more lifetime while it is re-read in the background,
+and replaced at once when this process writes it or hears of a change).
 """
 
 from __future__ import annotations

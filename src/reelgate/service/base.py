@@ -84,26 +84,57 @@ class ServiceBase:
 
     async def get(self, owner: ApiToken, task_id: str) -> Task:
         key = (owner.id, task_id)
-        task = self._tasks.get(key)
+        entry = self._tasks.peek(key)
+        if entry is not None:
+            cached, deadline = entry
+            late = self._monotonic() - deadline
+            if late <= 0:
+                return cached
+            if late <= self._task_ttl and not cached.status.terminal:
+                # Just expired: answer it, and re-read it in the background (once per task).
+                # A row served this way is at most two cache lifetimes old, and a poller never
+                # waits for the database behind a busy event loop.
+                self._refresh_in_background(key)
+                return cached
+        task = await self._load(key)
         if task is None:
-            task = await self._load(key)
-            if task is None:
-                raise NotFound(f"no task '{task_id}' for this token", code="task_not_found")
-            cached = self._tasks.get(key)
-            if cached is not None and cached.version >= task.version:
-                return cached  # written meanwhile by this process: keep the newer one
-            self._remember(task)
+            raise NotFound(f"no task '{task_id}' for this token", code="task_not_found")
+        fresh = self._tasks.get(key)
+        if fresh is not None and fresh.version >= task.version:
+            return fresh  # written meanwhile by this process: keep the newer one
+        self._remember(task)
         return task
 
     async def _load(self, key: tuple[str, str]) -> Task | None:
         """One database read per task at a time: when a cached row expires under many pollers,
         they share the read instead of queueing one each (the p99 of the status GET)."""
+        return await asyncio.shield(self._reading(key))
+
+    def _reading(self, key: tuple[str, str]) -> asyncio.Future[Task | None]:
         pending = self._loading.get(key)
         if pending is None:
             pending = asyncio.ensure_future(self.store.get_task(*key))
             self._loading[key] = pending
             pending.add_done_callback(lambda _done: self._loading.pop(key, None))
-        return await asyncio.shield(pending)
+        return pending
+
+    def _refresh_in_background(self, key: tuple[str, str]) -> None:
+        if key in self._loading:
+            return  # a read is under way; it will refresh the entry
+
+        def refreshed(done: asyncio.Future[Task | None]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                return  # the next poll past the grace reads again (and reports the error)
+            task = done.result()
+            if task is None:
+                self._tasks.discard(key)
+                return
+            entry = self._tasks.peek(key)
+            if entry is not None and entry[0].version >= task.version:
+                task = entry[0]  # unchanged (or newer here): keep the identical value
+            self._remember(task)
+
+        self._reading(key).add_done_callback(refreshed)
 
     async def refresh(self, owner: ApiToken, task_id: str) -> Task:
         """The task as stored now (a cached copy is replaced)."""
