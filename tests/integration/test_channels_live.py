@@ -305,3 +305,37 @@ def test_a_channel_added_in_one_process_is_used_by_a_worker_in_another(
         worker.wait(timeout=30)
         api.stop()
     assert KEY_BACKUP not in (tmp_path / "worker.log").read_text()
+
+
+def test_channels_from_the_cli(tmp_path: Path) -> None:
+    env = server_env(tmp_path, REELGATE_ENCRYPTION_KEY=ENCRYPTION)
+
+    def cli(*args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "reelgate", "channel", *args],
+            cwd=tmp_path,
+            env={
+                **env,
+                "COLUMNS": "200",
+                **({"REELGATE_CHANNEL_API_KEY": key} if key else {}),
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    bad = cli("add", "cli-one", "--weight", "2", "--base-url", "ftp://x", key=KEY_BACKUP)
+    assert bad.returncode == 2
+    assert "base_url" in bad.stderr
+    made = cli("add", "cli-one", "--weight", "2", "--models", "a, b", key=KEY_BACKUP)
+    assert (made.returncode, made.stdout.strip()) == (0, "cli-one: active")
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("reelgate.db*"))
+    assert KEY_BACKUP.encode() not in stored  # sealed at rest
+    assert cli("set", "cli-one", "--rpm", "5").returncode == 0
+    off = cli("disable", "cli-one", "--reason", "maintenance")
+    assert off.stdout.strip() == "cli-one: disabled (admin: maintenance)"
+    listed = cli("list").stdout
+    assert "cli-one" in listed
+    assert cli("enable", "cli-one").stdout.strip() == "cli-one: active"
+    assert cli("remove", "cli-one").returncode == 0
+    assert "cli-one" not in cli("list").stdout

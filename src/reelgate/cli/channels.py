@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.table import Table
 
 from reelgate.api.admin_channels import (
@@ -30,6 +31,7 @@ channel_app = typer.Typer(
     no_args_is_help=True,
 )
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 KEY_ENV = "REELGATE_CHANNEL_API_KEY"
 
 Priority = Annotated[int | None, typer.Option(help="Higher priorities are used first")]
@@ -58,11 +60,16 @@ def _with_book(config: str | None, job: Callable[[ChannelBook], Awaitable[T]]) -
     return _run(settings, go)
 
 
-def _fields(**given: Any) -> dict[str, Any]:
+def _parsed(model: type[M], **given: Any) -> M:
+    """The options given (``None``: not given) as ``model``, or a one-line error and exit 2."""
     fields = {k: v for k, v in given.items() if v is not None}
     if "models" in fields:
         fields["models"] = [m.strip() for m in fields["models"].split(",") if m.strip()]
-    return fields
+    try:
+        return parse_fields(model, fields)
+    except ReelgateError as exc:
+        _say(f"reelgate: {exc.message}")
+        raise typer.Exit(2) from None
 
 
 def _api_key(prompt: bool) -> str | None:
@@ -98,7 +105,8 @@ def channel_add(
 ) -> None:
     """Add a channel. The key is read from REELGATE_CHANNEL_API_KEY or asked for, and stored
     encrypted with REELGATE_ENCRYPTION_KEY."""
-    fields = _fields(
+    spec = _parsed(
+        NewChannel,
         name=name,
         provider=provider,
         region=region,
@@ -111,11 +119,6 @@ def channel_add(
         rpm=rpm,
         api_key=_api_key(prompt=True),
     )
-    try:
-        spec = parse_fields(NewChannel, fields)
-    except ReelgateError as exc:
-        _say(f"reelgate: {exc.message}")
-        raise typer.Exit(2) from None
     row = _with_book(config, lambda book: book.add(new_channel(spec), spec.api_key))
     _show(row)
 
@@ -137,7 +140,8 @@ def channel_set(
     config: ConfigOption = None,
 ) -> None:
     """Change a channel added at run time (one from settings changes in settings)."""
-    fields = _fields(
+    spec = _parsed(
+        ChannelFields,
         region=region,
         base_url=base_url,
         priority=priority,
@@ -149,7 +153,7 @@ def channel_set(
         api_key=_api_key(prompt=True) if new_key else None,
     )
     try:
-        changes = channel_changes(parse_fields(ChannelFields, fields))
+        changes = channel_changes(spec)
     except ReelgateError as exc:
         _say(f"reelgate: {exc.message}")
         raise typer.Exit(2) from None
