@@ -41,10 +41,9 @@ from reelgate.api.media import MediaLinks
 from reelgate.api.openai import OpenAiSurface
 from reelgate.api.openapi import OpenApi
 from reelgate.api.seed import SeedSurface, task_data
-from reelgate.api.upstreams import channel_book
+from reelgate.api.upstreams import channel_book, media_storage, secret_box
 from reelgate.api.webhooks import WebhookSurface
 from reelgate.core import schedule
-from reelgate.core.crypto import SecretBox
 from reelgate.core.errors import ReelgateError
 from reelgate.engine.callbacks import ROUTE as CALLBACK_ROUTE
 from reelgate.engine.callbacks import CallbackUrls
@@ -60,7 +59,7 @@ from reelgate.service import VideoService
 from reelgate.service.channels import ChannelBook
 from reelgate.service.stats import read_state
 from reelgate.settings import Settings, load_settings
-from reelgate.storage import LocalStorage, MediaStorage, S3Storage
+from reelgate.storage import MediaStorage
 from reelgate.store.redis_buckets import RedisBuckets
 from reelgate.store.sql import SqlStore, async_url, open_store
 
@@ -152,29 +151,29 @@ async def start_runtime(
         )
         providers.append(sandbox)
         roots["sandbox"] = sandbox.media_root
-    book = channel_book(settings, store, providers, clock)
-    if settings.encryption_key is not None:
-        # Webhook signing secrets are sealed at rest with the same key as upstream keys.
-        store.secret_box = SecretBox(settings.encryption_key.get_secret_value())
+    box = secret_box(settings)
+    # Webhook signing secrets are sealed at rest with the same key as upstream keys.
+    store.secret_box = box
+    book = channel_book(settings, store, providers, clock, box)
     try:
         registry = await book.start()
+        service = VideoService(  # refuses a price table naming a model nobody serves
+            store,
+            registry,
+            token_cache_ttl=settings.token_cache_ttl,
+            task_cache_ttl=settings.task_cache_ttl,
+            task_cache_size=settings.task_cache_size,
+            allow_networks=networks,
+            max_task_seconds=settings.max_task_seconds,
+            mirror_media=settings.media_mirror,
+            prices=settings.price_table,
+            currency=settings.billing_currency,
+            clock=clock,
+        )
     except ReelgateError:
         await book.close()
         await store.close()
         raise
-    service = VideoService(
-        store,
-        registry,
-        token_cache_ttl=settings.token_cache_ttl,
-        task_cache_ttl=settings.task_cache_ttl,
-        task_cache_size=settings.task_cache_size,
-        allow_networks=networks,
-        max_task_seconds=settings.max_task_seconds,
-        mirror_media=settings.media_mirror,
-        prices=settings.price_table,
-        currency=settings.billing_currency,
-        clock=clock,
-    )
     mirror_storage = roots["mirror"] = media_storage(settings)
     links = MediaLinks(
         key,
@@ -245,21 +244,6 @@ async def start_runtime(
         )
         runtime.mirror_task = asyncio.create_task(mirror.run(runtime.stop))
     return runtime
-
-
-def media_storage(settings: Settings) -> MediaStorage:
-    """Where durable copies go: the configured S3-compatible bucket, else the data directory."""
-    if not settings.media_s3_url:
-        return LocalStorage(settings.data_dir / "mirror")
-    key = settings.media_s3_access_key_id
-    secret = settings.media_s3_secret_access_key
-    return S3Storage(
-        settings.media_s3_url,
-        endpoint=settings.media_s3_endpoint,
-        region=settings.media_s3_region,
-        access_key_id=key.get_secret_value() if key else None,
-        secret_access_key=secret.get_secret_value() if secret else None,
-    )
 
 
 def create_app(

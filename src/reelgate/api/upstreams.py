@@ -1,5 +1,6 @@
-"""The upstream side of assembly: the channels defined in settings, and how each provider's
-instances are made from a channel and its key."""
+"""Assembly from settings, outside the request path: the channels defined in settings, how each
+provider's instances are made from a channel and its key, the box that seals stored secrets,
+and where durable media copies go."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from reelgate.providers.ark import REGIONS, ArkProvider
 from reelgate.providers.base import Provider
 from reelgate.service.channels import ChannelBook
 from reelgate.settings import Settings
+from reelgate.storage import LocalStorage, MediaStorage, S3Storage
 from reelgate.store.base import Store
 
 
@@ -75,13 +77,13 @@ def channel_book(
     store: Store,
     builtin: Sequence[Provider] = (),
     clock: Callable[[], float] = time.time,
+    box: SecretBox | None = None,
 ) -> ChannelBook:
     """The channels of this gateway: from settings, and added at run time (in the database)."""
     hint = (
         "set REELGATE_ARK_API_KEY, or add an Ark channel (reelgate channel add), to enable "
         "Doubao Seedance"
     )
-    key = settings.encryption_key
     return ChannelBook(
         store,
         builtin=builtin,
@@ -89,8 +91,29 @@ def channel_book(
         factories={"ark": ark_factory(settings)},
         unconfigured={"ark": {n: hint for m in ark_catalog.MODELS for n in (m.name, m.byteplus)}},
         aliases=settings.model_aliases,
-        box=SecretBox(key.get_secret_value()) if key else None,
+        box=box or secret_box(settings),
         clock=clock,
         refresh_s=settings.channel_refresh_seconds,
         probe_interval_s=settings.channel_probe_seconds,
+    )
+
+
+def secret_box(settings: Settings) -> SecretBox | None:
+    """What seals secrets kept in the database, when ``REELGATE_ENCRYPTION_KEY`` is set."""
+    key = settings.encryption_key
+    return SecretBox(key.get_secret_value()) if key else None
+
+
+def media_storage(settings: Settings) -> MediaStorage:
+    """Where durable copies go: the configured S3-compatible bucket, else the data directory."""
+    if not settings.media_s3_url:
+        return LocalStorage(settings.data_dir / "mirror")
+    key = settings.media_s3_access_key_id
+    secret = settings.media_s3_secret_access_key
+    return S3Storage(
+        settings.media_s3_url,
+        endpoint=settings.media_s3_endpoint,
+        region=settings.media_s3_region,
+        access_key_id=key.get_secret_value() if key else None,
+        secret_access_key=secret.get_secret_value() if secret else None,
     )
