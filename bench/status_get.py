@@ -176,7 +176,14 @@ def profile(pid: int, run_load: Callable[[], object], out: Path) -> str:
     if not Path(spy).exists():
         return "py-spy is not installed (pip install -e '.[dev]')"
     cmd = [spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking"]
-    cmd += ["--format", "raw", "--rate", "200", "--output", str(out)]
+    cmd += [
+        "--format",
+        "raw",
+        "--rate",
+        os.environ.get("BENCH_SPY_RATE", "200"),
+        "--output",
+        str(out),
+    ]
     spy_proc = subprocess.Popen(
         [*LOAD_PIN, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )

@@ -37,9 +37,11 @@ from reelgate.api.context import RequestObserver
 from reelgate.api.errors import on_http_exception, on_reelgate_error, on_unexpected
 from reelgate.api.events import TaskEvents
 from reelgate.api.health import Readiness, healthz
+from reelgate.api.hotpath import HotRoutes
 from reelgate.api.media import MediaLinks
 from reelgate.api.openai import OpenAiSurface
 from reelgate.api.openapi import OpenApi
+from reelgate.api.rsgi import RsgiGateway
 from reelgate.api.seed import SeedSurface, task_data
 from reelgate.api.upstreams import channel_book, media_storage, secret_box
 from reelgate.api.webhooks import WebhookSurface
@@ -67,6 +69,9 @@ log = logging.getLogger("reelgate")
 
 # The Ark-native surface's base path (clients use base_url=".../api/v3").
 ARK_TASKS = "/api/v3/contents/generations/tasks"
+# The status GETs clients poll (answered by ``api.hotpath`` under ``reelgate serve``).
+SEED_GET = "/v1/video/generations/{task_id}"
+VIDEOS_GET = "/v1/videos/{video_id}"
 
 
 @dataclass
@@ -255,6 +260,8 @@ def create_app(
     """The ASGI app. Its lifespan opens the database, migrates it and starts the worker."""
     openapi = OpenApi()
     holder: dict[str, Runtime] = {}
+    # The status GETs, answered below Starlette by the RSGI entry (``rsgi_app_from_env``).
+    hot = HotRoutes()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -267,6 +274,7 @@ def create_app(
         app.state.runtime = runtime
         seed = SeedSurface(runtime.service, runtime.links, settings.max_body_bytes)
         handlers["seed_get"] = seed.get
+        hot.add(SEED_GET, seed.hot_get)
         handlers["seed_create"] = seed.create
         handlers["seed_list"] = seed.list
         handlers["usage"] = seed.usage
@@ -278,6 +286,7 @@ def create_app(
         handlers["videos_create"] = videos.create
         handlers["videos_list"] = videos.list
         handlers["videos_retrieve"] = videos.retrieve
+        hot.add(VIDEOS_GET, videos.hot_get)
         handlers["videos_delete"] = videos.delete
         handlers["videos_content"] = videos.content
         handlers["videos_remix"] = videos.remix
@@ -331,7 +340,7 @@ def create_app(
         return endpoint
 
     routes = [
-        Route("/v1/video/generations/{task_id}", late("seed_get"), methods=["GET"]),
+        Route(SEED_GET, late("seed_get"), methods=["GET"]),
         Route("/v1/video/generations", late("seed_create"), methods=["POST"]),
         Route("/v1/video/generations", late("seed_list"), methods=["GET"]),
         Route("/v1/video/generations/{task_id}/cancel", late("seed_cancel"), methods=["POST"]),
@@ -354,7 +363,7 @@ def create_app(
         Route(ARK_TASKS + "/{task_id}", late("ark_delete"), methods=["DELETE"]),
         Route("/v1/videos", late("videos_create"), methods=["POST"]),
         Route("/v1/videos", late("videos_list"), methods=["GET"]),
-        Route("/v1/videos/{video_id}", late("videos_retrieve"), methods=["GET"]),
+        Route(VIDEOS_GET, late("videos_retrieve"), methods=["GET"]),
         Route("/v1/videos/{video_id}", late("videos_delete"), methods=["DELETE"]),
         Route("/v1/videos/{video_id}/content", late("videos_content"), methods=["GET"]),
         Route("/v1/videos/{video_id}/remix", late("videos_remix"), methods=["POST"]),
@@ -384,7 +393,7 @@ def create_app(
         Mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path))),
         console_mount(),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(RequestObserver)],
@@ -394,6 +403,8 @@ def create_app(
             Exception: on_unexpected,
         },
     )
+    app.state.hot_routes = hot
+    return app
 
 
 def app_from_env() -> Starlette:
@@ -401,3 +412,12 @@ def app_from_env() -> Starlette:
     settings = load_settings()
     logs.configure(settings)
     return create_app(settings)
+
+
+def rsgi_app_from_env() -> RsgiGateway:
+    """Factory for granian's RSGI interface (``reelgate serve``): the status GETs answered
+    first (``api.hotpath``), the application for everything else."""
+    app = app_from_env()
+    hot = app.state.hot_routes
+    assert isinstance(hot, HotRoutes)
+    return RsgiGateway(app, hot)

@@ -14,7 +14,6 @@ per label set: this sits on the status GET's hot path.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,25 +24,7 @@ from reelgate.metrics import METRICS, Metrics
 class RequestObserver:
     def __init__(self, app: ASGIApp, metrics: Metrics = METRICS) -> None:
         self.app = app
-        self.metrics = metrics
-        self._timers: dict[tuple[str, str], Any] = {}
-        self._counts: dict[tuple[str, str, int], Any] = {}
-
-    def _timer(self, scope: Scope) -> Any:
-        key = (_route_of(scope), scope["method"])
-        timer = self._timers.get(key)
-        if timer is None:
-            timer = self._timers[key] = self.metrics.http_latency.labels(*key)
-        return timer
-
-    def _count(self, scope: Scope, status: int) -> Any:
-        key = (_route_of(scope), scope["method"], status)
-        count = self._counts.get(key)
-        if count is None:
-            count = self._counts[key] = self.metrics.http_requests.labels(
-                key[0], key[1], str(status)
-            )
-        return count
+        self.http = metrics.http
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,7 +46,9 @@ class RequestObserver:
             nonlocal status, timed
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                self._timer(scope).observe(time.perf_counter() - start)
+                self.http.route(_route_of(scope), scope["method"]).timed(
+                    time.perf_counter() - start
+                )
                 timed = True
                 # A copy: a cached response's own header list must not grow.
                 message = {**message, "headers": [*message.get("headers", ()), header]}
@@ -75,9 +58,10 @@ class RequestObserver:
             await self.app(scope, receive, sending)
         finally:
             logs.REQUEST_ID.reset(token)
+            stats = self.http.route(_route_of(scope), scope["method"])
             if not timed:
-                self._timer(scope).observe(time.perf_counter() - start)
-            self._count(scope, status).inc()
+                stats.timed(time.perf_counter() - start)
+            stats.answered(status)
 
 
 def _route_of(scope: Scope) -> str:

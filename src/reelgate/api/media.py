@@ -58,10 +58,18 @@ class MediaLinks:
         }
         self._ttl = ttl
         self._clock = clock
+        # The last epoch, and the clock readings (since, until] that give it.
+        self._epoch = (0, 0.0, -1.0)
 
     def epoch(self) -> int:
         """The expiry every link made now carries; rendered bodies stay valid while it holds."""
-        return expiry_for(self._clock(), self._ttl, LINK_BUCKET_SECONDS)
+        now = self._clock()
+        epoch, since, until = self._epoch
+        if since < now <= until:
+            return epoch  # (asked on every status GET; it changes once per bucket)
+        epoch = expiry_for(now, self._ttl, LINK_BUCKET_SECONDS)
+        self._epoch = (epoch, epoch - self._ttl - LINK_BUCKET_SECONDS, epoch - self._ttl)
+        return epoch
 
     def url(self, ref: str, epoch: int | None = None) -> str:
         """A public URL for ``ref``; references that are already URLs pass through."""

@@ -18,9 +18,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from reelgate import previews
+from reelgate.api.bodies import RenderCache
 from reelgate.api.body import read_object
+from reelgate.api.hotpath import Answer
 from reelgate.api.media import MediaLinks
-from reelgate.api.seed import bearer, idempotency_key, poll_hint, seen_version
+from reelgate.api.seed import bearer, bearer_value, idempotency_key, poll_hint, seen_version
 from reelgate.core.errors import Conflict, InvalidRequest, NotFound, ReelgateError
 from reelgate.core.ids import ApiToken
 from reelgate.core.lifecycle import Status, Task
@@ -124,6 +126,7 @@ class OpenAiSurface:
         self.links = links
         self.max_body = max_body
         self.default_model = default_model
+        self._bodies = RenderCache[bytes]()
 
     def video(self, task: Task) -> dict[str, Any]:
         progress = self.service.estimate(task)[0]
@@ -147,16 +150,31 @@ class OpenAiSurface:
         return out
 
     def _answer(self, task: Task, status: int = 200) -> Response:
-        headers = {"ETag": f'W/"{task.version}.0"'}
+        _, headers, body = self._video_answer(task, None, status)
+        return Response(body, status_code=status, headers=dict(headers))
+
+    def _video_answer(self, task: Task, seen: int | None, status: int = 200) -> Answer:
+        if seen is not None and seen == task.version:
+            return 304, [("etag", f'W/"{task.version}.0"')], b""
+        headers = [("etag", f'W/"{task.version}.0"')]
+        progress, remaining = self.service.estimate(task)
         if not task.status.terminal:
-            remaining = self.service.estimate(task)[1]
-            headers["openai-poll-after-ms"] = str(int(poll_hint(remaining) * 1000))
-        return Response(
-            json.dumps(self.video(task)).encode(),
-            status_code=status,
-            media_type="application/json",
-            headers=headers,
-        )
+            headers.append(("openai-poll-after-ms", str(int(poll_hint(remaining) * 1000))))
+        headers.append(("content-type", "application/json"))
+        body = self._bodies.get(task, progress)
+        if body is None:
+            body = self._bodies.put(task, progress, json.dumps(self.video(task)).encode())
+        return status, headers, body
+
+    def hot_get(
+        self, authorization: str | None, if_none_match: str | None, video_id: str
+    ) -> Answer | None:
+        """``retrieve`` for ``api.hotpath`` when the token and the task are cached (else None)."""
+        owner = self.service.cached_token(bearer_value(authorization))
+        task = None if owner is None else self.service.cached_task(owner, video_id)
+        if task is None:
+            return None
+        return self._video_answer(task, seen_version(if_none_match))
 
     async def _owner(self, request: Request) -> ApiToken:
         return await self.service.authenticate(bearer(request))
@@ -180,9 +198,8 @@ class OpenAiSurface:
             seen = seen_version(request.headers.get("if-none-match"))
         except ReelgateError as exc:
             return openai_error(exc)
-        if seen is not None and seen == task.version:
-            return Response(status_code=304, headers={"ETag": f'W/"{task.version}.0"'})
-        return self._answer(task)
+        status, headers, body = self._video_answer(task, seen)
+        return Response(body, status_code=status, headers=dict(headers))
 
     async def list(self, request: Request) -> Response:
         try:

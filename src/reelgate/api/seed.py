@@ -13,8 +13,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from reelgate.api.bodies import RenderCache
 from reelgate.api.body import read_object
 from reelgate.api.errors import error_response
+from reelgate.api.hotpath import Answer
 from reelgate.api.media import MediaLinks
 from reelgate.core.errors import Conflict, InvalidRequest, NotFound, ReelgateError
 from reelgate.core.lifecycle import Status, Task
@@ -31,7 +33,11 @@ MAX_LIST_LIMIT = 100
 
 
 def bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization")
+    return bearer_value(request.headers.get("authorization"))
+
+
+def bearer_value(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (None: no bearer token)."""
     if not header:
         return None
     scheme, _, value = header.partition(" ")
@@ -202,6 +208,9 @@ def list_status(raw: str | None) -> Status | None:
         ) from None
 
 
+_StatusAnswer = tuple[str, list[tuple[str, str]], list[tuple[str, str]], bytes]
+
+
 class SeedSurface:
     def __init__(
         self, service: VideoService, links: MediaLinks, max_body: int, cache_size: int = 100_000
@@ -209,32 +218,33 @@ class SeedSurface:
         self.service = service
         self.links = links
         self.max_body = max_body
-        # Rendered bodies, reused while the task value and the link epoch are unchanged.
-        self._bodies: dict[str, tuple[Task, tuple[int, tuple[int, int]], bytes]] = {}
-        self._cache_size = cache_size
+        # Rendered bodies, reused while the task value, the estimate and link epoch are unchanged.
+        self._bodies = RenderCache[bytes](cache_size)
+        # Whole status answers: (ETag, headers of a 304, headers of a 200, body).
+        self._answers = RenderCache[_StatusAnswer](cache_size)
 
     def data(self, task: Task) -> dict[str, Any]:
         """The ``data`` object of a task as every route renders it (estimates included)."""
         return task_data(task, self.links, self.links.epoch(), self.service.estimate(task))
 
-    def render(self, task: Task) -> bytes:
-        epoch = self.links.epoch()
-        estimate = self.service.estimate(task)
-        cached = self._bodies.get(task.id)
-        if cached is not None and cached[0] is task and cached[1] == (epoch, estimate):
-            return cached[2]
-        data = task_data(task, self.links, epoch, estimate)
-        body = json.dumps({"code": "success", "data": data}).encode()
-        if len(self._bodies) >= self._cache_size:
-            self._bodies.pop(next(iter(self._bodies)))
-        self._bodies[task.id] = (task, (epoch, estimate), body)
+    def render(self, task: Task, epoch: int | None = None) -> bytes:
+        """The status GET's body (``epoch``: the media links' expiry, now if not given)."""
+        epoch = self.links.epoch() if epoch is None else epoch
+        inputs = (epoch, self.service.estimate(task))
+        body = self._bodies.get(task, inputs)
+        if body is None:
+            data = task_data(task, self.links, *inputs)
+            body = self._bodies.put(
+                task, inputs, json.dumps({"code": "success", "data": data}).encode()
+            )
         return body
 
-    def etag(self, task: Task) -> str:
+    def etag(self, task: Task, epoch: int | None = None) -> str:
         """Changes with the task: a new version, or fresh links on a success. Weak: the estimates
         in the body move with time without making it a different answer."""
-        epoch = self.links.epoch() if task.status is Status.SUCCESS else 0
-        return f'W/"{task.version}.{epoch}"'
+        if task.status is not Status.SUCCESS:
+            return f'W/"{task.version}.0"'
+        return f'W/"{task.version}.{self.links.epoch() if epoch is None else epoch}"'
 
     async def get(self, request: Request) -> Response:
         try:
@@ -246,17 +256,49 @@ class SeedSurface:
                 wait = wait_seconds(request)
                 if wait and not task.status.terminal:
                     task = await self.service.wait_status(owner, task_id, seen_version(seen), wait)
-            headers = {"ETag": self.etag(task)}
-            remaining = await self.service.expected_remaining(task)
+            # (Refreshes the per-model durations the estimate and the poll hint come from.)
+            await self.service.expected_remaining(task)
         except ReelgateError as exc:
             return error_response(exc)
-        if remaining is not None:
-            hint = poll_hint(remaining)
-            headers["Retry-After"] = str(math.ceil(hint))
-            headers["openai-poll-after-ms"] = str(int(hint * 1000))
-        if seen is not None and seen == headers["ETag"]:
-            return Response(status_code=304, headers=headers)
-        return Response(self.render(task), media_type="application/json", headers=headers)
+        status, headers, body = self._status_answer(task, seen)
+        return Response(body, status_code=status, headers=dict(headers))
+
+    def hot_get(
+        self, authorization: str | None, if_none_match: str | None, task_id: str
+    ) -> Answer | None:
+        """The plain status GET (no long-poll) for ``api.hotpath``, when the token and the task
+        are in the service's caches. None leaves the request to ``get`` above (errors and
+        database reads included): both answer a request the same way."""
+        owner = self.service.cached_token(bearer_value(authorization))
+        if owner is None:
+            return None
+        task = self.service.cached_task(owner, task_id)
+        if task is None:
+            return None
+        if not task.status.terminal:
+            self.service.refresh_durations_soon()
+        return self._status_answer(task, if_none_match)
+
+    def _status_answer(self, task: Task, seen: str | None) -> Answer:
+        """200 with the task, or 304 when ``seen`` is its ETag. Built once per task value, link
+        epoch and estimate (an unfinished task's poll hint comes from its estimate)."""
+        epoch = self.links.epoch()
+        estimate = self.service.estimate(task)
+        answer = self._answers.get(task, (epoch, estimate))
+        if answer is None:
+            etag = self.etag(task, epoch)
+            headers = [("etag", etag)]
+            if not task.status.terminal:
+                hint = poll_hint(estimate[1])
+                headers.append(("retry-after", str(math.ceil(hint))))
+                headers.append(("openai-poll-after-ms", str(int(hint * 1000))))
+            full = [*headers, ("content-type", "application/json")]
+            answer = (etag, headers, full, self.render(task, epoch))
+            self._answers.put(task, (epoch, estimate), answer)
+        etag, not_modified, full, body = answer
+        if seen is not None and seen == etag:
+            return 304, not_modified, b""
+        return 200, full, body
 
     async def create(self, request: Request) -> Response:
         try:

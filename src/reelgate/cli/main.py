@@ -138,12 +138,11 @@ def serve(
     os.environ["REELGATE_HOST"] = settings.host
     os.environ["REELGATE_PORT"] = str(settings.port)
     os.environ["REELGATE_WORKER_ENABLED"] = "true" if worker else "false"
-    target = "reelgate.api.app:app_from_env"
     if server is ServerKind.uvicorn:
         import uvicorn
 
         uvicorn.run(
-            target,
+            "reelgate.api.app:app_from_env",
             factory=True,
             host=settings.host,
             port=settings.port,
@@ -152,13 +151,16 @@ def serve(
         )
         return
     from granian import Granian
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, Loops
 
+    # RSGI: the status GETs are answered below the ASGI stack (reelgate.api.rsgi), on uvloop.
     Granian(
-        target,
+        "reelgate.api.app:rsgi_app_from_env",
         address=settings.host,
         port=settings.port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI,
+        loop=Loops.uvloop,
+        websockets=False,
         factory=True,
         workers=1,
         log_access=False,

@@ -28,7 +28,10 @@ class Status(enum.StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self in (Status.SUCCESS, Status.FAILURE)
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({Status.SUCCESS, Status.FAILURE})
 
 
 class UpstreamState(enum.StrEnum):

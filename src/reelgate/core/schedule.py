@@ -145,6 +145,10 @@ CALLBACK_COALESCE_PROGRESS = 5.0
 MAX_TASK_SECONDS = 72 * 3600.0
 
 
+# The estimate of a finished task: complete, nothing left.
+DONE = (100, 0)
+
+
 def estimate(
     *,
     terminal: bool,
@@ -158,7 +162,7 @@ def estimate(
     100 (only the upstream knows when it is really done), and the seconds left until the typical
     duration (0 once it has passed)."""
     if terminal:
-        return 100, 0
+        return DONE
     if typical <= 0:
         return 0, 0
     spent = max(0.0, now - started_at)

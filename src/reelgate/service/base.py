@@ -77,25 +77,18 @@ class ServiceBase:
         self._tasks: TtlCache[tuple[str, str], Task] = TtlCache(task_cache_size, monotonic)
         self._loading: dict[tuple[str, str], asyncio.Future[Task | None]] = {}
         self._token_loads: dict[str, asyncio.Future[ApiToken | None]] = {}
+        # Reads started in the background (kept referenced until they finish).
+        self._background: set[asyncio.Future[None]] = set()
         self.work_available = asyncio.Event()
         # Set when this process wrote webhook deliveries (the sender wakes at once).
         self.webhooks_due = asyncio.Event()
         self._listeners: list[Callable[[Task], None]] = []
 
     async def get(self, owner: ApiToken, task_id: str) -> Task:
+        cached = self.cached_task(owner, task_id)
+        if cached is not None:
+            return cached
         key = (owner.id, task_id)
-        entry = self._tasks.peek(key)
-        if entry is not None:
-            cached, deadline = entry
-            late = self._monotonic() - deadline
-            if late <= 0:
-                return cached
-            if late <= self._task_ttl and not cached.status.terminal:
-                # Just expired: answer it, and re-read it in the background (once per task).
-                # A row served this way is at most two cache lifetimes old, and a poller never
-                # waits for the database behind a busy event loop.
-                self._refresh_in_background(key)
-                return cached
         task = await self._load(key)
         if task is None:
             raise NotFound(f"no task '{task_id}' for this token", code="task_not_found")
@@ -104,6 +97,24 @@ class ServiceBase:
             return fresh  # written meanwhile by this process: keep the newer one
         self._remember(task)
         return task
+
+    def cached_task(self, owner: ApiToken, task_id: str) -> Task | None:
+        """The task as ``get`` answers it when that needs no database read, else None."""
+        key = (owner.id, task_id)
+        entry = self._tasks.peek(key)
+        if entry is None:
+            return None
+        cached, deadline = entry
+        late = self._monotonic() - deadline
+        if late <= 0:
+            return cached
+        if late <= self._task_ttl and not cached.status.terminal:
+            # Just expired: answer it, and re-read it in the background (once per task).
+            # A row served this way is at most two cache lifetimes old, and a poller never
+            # waits for the database behind a busy event loop.
+            self._refresh_in_background(key)
+            return cached
+        return None
 
     async def _load(self, key: tuple[str, str]) -> Task | None:
         """One database read per task at a time: when a cached row expires under many pollers,

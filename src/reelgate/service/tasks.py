@@ -56,6 +56,13 @@ class TaskUseCases(Waiting):
             raise AuthenticationError("invalid or revoked API token", code="invalid_token")
         return cached
 
+    def cached_token(self, plaintext: str | None) -> ApiToken | None:
+        """The active token ``authenticate`` would answer, when that needs no database read."""
+        if not plaintext:
+            return None
+        cached = self._tokens.get(hash_token(plaintext))
+        return cached if cached is not None and cached.active else None
+
     async def create_token(self, name: str, **limits: Any) -> tuple[ApiToken, NewToken]:
         """A new token (``models``, ``rpm``, ``max_concurrent`` limits optional)."""
         token = new_token()

@@ -64,8 +64,18 @@ class Waiting(ServiceBase):
         await self._refresh_typical()
         return float(self.estimate(task)[1])
 
+    def refresh_durations_soon(self) -> None:
+        """Start a due refresh of the per-model durations in the background (``estimate`` uses
+        them as they are meanwhile): for answers that must not wait."""
+        if self._monotonic() >= self._typical_until:
+            refresh = asyncio.ensure_future(self._refresh_typical())
+            self._background.add(refresh)
+            refresh.add_done_callback(self._background.discard)
+
     def estimate(self, task: Task) -> tuple[int, int]:
         """``(estimated_progress, eta_seconds)`` from the model's learned typical duration."""
+        if task.status.terminal:
+            return schedule.DONE  # (on every status GET of a finished task: no more work)
         typical = self._typical.get((task.provider, task.model), self.default_typical)
         return schedule.estimate(
             terminal=task.status.terminal,

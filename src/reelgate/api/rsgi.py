@@ -1,0 +1,212 @@
+"""reelgate under granian's RSGI interface: the hot status GET first, the application for the rest.
+
+``reelgate serve`` runs granian with this entry instead of plain ASGI. A polled task's status GET
+(``api.hotpath``) is answered here with one ``response_bytes`` call: no ASGI scope dict, no
+receive/send round trips, no middleware or router. Profiling the status GET showed those layers,
+not the database or the rendering, taking most of each request's time. Every other request goes
+through a small RSGI→ASGI bridge into the Starlette application, unchanged: request bodies are
+streamed in, responses sent whole or streamed out (SSE, media), and a client that goes away is
+reported to the application as ``http.disconnect``.
+
+The hot answers carry the same ``X-Request-Id`` and metrics as ``api.context.RequestObserver``
+gives the others. ``reelgate serve --server uvicorn`` serves the plain ASGI application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from granian._granian import RSGIHTTPProtocol as HTTPProtocol
+from granian._granian import RSGIProtocolClosed as ProtocolClosed
+from granian.rsgi import Scope
+from starlette.applications import Starlette
+from starlette.types import Message
+
+from reelgate import logs
+from reelgate.api.hotpath import HotHandler, HotRoutes
+from reelgate.metrics import RouteStats
+
+log = logging.getLogger("reelgate.api")
+
+_ASGI = {"version": "3.0", "spec_version": "2.3"}
+_FAILED = b'{"code":"internal_error","message":"internal error; it has been logged","data":null}'
+
+
+class RsgiGateway:
+    def __init__(self, app: Starlette, hot: HotRoutes) -> None:
+        self.app = app
+        self.hot = hot
+        self._lifespan: contextlib.AbstractAsyncContextManager[Any] | None = None
+
+    # -- start-up and shutdown: granian calls these with its event loop, around serving -------
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        lifespan = self.app.router.lifespan_context(self.app)
+        try:
+            loop.run_until_complete(lifespan.__aenter__())
+        except Exception as exc:
+            log.error("start-up failed: %s", exc, exc_info=exc)
+            sys.exit(1)
+        self._lifespan = lifespan
+        import gc
+
+        gc.freeze()
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._lifespan is not None:
+            lifespan, self._lifespan = self._lifespan, None
+            loop.run_until_complete(lifespan.__aexit__(None, None, None))
+
+    # -- requests ------------------------------------------------------------------------------
+    async def __rsgi__(self, scope: Scope, proto: HTTPProtocol) -> None:
+        if scope.method == "GET" and not scope.query_string:
+            hit = self.hot.match(scope.path)
+            if hit is not None and self._hot(scope, proto, *hit):
+                return
+        await self._bridge(scope, proto)
+
+    def _hot(
+        self,
+        scope: Scope,
+        proto: HTTPProtocol,
+        stats: RouteStats,
+        handler: HotHandler,
+        task_id: str,
+    ) -> bool:
+        """Answer from memory, or False: the application answers the request."""
+        start = time.perf_counter()
+        headers = scope.headers
+        if "prefer" in headers:
+            return False  # a long-poll: the full route waits
+        try:
+            answer = handler(headers.get("authorization"), headers.get("if-none-match"), task_id)
+        except Exception:
+            return False  # the application answers it, and reports what went wrong
+        if answer is None:
+            return False
+        sent = headers.get("x-request-id")
+        request_id = logs.request_id_from_header(_raw(sent)) if sent else logs.new_request_id()
+        status, out, body = answer
+        proto.response_bytes(status, [*out, ("x-request-id", request_id)], body)
+        stats.timed(time.perf_counter() - start)
+        stats.answered(status)
+        return True
+
+    async def _bridge(self, scope: Scope, proto: HTTPProtocol) -> None:
+        exchange = _Exchange(proto)
+        try:
+            await self.app(_asgi_scope(scope), exchange.receive, exchange.send)
+        except Exception as exc:
+            if exchange.closed:
+                return  # the client went away mid-answer: nothing to report
+            if not exchange.started:
+                log.error("request failed before an answer", exc_info=exc)
+                exchange.fail()
+            # Otherwise the application has answered (500) and logged it already.
+            return
+        exchange.finish()
+
+
+class _Exchange:
+    """One request's ASGI ``receive`` and ``send`` over an RSGI protocol object."""
+
+    def __init__(self, proto: HTTPProtocol) -> None:
+        self.proto = proto
+        self.started = False  # the answer's status line is out (or about to be)
+        self.closed = False  # the client stopped reading
+        self._status = 500
+        self._headers: list[tuple[str, str]] = []
+        self._chunks: AsyncIterator[bytes] | None = None
+        self._body_done = False
+        self._stream: Any = None
+        self._sent = False
+
+    async def receive(self) -> Message:
+        if not self._body_done:
+            if self._chunks is None:
+                self._chunks = self.proto.__aiter__()
+            assert self._chunks is not None
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._body_done = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            return {"type": "http.request", "body": bytes(chunk), "more_body": True}
+        await self.proto.client_disconnect()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self._status = int(message["status"])
+            self._headers = [
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in message.get("headers", ())
+            ]
+            return
+        if kind != "http.response.body" or self._sent:
+            return
+        self.started = True
+        body = message.get("body", b"")
+        more = message.get("more_body", False)
+        if self._stream is None:
+            if not more:
+                self._sent = True
+                self.proto.response_bytes(self._status, self._headers, bytes(body))
+                return
+            self._stream = self.proto.response_stream(self._status, self._headers)
+        if body:
+            try:
+                await self._stream.send_bytes(bytes(body))
+            except ProtocolClosed as exc:
+                self.closed = True
+                raise OSError("the client closed the connection") from exc
+        if not more:
+            self._sent = True
+
+    def finish(self) -> None:
+        """The application returned: make sure the client got an answer."""
+        if self._stream is None and not self._sent:
+            self._sent = True
+            self.proto.response_empty(self._status, self._headers)
+
+    def fail(self) -> None:
+        self._sent = True
+        self.proto.response_bytes(500, [("content-type", "application/json")], _FAILED)
+
+
+def _asgi_scope(scope: Scope) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": _ASGI,
+        "http_version": scope.http_version,
+        "method": scope.method,
+        "scheme": scope.scheme,
+        "path": scope.path,
+        "query_string": scope.query_string.encode("utf-8"),
+        "root_path": "",
+        "headers": [(name.encode("latin-1"), _raw(value)) for name, value in scope.headers.items()],
+        "client": _address(scope.client),
+        "server": _address(scope.server),
+        "state": {},
+    }
+
+
+def _raw(value: str) -> bytes:
+    """A header value as bytes (granian gives text; ``latin-1`` keeps each byte as it came)."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
+
+
+def _address(text: str) -> tuple[str, int] | None:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
