@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.errors import Conflict
 from reelgate.core.ids import new_task_id, new_token
 from reelgate.core.lifecycle import Status, Task
 from reelgate.store.sql import TASK_CHANNEL, SqlStore, open_store
+from reelgate.store.sql_base import StoreError
 from tests.pg import PG_ADMIN, _drop, _pg_database
 
 pytestmark = pytest.mark.anyio
@@ -328,3 +330,19 @@ async def test_tasks_in_flight_before_the_engine_migration_get_a_deadline(
         assert [t.id for t in await store.claim_overdue(1e9, 10, "w", 30)] == ["t_running"]
     finally:
         await store.close()
+
+
+async def test_a_pool_with_no_free_connection_is_a_store_error(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('pool') / 'reelgate.db'}"
+    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.05)
+    s = SqlStore(engine)
+    try:
+        await s.migrate()
+        async with s._read():  # the only connection, held
+            with pytest.raises(StoreError, match="no free connection"):
+                await s.count_active_tokens()
+        assert await s.count_active_tokens() == 0  # and usable again once it is back
+    finally:
+        await s.close()

@@ -277,7 +277,14 @@ class SqlStore(
 async def open_store(database_url: str) -> SqlStore:
     """Create the engine for ``database_url`` (sqlite:///… or postgresql://…)."""
     url = async_url(database_url)
-    engine = create_async_engine(url, pool_pre_ping=url.startswith("postgresql"))
+    if url.startswith("postgresql"):
+        # A worker keeps about this many transactions under way (submissions, look-ups, the
+        # outboxes): keeping them all open beats opening and closing overflow connections in
+        # every burst (each a PostgreSQL backend started, set up and ended). The cap is
+        # SQLAlchemy's default one (5 + 10 overflow); past it, callers wait for a connection.
+        engine = create_async_engine(url, pool_pre_ping=True, pool_size=15, max_overflow=0)
+    else:
+        engine = create_async_engine(url)
     if engine.dialect.name == "sqlite":
         path = engine.url.database
         if path and path != ":memory:":

@@ -153,6 +153,8 @@ class SqlBase:
             raise StoreError(f"database unavailable: {exc.orig}") from exc
         except sa.exc.InterfaceError as exc:
             raise StoreError(f"database connection failed: {exc.orig}") from exc
+        except sa.exc.TimeoutError as exc:  # the pool's: every connection busy for too long
+            raise StoreError(f"database busy: no free connection ({exc})") from exc
         except sa.exc.DBAPIError as exc:
             if not _unavailable(exc):
                 raise
