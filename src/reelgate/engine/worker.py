@@ -9,12 +9,10 @@ A round (``tick``):
 
 1. **Sweep** (every few seconds): unfinished tasks past their deadline end as ``timeout``.
 2. **Admit**: per provider account, as many of the oldest unsubmitted tasks as its caps allow
-   (``AdmissionCaps``) are submitted; the rest wait in reelgate's queue, in order. A round claims
-   no more than its slots send out soon (``ADMIT_BATCH``; a full claim starts the next round at
-   once), so that the workers sharing a database share a backlog. A task whose earlier attempt
-   may have reached the upstream is reconciled before it is sent again.
+   (``AdmissionCaps``) are submitted; the rest wait in reelgate's queue, in order. A task whose
+   earlier attempt may have reached the upstream is reconciled before it is sent again.
 3. **Track**: due tasks grouped by (provider, account), one batch look-up per group, transitions
-   applied through the service (several at once); the next look follows ``schedule.TRACKING``.
+   applied through the service; the next look follows ``schedule.TRACKING``.
 
 Each upstream call first takes a token from the account's shared bucket when it has an RPM limit.
 """
@@ -55,11 +53,6 @@ PROBE_CHECK_INTERVAL = 10.0
 TYPICAL_REFRESH = 60.0
 # Submissions in flight at once per worker.
 SUBMIT_CONCURRENCY = 16
-# Unsubmitted tasks an admission round claims per account: what its slots send out soon. A larger
-# claim only keeps tasks leased here, waiting for a slot, that another worker could send now.
-ADMIT_BATCH = 4 * SUBMIT_CONCURRENCY
-# Looked-up tasks whose new state is written at once per worker.
-APPLY_CONCURRENCY = 8
 
 
 class Worker:
@@ -93,9 +86,6 @@ class Worker:
         self._submit_slots = asyncio.Semaphore(SUBMIT_CONCURRENCY)
         self.failover = Failover(service, self._clock, self._rng)
         self._next_probe = 0.0
-        self._apply_slots = asyncio.Semaphore(APPLY_CONCURRENCY)
-        # Set by a round whose claim came back full: more work is probably due right now.
-        self._more = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, finish the round under way, then give back every lease."""
@@ -108,7 +98,7 @@ class Worker:
                 except ReelgateError as exc:  # store down, etc.: keep going, loudly
                     log.error("worker tick failed: %s", exc.message)
                     handled = 0
-                if handled >= self.batch_size or self._more:
+                if handled >= self.batch_size:
                     continue  # more work is probably due right now
                 self.service.work_available.clear()
                 with contextlib.suppress(TimeoutError):
@@ -139,7 +129,6 @@ class Worker:
     async def tick(self) -> int:
         """One round: sweep, admit, track. Returns how many tasks it handled."""
         handled = 0
-        self._more = False
         now = self._clock()
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_INTERVAL
@@ -176,12 +165,11 @@ class Worker:
         handled = 0
         now = self._clock()
         registry = self.service.registry
-        batch = min(self.batch_size, ADMIT_BATCH)
         for name in list(registry.providers):
-            waiting = await self.service.store.count_unsubmitted(name, now, batch)
+            waiting = await self.service.store.count_unsubmitted(name, now, self.batch_size)
             if not waiting:
                 continue
-            left = batch
+            left = self.batch_size
             for planned, share in admission_plan(registry.channels(name), waiting, now, self._rng):
                 # A submit earlier in this round may have disabled or cooled the channel.
                 registry = self.service.registry
@@ -212,7 +200,6 @@ class Worker:
                 )
                 handled += len(claimed)
                 left -= len(claimed)
-                self._more = self._more or len(claimed) >= limit
                 allowed = await self._budget(provider, len(claimed))
                 for task in claimed[allowed:]:
                     # Over the account's request rate: back in the queue, untouched.
@@ -233,10 +220,7 @@ class Worker:
         request = NormalizedRequest.from_json(task.request)
         async with self._submit_slots:
             start = self._clock()
-            # A lease claimed moments ago is still this worker's (nobody takes a task before its
-            # lease runs out, and the heartbeat extends it from here on); one that waited long
-            # for a slot is renewed first, if it can be.
-            if start - now >= self.lease_seconds / 3 and not await self.service.store.hold(
+            if not await self.service.store.hold(
                 task.id, self.id, start, start + self.lease_seconds
             ):
                 # The lease ran out while the task waited for a slot, and another worker may
@@ -329,12 +313,12 @@ class Worker:
                 )
                 await self.service.reschedule(task, self._clock() + delay, polled=True)
             return
-        await asyncio.gather(*(self._apply(task, seen) for task in tasks))
+        for task in tasks:
+            await self._apply(task, seen)
 
     async def _apply(self, task: Task, seen: Mapping[str, Observation | None]) -> None:
-        async with self._apply_slots:
-            with logs.bound(task_id=task.id, request_id=task.request_id):
-                await self._apply_one(task, seen)
+        with logs.bound(task_id=task.id, request_id=task.request_id):
+            await self._apply_one(task, seen)
 
     async def _apply_one(self, task: Task, seen: Mapping[str, Observation | None]) -> None:
         now = self._clock()
