@@ -762,8 +762,10 @@ def host_ceiling(pg: dict[str, Any]) -> str:
         f" this script) spent {host_ms:.1f} ms of CPU per task, the workers"
         f" {two['worker_cpu_ms_per_task']:.1f} ms of it. At that cost the host's {cpus} CPUs allow"
         f" at most {ceiling:.0f} tasks/s, {ceiling / one['per_second']:.2f}x one worker's"
-        f" {one['per_second']:.0f} tasks/s: on this machine the ratio is bounded by the host's"
-        " cores, which the workers share with PostgreSQL, not by the workers' coordination.\n"
+        f" {one['per_second']:.0f} tasks/s, whatever the workers do: the cores are shared with"
+        " PostgreSQL and the stub. The measured ratio"
+        f" ({two['per_second'] / one['per_second']:.2f}x) is the part of that ceiling the two"
+        " workers reached; a target above the ceiling cannot be met on this machine.\n"
     )
 
 

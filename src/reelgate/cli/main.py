@@ -153,13 +153,14 @@ def serve(
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
-    # RSGI: the status GETs are answered below the ASGI stack (reelgate.api.rsgi), on uvloop.
+    # RSGI: the status GETs are answered below the ASGI stack (reelgate.api.rsgi); the loop is
+    # uvloop where it is installed (a dependency except on Windows), else asyncio's.
     Granian(
         "reelgate.api.app:rsgi_app_from_env",
         address=settings.host,
         port=settings.port,
         interface=Interfaces.RSGI,
-        loop=Loops.uvloop,
+        loop=Loops.auto,
         websockets=False,
         factory=True,
         workers=1,
