@@ -41,7 +41,6 @@ from reelgate.api.hotpath import HotRoutes
 from reelgate.api.media import MediaLinks
 from reelgate.api.openai import OpenAiSurface
 from reelgate.api.openapi import OpenApi
-from reelgate.api.rsgi import RsgiGateway
 from reelgate.api.seed import SeedSurface, task_data
 from reelgate.api.upstreams import channel_book, media_storage, secret_box
 from reelgate.api.webhooks import WebhookSurface
@@ -260,7 +259,7 @@ def create_app(
     """The ASGI app. Its lifespan opens the database, migrates it and starts the worker."""
     openapi = OpenApi()
     holder: dict[str, Runtime] = {}
-    # The status GETs, answered below Starlette by the RSGI entry (``rsgi_app_from_env``).
+    # The status GETs, answered below Starlette by the RSGI entry (``api.rsgi.gateway_from_env``).
     hot = HotRoutes()
 
     @contextlib.asynccontextmanager
@@ -412,12 +411,3 @@ def app_from_env() -> Starlette:
     settings = load_settings()
     logs.configure(settings)
     return create_app(settings)
-
-
-def rsgi_app_from_env() -> RsgiGateway:
-    """Factory for granian's RSGI interface (``reelgate serve``): the status GETs answered
-    first (``api.hotpath``), the application for everything else."""
-    app = app_from_env()
-    hot = app.state.hot_routes
-    assert isinstance(hot, HotRoutes)
-    return RsgiGateway(app, hot)

@@ -149,14 +149,15 @@ class OpenAiSurface:
             out["error"] = {"code": task.error_code, "message": task.error_message}
         return out
 
-    def _answer(self, task: Task, status: int = 200) -> Response:
-        _, headers, body = self._video_answer(task, None, status)
+    def _answer(self, task: Task) -> Response:
+        status, headers, body = self._video_answer(task, None)
         return Response(body, status_code=status, headers=dict(headers))
 
-    def _video_answer(self, task: Task, seen: int | None, status: int = 200) -> Answer:
-        if seen is not None and seen == task.version:
-            return 304, [("etag", f'W/"{task.version}.0"')], b""
+    def _video_answer(self, task: Task, seen: int | None) -> Answer:
+        """200 with the video object, or 304 when ``seen`` is its version."""
         headers = [("etag", f'W/"{task.version}.0"')]
+        if seen is not None and seen == task.version:
+            return 304, headers, b""
         progress, remaining = self.service.estimate(task)
         if not task.status.terminal:
             headers.append(("openai-poll-after-ms", str(int(poll_hint(remaining) * 1000))))
@@ -164,7 +165,7 @@ class OpenAiSurface:
         body = self._bodies.get(task, progress)
         if body is None:
             body = self._bodies.put(task, progress, json.dumps(self.video(task)).encode())
-        return status, headers, body
+        return 200, headers, body
 
     def hot_get(
         self, authorization: str | None, if_none_match: str | None, video_id: str

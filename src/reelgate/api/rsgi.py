@@ -29,6 +29,7 @@ from starlette.applications import Starlette
 from starlette.types import Message
 
 from reelgate import logs
+from reelgate.api.app import app_from_env
 from reelgate.api.hotpath import HotHandler, HotRoutes
 from reelgate.metrics import RouteStats
 
@@ -53,9 +54,6 @@ class RsgiGateway:
             log.error("start-up failed: %s", exc, exc_info=exc)
             sys.exit(1)
         self._lifespan = lifespan
-        import gc
-
-        gc.freeze()
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._lifespan is not None:
@@ -110,6 +108,15 @@ class RsgiGateway:
             # Otherwise the application has answered (500) and logged it already.
             return
         exchange.finish()
+
+
+def gateway_from_env() -> RsgiGateway:
+    """Factory for granian's RSGI interface (``reelgate serve``): the application of
+    ``api.app.app_from_env`` behind its hot routes."""
+    app = app_from_env()
+    hot = app.state.hot_routes
+    assert isinstance(hot, HotRoutes)
+    return RsgiGateway(app, hot)
 
 
 class _Exchange:

@@ -156,7 +156,7 @@ def serve(
     # RSGI: the status GETs are answered below the ASGI stack (reelgate.api.rsgi); the loop is
     # uvloop where it is installed (a dependency except on Windows), else asyncio's.
     Granian(
-        "reelgate.api.app:rsgi_app_from_env",
+        "reelgate.api.rsgi:gateway_from_env",
         address=settings.host,
         port=settings.port,
         interface=Interfaces.RSGI,
