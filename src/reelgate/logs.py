@@ -18,7 +18,7 @@ import secrets
 import sys
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -33,6 +33,14 @@ _ID_PREFIX = "req_" + secrets.token_hex(6)
 _ids = itertools.count(1)
 
 
+def log_format(settings: Settings, stream: TextIO) -> str:
+    """``json`` or ``text``: ``auto`` is text for a person at a terminal, JSON for a collector."""
+    if settings.log_format != "auto":
+        return settings.log_format
+    isatty = getattr(stream, "isatty", None)
+    return "text" if isatty is not None and isatty() else "json"
+
+
 def configure(settings: Settings) -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -44,7 +52,7 @@ def configure(settings: Settings) -> None:
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer()
-        if settings.log_format == "json"
+        if log_format(settings, sys.stderr) == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     formatter = structlog.stdlib.ProcessorFormatter(

@@ -69,8 +69,10 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(Path("./reelgate-data"), description="Rendered and mirrored files")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["json", "text"] = Field(
-        "json", description="json: one object per line; text: for reading in a terminal"
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto",
+        description="json: one object per line; text: for reading in a terminal; "
+        "auto: text when stderr is a terminal, json otherwise",
     )
 
     # Sandbox provider: the zero-credential local renderer.

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,18 @@ def test_unknown_key_in_toml_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert "prot" in info.value.message
+
+
+def test_logs_are_text_at_a_terminal_and_json_otherwise(tmp_path: Path) -> None:
+    from reelgate.logs import log_format
+
+    with (tmp_path / "log").open("w") as piped:
+        assert log_format(load_settings(), piped) == "json"  # a file or pipe: a collector
+        assert log_format(load_settings(log_format="text"), piped) == "text"
+    leader, follower = os.openpty()  # a real (pseudo-)terminal
+    try:
+        with os.fdopen(follower, "w") as terminal:
+            assert log_format(load_settings(), terminal) == "text"
+            assert log_format(load_settings(log_format="json"), terminal) == "json"
+    finally:
+        os.close(leader)

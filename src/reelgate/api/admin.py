@@ -235,7 +235,7 @@ class AdminSurface:
             raise NotFound(f"no single token matches '{ref}'", code="token_not_found")
         self.service.forget_tokens()
         token, balance = found
-        return self.ok({**token_view(token), **balance_view(balance, self.service.currency)})
+        return self.ok({**await self._view(token), **balance_view(balance, self.service.currency)})
 
     async def ledger(self, request: Request) -> Response:
         """``GET /v1/admin/ledger?token=&limit=&after=``: ledger rows, newest first."""

@@ -38,7 +38,7 @@ class TokenWithSecret(TokenView):
     token: str = Field(description="The plaintext token: shown this once, never again.")
 
 
-class TokenQuota(TokenFields):
+class TokenQuota(TokenView):
     balance: int
     currency: str
     limited: bool
@@ -348,7 +348,6 @@ def paths() -> dict[str, Any]:
 
 
 def _action_examples() -> dict[str, Any]:
-    quota = {k: v for k, v in TOKEN.items() if k != "webhook_url"}
     return {
         "rotate": {"value": {"code": "success", "data": {**TOKEN, "token": SECRET}}},
         "revoke": {
@@ -361,7 +360,7 @@ def _action_examples() -> dict[str, Any]:
             "value": {
                 "code": "success",
                 "data": {
-                    **quota,
+                    **TOKEN,
                     "quota_limited": True,
                     "balance": 5000000,
                     "currency": "µCNY",
