@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -319,6 +320,22 @@ def test_start_up_and_shutdown_run_the_application_lifespan() -> None:
         gw.__rsgi_del__(loop)  # once only
         assert events == ["started", "stopped"]
     finally:
+        loop.close()
+
+
+def test_the_start_up_heap_is_frozen_for_the_server_only() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        plain = RsgiGateway(app([]), HotRoutes(HttpStats()))
+        plain.__rsgi_init__(loop)
+        assert gc.get_freeze_count() == 0  # embedded (tests): the collector sees everything
+        plain.__rsgi_del__(loop)
+        server = RsgiGateway(app([]), HotRoutes(HttpStats()), freeze_heap=True)
+        server.__rsgi_init__(loop)
+        assert gc.get_freeze_count() > 0  # `reelgate serve`: the start-up heap is set aside
+        server.__rsgi_del__(loop)
+    finally:
+        gc.unfreeze()
         loop.close()
 
 

