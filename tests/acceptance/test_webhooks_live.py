@@ -11,6 +11,7 @@ import pytest
 import standardwebhooks
 from openai import OpenAI
 
+from reelgate.engine.webhooks import LEASE_SECONDS
 from tests.conftest import LiveServer, server_env
 from tests.receiver import Receiver
 
@@ -91,7 +92,9 @@ def test_a_delivery_survives_a_kill_of_the_server(
         until(lambda: len(receiver.received) >= 2)  # two failed attempts; the next in ~3 s
         server.stop(signal.SIGKILL)
         server.start()
-        until(lambda: len(receiver.received) >= 3)
+        # A kill in the middle of the attempt leaves the delivery leased by the dead process:
+        # it comes back once that lease runs out.
+        until(lambda: len(receiver.received) >= 3, timeout=LEASE_SECONDS + 15)
         with server.client() as c:
             (delivery,) = c.get(f"/v1/video/generations/{task_id}/deliveries").json()["data"]
     finally:

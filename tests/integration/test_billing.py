@@ -364,7 +364,11 @@ def new_token(server: LiveServer, grant: int | None) -> tuple[str, str]:
         made = api.post("/tokens", json={"name": "billing"}).json()["data"]
         if grant is not None:
             r = api.post(f"/tokens/{made['id']}/quota", json={"grant": grant, "note": "welcome"})
-            assert r.json()["data"]["balance"] == grant
+            answer = r.json()["data"]
+            assert answer["balance"] == grant
+            # The token's own view (webhook_url included), with its balance.
+            assert set(answer) >= set(made) - {"token"}
+            assert answer["webhook_url"] == made["webhook_url"]
     return made["id"], made["token"]
 
 

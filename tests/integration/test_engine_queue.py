@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
+from reelgate.core import schedule
 from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import Mode, ModelCapabilities, NormalizedRequest, Option
 from reelgate.core.errors import UpstreamError, UpstreamUnavailable
@@ -16,7 +17,7 @@ from reelgate.core.ids import ApiToken
 from reelgate.core.lifecycle import CallbackHint, Observation, Status, Task, UpstreamState
 from reelgate.core.request import VideoRequest
 from reelgate.engine.callbacks import CallbackUrls
-from reelgate.engine.worker import Worker
+from reelgate.engine.worker import MIN_WAIT, Worker
 from reelgate.providers.base import Registry
 from reelgate.service import VideoService
 from reelgate.store.sql import SqlStore
@@ -283,7 +284,7 @@ async def test_a_callback_brings_the_confirming_look_forward(store: SqlStore) ->
     clock = Clock()
     up = Upstream(clock, queued=5, running=5)
     urls = CallbackUrls(b"k" * 32, "https://gw.example")
-    service, worker = engine(store, up, clock=clock, callbacks=urls)
+    service, worker = engine(store, up, clock=clock, callbacks=urls, poll_interval=5.0)
     me = await owner(service)
     task = await service.create(me, request())
     await worker.tick()
@@ -297,7 +298,11 @@ async def test_a_callback_brings_the_confirming_look_forward(store: SqlStore) ->
     assert not await service.callback("other", task.id, b"default-0")
     assert await service.callback("mem", task.id, b"default-0")
     assert not await service.callback("mem", task.id, b"default-0")  # a burst: one look
-    clock.now += 0.2
+    due = schedule.callback_look(clock.now, final=True)
+    assert clock.now + schedule.CALLBACK_COALESCE <= due
+    assert due <= clock.now + schedule.CALLBACK_COALESCE + schedule.CALLBACK_GRID
+    assert await worker.idle_wait() == pytest.approx(due - clock.now)  # sleeps until then
+    clock.now = due
     await worker.tick()
     assert up.lookups == looks + 1
     done = await service.get(me, task.id)
@@ -307,6 +312,25 @@ async def test_a_callback_brings_the_confirming_look_forward(store: SqlStore) ->
     clock.now += 1
     await worker.tick()
     assert up.lookups == looks + 1
+
+
+async def test_an_idle_worker_sleeps_until_the_next_look_falls_due(store: SqlStore) -> None:
+    clock = Clock()
+    up = Upstream(clock, queued=5, running=100)
+    service, worker = engine(store, up, clock=clock, poll_interval=30.0)
+    assert await worker.idle_wait() == 30.0  # nothing in flight: the idle interval
+    me = await owner(service)
+    task = await service.create(me, request())
+    await worker.tick()  # submitted; its first look is scheduled
+    due = (await service.get(me, task.id)).next_poll_at
+    assert clock.now < due < clock.now + 30
+    assert await worker.idle_wait() == pytest.approx(due - clock.now)
+    worker.clock_rate = 10.0  # a benchmark's clock, 10x fast: the wall wait is 10x shorter
+    assert await worker.idle_wait() == pytest.approx((due - clock.now) / 10)
+    worker.poll_interval = 0.05  # never longer than the idle interval
+    assert await worker.idle_wait() == 0.05
+    clock.now = due + 1  # overdue: at once (a floor keeps a loop from spinning)
+    assert await worker.idle_wait() == MIN_WAIT
 
 
 async def test_an_accounts_request_rate_is_shared_and_kept(store: SqlStore) -> None:
@@ -381,6 +405,35 @@ async def test_shutdown_finishes_the_round_and_releases_leases(store: SqlStore) 
             "SELECT count(*) FROM tasks WHERE lease_owner IS NOT NULL"
         )
         assert held.scalar_one() == 0
+
+
+async def test_a_hanging_create_does_not_hold_back_look_ups(store: SqlStore) -> None:
+    clock = Clock()
+    up = Upstream(clock, queued=1, running=1)
+    service, worker = engine(store, up, clock=clock, poll_interval=0.01)
+    me = await owner(service)
+    first = await service.create(me, request())
+    await worker.tick()  # submitted; not due for a look yet
+    submitted = await service.get(me, first.id)
+    up.gate = asyncio.Event()  # the next create hangs (until the upstream's timeout, say)
+    second = await service.create(me, request())
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            hanging = await store.find_task(second.id)
+            if hanging is not None and hanging.submit_started_at is not None:
+                break  # its create is under way
+        clock.now += 60  # meanwhile the first is done upstream, and its look falls due
+        done = await service.wait_status(me, first.id, submitted.version, 5)
+        assert done.status is Status.SUCCESS  # looked up while the create still hangs
+        assert (await store.find_task(second.id)).upstream_id is None  # type: ignore[union-attr]
+    finally:
+        up.gate.set()
+        stop.set()
+        await asyncio.wait_for(running, 5)
+    assert (await store.find_task(second.id)).upstream_id is not None  # type: ignore[union-attr]
 
 
 async def test_a_long_poll_answers_within_100ms_of_a_status_change(store: SqlStore) -> None:

@@ -34,11 +34,21 @@ def test_a_long_poll_returns_on_the_status_change(live_server: LiveServer) -> No
         assert waited.headers["etag"] != first.headers["etag"]
 
 
+def submitted_etag(c: httpx.Client, task_id: str) -> str:
+    """The task's ETag once the worker has submitted it: the submit is a new version (the status
+    stays queued), and it lands moments after the create, maybe between two GETs."""
+    for _ in range(200):
+        etag = str(c.get(f"/v1/video/generations/{task_id}").headers["etag"])
+        if not etag.startswith('W/"1.'):  # version 1: accepted, not yet submitted
+            return etag
+        time.sleep(0.05)
+    raise AssertionError("the task was not submitted in time")
+
+
 def test_prefer_wait_and_the_etag_give_304_when_nothing_changed(live_server: LiveServer) -> None:
     task_id = create(live_server, queue_seconds=60, run_seconds=60)
     with live_server.client() as c:
-        first = c.get(f"/v1/video/generations/{task_id}")
-        etag = first.headers["etag"]
+        etag = submitted_etag(c, task_id)
         same = c.get(f"/v1/video/generations/{task_id}", headers={"If-None-Match": etag})
         assert same.status_code == 304
         assert same.content == b""

@@ -120,6 +120,22 @@ async def test_claims_lease_and_skip(store: SqlStore) -> None:
     assert {t.id for t in again} == {t.id for t in (*due, later)}
 
 
+async def test_next_due_is_the_earliest_look_no_worker_holds(store: SqlStore) -> None:
+    a = await store.create_token("a", new_token(), 1)
+    assert await store.next_due(100.0) is None
+    await store.insert_task(task(a.id, next_poll_at=50.0, status=Status.SUCCESS, result_url="u"))
+    await store.insert_task(task(a.id, next_poll_at=60.0, upstream_id=None))  # not submitted
+    assert await store.next_due(100.0) is None
+    await store.insert_task(task(a.id, next_poll_at=300.0))
+    soon = task(a.id, next_poll_at=120.0, status=Status.IN_PROGRESS)
+    await store.insert_task(soon)
+    assert await store.next_due(100.0) == 120.0
+    (held,) = await store.claim_due(130.0, 1, "w", 30)  # a worker looks at it until 160
+    assert held.id == soon.id
+    assert await store.next_due(130.0) == 300.0
+    assert await store.next_due(170.0) == 120.0  # its lease ran out: due again
+
+
 async def test_concurrent_claims_never_share_a_task(store: SqlStore) -> None:
     a = await store.create_token("a", new_token(), 1)
     for _ in range(40):

@@ -7,9 +7,14 @@ import pytest
 
 from reelgate.core.cache import TtlCache
 from reelgate.core.schedule import (
+    CALLBACK_COALESCE,
+    CALLBACK_COALESCE_PROGRESS,
+    CALLBACK_GRID,
+    CALLBACK_GRID_PROGRESS,
     TRACKING,
     Backoff,
     TrackingSchedule,
+    callback_look,
     deadline,
     estimate,
     learn,
@@ -92,6 +97,22 @@ def test_looks_land_on_a_grid_so_batches_form() -> None:
             at = TRACKING.next_look(now, submitted_at=0.0, looks=looks, typical=50.0, rng=rng)
             assert at > now
             assert at == on_grid(at, TRACKING.grid) == float(int(at))
+
+
+def test_callbacks_of_one_window_share_one_look() -> None:
+    # Ends reported within one grid window are confirmed together, soon; starts later, coarser.
+    ends = [callback_look(100.0 + i * 0.03, final=True) for i in range(10)]  # 100.00-100.27
+    assert set(ends) == {100.5}
+    for now in (0.0, 0.41, 99.99, 1234.56):
+        end = callback_look(now, final=True)
+        assert now + CALLBACK_COALESCE <= end < now + CALLBACK_COALESCE + CALLBACK_GRID
+        assert end == on_grid(end, CALLBACK_GRID)
+        start = callback_look(now, final=False)
+        assert now + CALLBACK_COALESCE_PROGRESS <= start
+        assert start < now + CALLBACK_COALESCE_PROGRESS + CALLBACK_GRID_PROGRESS
+        assert start == on_grid(start, CALLBACK_GRID_PROGRESS)
+    starts = {callback_look(100.0 + i * 0.5, final=False) for i in range(6)}  # 100.0-102.5
+    assert starts == {105.0}
 
 
 def test_unknown_models_use_the_default_typical_duration() -> None:

@@ -134,6 +134,7 @@ async def start_runtime(
     *,
     run_worker: bool,
     clock: Callable[[], float] = time.time,
+    clock_rate: float = 1.0,
 ) -> Runtime:
     store = await open_store(settings.database_url)
     try:
@@ -230,6 +231,7 @@ async def start_runtime(
             },
         )
         runtime.stop = asyncio.Event()
+        await runtime.worker.announce()
         runtime.worker_task = asyncio.create_task(runtime.worker.run(runtime.stop))
         sender = WebhookSender(
             service,
@@ -255,8 +257,13 @@ def create_app(
     *,
     run_worker: bool | None = None,
     clock: Callable[[], float] = time.time,
+    clock_rate: float = 1.0,
 ) -> Starlette:
-    """The ASGI app. Its lifespan opens the database, migrates it and starts the worker."""
+    """The ASGI app. Its lifespan opens the database, migrates it and starts the worker.
+
+    ``clock`` is the time every part reads; ``clock_rate`` its seconds per wall second (other
+    than 1 only where a benchmark compresses time), by which the worker converts the wait until
+    a look falls due into wall time."""
     openapi = OpenApi()
     holder: dict[str, Runtime] = {}
     # The status GETs, answered below Starlette by the RSGI entry (``api.rsgi.gateway_from_env``).

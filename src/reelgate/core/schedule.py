@@ -137,12 +137,25 @@ SUBMIT_RETRY = Backoff(first=1.0, factor=2.0, cap=60.0)
 MAX_SUBMIT_ATTEMPTS = 8
 # How many consecutive looks may miss a submitted task before it ends as ``upstream_lost``.
 MAX_MISSING_LOOKS = 5
-# A callback moves the next look this close (seconds), so a burst of callbacks shares one look.
-CALLBACK_COALESCE = 0.2
-# A callback claiming progress (queued → running) waits this long, to share a look with others.
-CALLBACK_COALESCE_PROGRESS = 5.0
+# A callback reporting an end moves the next look at least this close (seconds)...
+CALLBACK_COALESCE = 0.1
+# ...rounded up to this grid, so the callbacks of one window share one look.
+CALLBACK_GRID = 0.5
+# A callback claiming progress (queued → running) matters less: its look waits longer, on a
+# coarser grid, so that all the starts of a few seconds share one look.
+CALLBACK_COALESCE_PROGRESS = 2.0
+CALLBACK_GRID_PROGRESS = 5.0
 # The default upper bound on a task's life (s) when the upstream names no expiry of its own.
 MAX_TASK_SECONDS = 72 * 3600.0
+
+
+def callback_look(now: float, *, final: bool) -> float:
+    """The instant of the look that confirms a callback received at ``now``: an end soon, a
+    start later (so that many share one look); on ``CALLBACK_GRID``, so that callbacks arriving
+    close together share one look however the worker's rounds fall."""
+    if final:
+        return on_grid(now + CALLBACK_COALESCE, CALLBACK_GRID)
+    return on_grid(now + CALLBACK_COALESCE_PROGRESS, CALLBACK_GRID_PROGRESS)
 
 
 # The estimate of a finished task: complete, nothing left.

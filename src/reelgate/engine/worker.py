@@ -1,11 +1,13 @@
 """The engine: admit and submit new tasks, look up submitted ones in batches, end overdue ones.
 
-One loop per worker process; any number of workers may share a PostgreSQL database. Every task a
+One worker per process; any number of workers may share a PostgreSQL database. Every task a
 worker touches is leased (``lease_owner``/``lease_until``, ``FOR UPDATE SKIP LOCKED``), so a
 crashed worker's tasks come back once its lease runs out, and no two workers look at a task at
 once. On SQLite run one worker process.
 
-A round (``tick``):
+A worker runs two loops, each round followed by a wait for a wake-up (a create, a callback) or
+for the next look to fall due: tracking (1 and 3 below) and admission (2), so that neither
+waits for the other's upstream calls. ``tick`` runs one round of both:
 
 1. **Sweep** (every few seconds): unfinished tasks past their deadline end as ``timeout``.
 2. **Admit**: per provider account, as many of the oldest unsubmitted tasks as its caps allow
@@ -15,34 +17,33 @@ A round (``tick``):
    applied through the service; the next look follows ``schedule.TRACKING``.
 
 Each upstream call first takes a token from the account's shared bucket when it has an RPM limit.
+Admission (2) and the state both loops share live in ``engine/admission.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import random
 import secrets
 import socket
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any
 
 from reelgate import logs
 from reelgate.core import schedule
-from reelgate.core.capabilities import NormalizedRequest
-from reelgate.core.channels import ChannelState, admission_plan
 from reelgate.core.errors import (
     IllegalTransition,
     ReelgateError,
 )
 from reelgate.core.lifecycle import Observation, Status, Task, UpstreamState
+from reelgate.engine.admission import SUBMIT_CONCURRENCY, Admission
 from reelgate.engine.callbacks import CallbackUrls
 from reelgate.engine.failover import Failover
 from reelgate.metrics import METRICS
-from reelgate.providers.base import Provider
 from reelgate.service import VideoService
 
 log = logging.getLogger("reelgate.engine")
@@ -50,12 +51,11 @@ log = logging.getLogger("reelgate.engine")
 SWEEP_INTERVAL = 5.0
 # How often channels disabled by their health are checked for a due probe (s).
 PROBE_CHECK_INTERVAL = 10.0
-TYPICAL_REFRESH = 60.0
-# Submissions in flight at once per worker.
-SUBMIT_CONCURRENCY = 16
+# The shortest wait between two idle rounds (wall seconds).
+MIN_WAIT = 0.002
 
 
-class Worker:
+class Worker(Admission):
     def __init__(
         self,
         service: VideoService,
@@ -68,6 +68,7 @@ class Worker:
         typical_defaults: Mapping[str, float] | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
+        clock_rate: float = 1.0,
     ) -> None:
         self.service = service
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -78,6 +79,8 @@ class Worker:
         self.tracking = tracking
         self._rng = rng or random.Random()  # noqa: S311 - scheduling jitter
         self._clock = clock or service.clock
+        # Clock seconds per wall second: 1, but for benchmarks that compress time.
+        self.clock_rate = clock_rate
         self._next_sweep = 0.0
         # Per provider: the expected duration until the model's own is learned.
         self._typical_defaults = dict(typical_defaults or {})
@@ -88,23 +91,17 @@ class Worker:
         self._next_probe = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until ``stop`` is set, finish the round under way, then give back every lease."""
+        """Work until ``stop`` is set, finish the rounds under way, then give back every lease.
+
+        Two loops share the worker: tracking (sweep, channels, look-ups) and admission
+        (submissions), so that a slow create (up to the upstream's timeout) never holds back
+        the look-ups that confirm callbacks, nor the other way round."""
         log.info("worker %s started", self.id)
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            while not stop.is_set():
-                try:
-                    handled = await self.tick()
-                except ReelgateError as exc:  # store down, etc.: keep going, loudly
-                    log.error("worker tick failed: %s", exc.message)
-                    handled = 0
-                if handled >= self.batch_size:
-                    continue  # more work is probably due right now
-                self.service.work_available.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        _first(stop, self.service.work_available), self.poll_interval
-                    )
+            async with asyncio.TaskGroup() as loops:
+                loops.create_task(self._loop(stop, self._tracking_round, self.idle_wait))
+                loops.create_task(self._loop(stop, self.admit, self._admission_wait))
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -113,6 +110,47 @@ class Worker:
                 await self.service.store.release_leases(self.id)
                 await self.service.store.worker_gone(self.id)
             log.info("worker %s stopped", self.id)
+
+    async def _loop(
+        self,
+        stop: asyncio.Event,
+        round_: Callable[[], Awaitable[int]],
+        wait: Callable[[], Awaitable[float]],
+    ) -> None:
+        signal = self.service.work_available
+        while not stop.is_set():
+            # Work signalled during the round starts the next one at once.
+            seen = signal.generation
+            try:
+                handled = await round_()
+            except ReelgateError as exc:  # store down, etc.: keep going, loudly
+                log.error("worker round failed: %s", exc.message)
+                handled = 0
+            if handled >= self.batch_size:
+                continue  # more work is probably due right now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first(stop.wait(), signal.wait(seen)), await wait())
+
+    async def _admission_wait(self) -> float:
+        return self.poll_interval
+
+    async def idle_wait(self) -> float:
+        """How long to wait (wall seconds) for work before the next round: until the earliest
+        look falls due (a callback's confirmation, a scheduled look), at most ``poll_interval``.
+        Submissions wake the worker at once; the interval bounds how late rate-limited and
+        retried ones, and other processes' work on SQLite, are seen."""
+        try:
+            due = await self.service.store.next_due(self._clock())
+        except ReelgateError:
+            return self.poll_interval
+        if due is None:
+            return self.poll_interval
+        return min(self.poll_interval, max(MIN_WAIT, (due - self._clock()) / self.clock_rate))
+
+    async def announce(self) -> None:
+        """Report this worker alive now, before its loops start: a gateway that starts
+        serving is ready from its first request, not from the heartbeat task's first turn."""
+        await self.service.store.worker_seen(self.id, self._clock())
 
     async def _heartbeat(self) -> None:
         """Keep this worker's leases alive while a round outlasts them (slow upstream calls,
@@ -127,7 +165,18 @@ class Worker:
             await asyncio.sleep(self.lease_seconds / 3)
 
     async def tick(self) -> int:
-        """One round: sweep, admit, track. Returns how many tasks it handled."""
+        """One round of both loops at once (sweep and channels first). Returns how many tasks
+        it handled. ``run`` repeats the two loops independently; tests call this."""
+        handled = await self._upkeep()
+        admitted, tracked = await asyncio.gather(self.admit(), self.track())
+        return handled + admitted + tracked
+
+    async def _tracking_round(self) -> int:
+        handled = await self._upkeep()
+        return handled + await self.track()
+
+    async def _upkeep(self) -> int:
+        """Deadlines every few seconds; channels changed elsewhere; due health probes."""
         handled = 0
         now = self._clock()
         if now >= self._next_sweep:
@@ -139,9 +188,7 @@ class Worker:
             if now >= self._next_probe:
                 self._next_probe = now + PROBE_CHECK_INTERVAL
                 await book.probe_due()
-        # Submitting a burst must not hold back look-ups (and callbacks' confirmations).
-        admitted, tracked = await asyncio.gather(self.admit(), self.track())
-        return handled + admitted + tracked
+        return handled
 
     # -- 1. deadlines ------------------------------------------------------------------------------
     async def sweep(self) -> int:
@@ -159,123 +206,6 @@ class Worker:
                 task, "timeout", f"the task did not finish before its deadline (it was {where})"
             )
         return len(overdue)
-
-    # -- 2. admission and submission ---------------------------------------------------------------
-    async def admit(self) -> int:
-        handled = 0
-        now = self._clock()
-        registry = self.service.registry
-        for name in list(registry.providers):
-            waiting = await self.service.store.count_unsubmitted(name, now, self.batch_size)
-            if not waiting:
-                continue
-            left = self.batch_size
-            for planned, share in admission_plan(registry.channels(name), waiting, now, self._rng):
-                # A submit earlier in this round may have disabled or cooled the channel.
-                registry = self.service.registry
-                channel = registry.channel(name, planned.name)
-                provider = registry.account(name, planned.name)
-                limit = left if share is None else min(share, left)
-                if (
-                    channel is None
-                    or provider is None
-                    or limit <= 0
-                    or channel.state(now) is not ChannelState.ACTIVE
-                ):
-                    continue
-                models = (
-                    None
-                    if channel.models is None
-                    else sorted({registry.canonical(m) for m in channel.models})
-                )
-                claimed = await self.service.store.claim_admission(
-                    name,
-                    channel.name,
-                    channel.caps,
-                    now,
-                    self.id,
-                    self.lease_seconds,
-                    limit,
-                    models=models,
-                )
-                handled += len(claimed)
-                left -= len(claimed)
-                allowed = await self._budget(provider, len(claimed))
-                for task in claimed[allowed:]:
-                    # Over the account's request rate: back in the queue, untouched.
-                    await self.service.reschedule(task, now + self._rate_wait(provider))
-                await asyncio.gather(*(self._submit(provider, t, now) for t in claimed[:allowed]))
-        return handled
-
-    async def _submit(self, provider: Provider, claimed: Task, now: float) -> None:
-        with logs.bound(task_id=claimed.id, request_id=claimed.request_id):
-            await self._submit_one(provider, claimed, now)
-
-    async def _submit_one(self, provider: Provider, claimed: Task, now: float) -> None:
-        # An attempt that began before this claim may have reached the upstream.
-        uncertain = claimed.submit_started_at is not None
-        task = dataclasses.replace(
-            claimed, account=provider.account, submit_started_at=claimed.submit_started_at or now
-        )
-        request = NormalizedRequest.from_json(task.request)
-        async with self._submit_slots:
-            start = self._clock()
-            if not await self.service.store.hold(
-                task.id, self.id, start, start + self.lease_seconds
-            ):
-                # The lease ran out while the task waited for a slot, and another worker may
-                # have taken it: sending now could create it twice.
-                log.warning("lost the lease on %s before submitting it; leaving it", task.id)
-                return
-            reconciling = uncertain
-            try:
-                upstream_id = None
-                if uncertain:
-                    assert task.submit_started_at is not None
-                    upstream_id = await provider.reconcile(task.id, request, task.submit_started_at)
-                    if upstream_id is not None:
-                        log.warning(
-                            "task %s was already created upstream as %s", task.id, upstream_id
-                        )
-                    elif await self.failover.release_after_reconcile(task):
-                        return
-                reconciling = False
-                if upstream_id is None:
-                    callback = (
-                        self.callbacks.url(task.provider, task.id) if self.callbacks else None
-                    )
-                    upstream_id = await provider.submit(task.id, request, callback_url=callback)
-            except ReelgateError as exc:
-                await self._submit_failed(task, exc, in_doubt=reconciling)
-                return
-        submitted = self._clock()
-        expires = request.options.get("execution_expires_after")
-        deadline = schedule.deadline(
-            task.submit_time,
-            max_task_seconds=self.service.max_task_seconds,
-            submitted_at=submitted,
-            expires_after=float(expires) if isinstance(expires, int | float) else None,
-        )
-        await self.service.mark_submitted(
-            task,
-            upstream_id,
-            self.tracking.next_look(
-                submitted,
-                submitted_at=submitted,
-                looks=0,
-                typical=await self._typical_of(task),
-                callbacks=self.callbacks is not None,
-                rng=self._rng,
-            ),
-            deadline,
-        )
-        log.info(
-            "task submitted upstream",
-            extra={"channel": provider.account, "upstream_id": upstream_id},
-        )
-
-    async def _submit_failed(self, task: Task, exc: ReelgateError, *, in_doubt: bool) -> None:
-        await self.failover.submit_failed(task, exc, in_doubt=in_doubt)
 
     # -- 3. tracking -------------------------------------------------------------------------------
     async def track(self) -> int:
@@ -357,32 +287,9 @@ class Worker:
             log.error("ignored upstream report for %s: %s", task.id, exc.message)
             await self.service.reschedule(task, next_at, polled=True)
 
-    # -- shared state ------------------------------------------------------------------------------
-    async def _typical_of(self, task: Task) -> float | None:
-        now = self._clock()
-        if now - self._typical_at >= TYPICAL_REFRESH:
-            self._typical_at = now
-            with contextlib.suppress(ReelgateError):
-                self._typical = await self.service.store.typical_durations()
-        learned = self._typical.get((task.provider, task.model))
-        return learned if learned is not None else self._typical_defaults.get(task.provider)
 
-    async def _budget(self, provider: Provider, wanted: int) -> int:
-        """How many upstream calls the account's shared bucket allows now (at most ``wanted``)."""
-        rate = provider.caps.bucket_rate()
-        if rate is None or wanted <= 0:
-            return wanted
-        key = f"rpm:{provider.name}:{provider.account}"
-        return await self.service.buckets.take_tokens(key, wanted, rate[0], rate[1], self._clock())
-
-    @staticmethod
-    def _rate_wait(provider: Provider) -> float:
-        rate = provider.caps.bucket_rate()
-        return 1.0 / rate[0] if rate else schedule.LOOKUP_RETRY.first
-
-
-async def _first(*events: asyncio.Event) -> None:
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    waiters = [asyncio.ensure_future(w) for w in waits]
     try:
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -23,6 +23,7 @@ from reelgate.core.pricing import PriceTable
 from reelgate.metrics import METRICS
 from reelgate.net import Network
 from reelgate.providers.base import Registry
+from reelgate.service.signal import WorkSignal
 from reelgate.store.base import RateBuckets, Store
 
 if TYPE_CHECKING:
@@ -79,7 +80,8 @@ class ServiceBase:
         self._token_loads: dict[str, asyncio.Future[ApiToken | None]] = {}
         # Reads started in the background (kept referenced until they finish).
         self._background: set[asyncio.Future[None]] = set()
-        self.work_available = asyncio.Event()
+        # A create or a callback: the worker's loops may have work now.
+        self.work_available = WorkSignal()
         # Set when this process wrote webhook deliveries (the sender wakes at once).
         self.webhooks_due = asyncio.Event()
         self._listeners: list[Callable[[Task], None]] = []

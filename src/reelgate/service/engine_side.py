@@ -96,8 +96,7 @@ class EngineWrites(ServiceBase):
             return False
         # An end is confirmed at once; a start only soon (so that many share one look-up).
         final = hint is None or hint.final
-        delay = schedule.CALLBACK_COALESCE if final else schedule.CALLBACK_COALESCE_PROGRESS
-        nudged = await self.store.nudge(task.id, self.clock() + delay)
+        nudged = await self.store.nudge(task.id, schedule.callback_look(self.clock(), final=final))
         if nudged:
             self.work_available.set()
         return nudged

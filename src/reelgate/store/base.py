@@ -140,6 +140,10 @@ class Store(Protocol):
     ) -> Sequence[Task]:
         """Lease up to ``limit`` submitted, unfinished tasks whose ``next_poll_at`` has come."""
 
+    async def next_due(self, now: float) -> float | None:
+        """When the earliest submitted, unfinished task that no live lease holds is due for a
+        look (None: no such task); a worker sleeps until then at most."""
+
     async def claim_admission(
         self,
         provider: str,

@@ -66,6 +66,22 @@ class QueueQueries(SqlBase):
             # The look about to happen serves any callback that came before it.
             return await self._lease(conn, due, worker, now + lease_seconds, nudged=False)
 
+    async def next_due(self, now: float) -> float | None:
+        """When the earliest submitted, unfinished task no worker holds is due for a look."""
+        async with self._read() as conn:
+            found = await conn.execute(
+                sa.select(tasks.c.next_poll_at)
+                .where(
+                    tasks.c.status.in_(NON_TERMINAL),
+                    tasks.c.upstream_id.is_not(None),
+                    self._free(now),
+                )
+                .order_by(tasks.c.next_poll_at)
+                .limit(1)
+            )
+            at = found.scalar_one_or_none()
+            return None if at is None else float(at)
+
     async def claim_admission(
         self,
         provider: str,

@@ -1,0 +1,190 @@
+"""The worker's admission round and the state both of its loops share.
+
+``Admission.admit``: per provider account, as many of the oldest unsubmitted tasks as its caps
+allow are submitted; a task whose earlier attempt may have reached the upstream is reconciled
+before it is sent again. ``engine.worker.Worker`` sets the state up and adds the tracking loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+from collections.abc import Callable
+
+from reelgate import logs
+from reelgate.core import schedule
+from reelgate.core.capabilities import NormalizedRequest
+from reelgate.core.channels import ChannelState, admission_plan
+from reelgate.core.errors import ReelgateError
+from reelgate.core.lifecycle import Task
+from reelgate.engine.callbacks import CallbackUrls
+from reelgate.engine.failover import Failover
+from reelgate.providers.base import Provider
+from reelgate.service import VideoService
+
+log = logging.getLogger("reelgate.engine")
+
+TYPICAL_REFRESH = 60.0
+# Submissions in flight at once per worker.
+SUBMIT_CONCURRENCY = 16
+
+
+class WorkerState:
+    """What the worker's loops share (set up by ``Worker.__init__``), and helpers on it."""
+
+    service: VideoService
+    id: str
+    batch_size: int
+    lease_seconds: float
+    callbacks: CallbackUrls | None
+    tracking: schedule.TrackingSchedule
+    failover: Failover
+    _rng: random.Random
+    _clock: Callable[[], float]
+    _typical_defaults: dict[str, float]
+    _typical: dict[tuple[str, str], float]
+    _typical_at: float
+    _submit_slots: asyncio.Semaphore
+
+    async def _typical_of(self, task: Task) -> float | None:
+        now = self._clock()
+        if now - self._typical_at >= TYPICAL_REFRESH:
+            self._typical_at = now
+            with contextlib.suppress(ReelgateError):
+                self._typical = await self.service.store.typical_durations()
+        learned = self._typical.get((task.provider, task.model))
+        return learned if learned is not None else self._typical_defaults.get(task.provider)
+
+    async def _budget(self, provider: Provider, wanted: int) -> int:
+        """How many upstream calls the account's shared bucket allows now (at most ``wanted``)."""
+        rate = provider.caps.bucket_rate()
+        if rate is None or wanted <= 0:
+            return wanted
+        key = f"rpm:{provider.name}:{provider.account}"
+        return await self.service.buckets.take_tokens(key, wanted, rate[0], rate[1], self._clock())
+
+    @staticmethod
+    def _rate_wait(provider: Provider) -> float:
+        rate = provider.caps.bucket_rate()
+        return 1.0 / rate[0] if rate else schedule.LOOKUP_RETRY.first
+
+
+class Admission(WorkerState):
+    async def admit(self) -> int:
+        handled = 0
+        now = self._clock()
+        registry = self.service.registry
+        for name in list(registry.providers):
+            waiting = await self.service.store.count_unsubmitted(name, now, self.batch_size)
+            if not waiting:
+                continue
+            left = self.batch_size
+            for planned, share in admission_plan(registry.channels(name), waiting, now, self._rng):
+                # A submit earlier in this round may have disabled or cooled the channel.
+                registry = self.service.registry
+                channel = registry.channel(name, planned.name)
+                provider = registry.account(name, planned.name)
+                limit = left if share is None else min(share, left)
+                if (
+                    channel is None
+                    or provider is None
+                    or limit <= 0
+                    or channel.state(now) is not ChannelState.ACTIVE
+                ):
+                    continue
+                models = (
+                    None
+                    if channel.models is None
+                    else sorted({registry.canonical(m) for m in channel.models})
+                )
+                claimed = await self.service.store.claim_admission(
+                    name,
+                    channel.name,
+                    channel.caps,
+                    now,
+                    self.id,
+                    self.lease_seconds,
+                    limit,
+                    models=models,
+                )
+                handled += len(claimed)
+                left -= len(claimed)
+                allowed = await self._budget(provider, len(claimed))
+                for task in claimed[allowed:]:
+                    # Over the account's request rate: back in the queue, untouched.
+                    await self.service.reschedule(task, now + self._rate_wait(provider))
+                await asyncio.gather(*(self._submit(provider, t, now) for t in claimed[:allowed]))
+        return handled
+
+    async def _submit(self, provider: Provider, claimed: Task, now: float) -> None:
+        with logs.bound(task_id=claimed.id, request_id=claimed.request_id):
+            await self._submit_one(provider, claimed, now)
+
+    async def _submit_one(self, provider: Provider, claimed: Task, now: float) -> None:
+        # An attempt that began before this claim may have reached the upstream.
+        uncertain = claimed.submit_started_at is not None
+        task = dataclasses.replace(
+            claimed, account=provider.account, submit_started_at=claimed.submit_started_at or now
+        )
+        request = NormalizedRequest.from_json(task.request)
+        async with self._submit_slots:
+            start = self._clock()
+            if not await self.service.store.hold(
+                task.id, self.id, start, start + self.lease_seconds
+            ):
+                # The lease ran out while the task waited for a slot, and another worker may
+                # have taken it: sending now could create it twice.
+                log.warning("lost the lease on %s before submitting it; leaving it", task.id)
+                return
+            reconciling = uncertain
+            try:
+                upstream_id = None
+                if uncertain:
+                    assert task.submit_started_at is not None
+                    upstream_id = await provider.reconcile(task.id, request, task.submit_started_at)
+                    if upstream_id is not None:
+                        log.warning(
+                            "task %s was already created upstream as %s", task.id, upstream_id
+                        )
+                    elif await self.failover.release_after_reconcile(task):
+                        return
+                reconciling = False
+                if upstream_id is None:
+                    callback = (
+                        self.callbacks.url(task.provider, task.id) if self.callbacks else None
+                    )
+                    upstream_id = await provider.submit(task.id, request, callback_url=callback)
+            except ReelgateError as exc:
+                await self._submit_failed(task, exc, in_doubt=reconciling)
+                return
+        submitted = self._clock()
+        expires = request.options.get("execution_expires_after")
+        deadline = schedule.deadline(
+            task.submit_time,
+            max_task_seconds=self.service.max_task_seconds,
+            submitted_at=submitted,
+            expires_after=float(expires) if isinstance(expires, int | float) else None,
+        )
+        await self.service.mark_submitted(
+            task,
+            upstream_id,
+            self.tracking.next_look(
+                submitted,
+                submitted_at=submitted,
+                looks=0,
+                typical=await self._typical_of(task),
+                callbacks=self.callbacks is not None,
+                rng=self._rng,
+            ),
+            deadline,
+        )
+        log.info(
+            "task submitted upstream",
+            extra={"channel": provider.account, "upstream_id": upstream_id},
+        )
+
+    async def _submit_failed(self, task: Task, exc: ReelgateError, *, in_doubt: bool) -> None:
+        await self.failover.submit_failed(task, exc, in_doubt=in_doubt)
