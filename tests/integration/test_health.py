@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from reelgate.api.app import start_runtime
 from reelgate.api.health import Readiness
+from reelgate.settings import Settings
 from reelgate.store.sql import SqlStore, open_store
 from tests.conftest import LiveServer, server_env
 from tests.pg import _drop, _pg_database, pg_url
@@ -45,6 +48,21 @@ async def test_readiness_follows_the_workers_heartbeat(store: SqlStore) -> None:
     assert (await ready.checks())["worker"] == "ok"  # any live worker will do
     await store.worker_gone("w2")
     assert (await ready.checks())["worker"].endswith("(stale)")
+
+
+@pytest.mark.anyio
+async def test_a_gateway_with_a_worker_is_ready_before_its_loops_first_run(tmp_path: Path) -> None:
+    """The worker reports itself while the gateway starts: a readiness probe that comes before
+    the worker's first turn on the event loop (as one right after start-up can) sees it."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'r.db'}", data_dir=tmp_path)
+    runtime = await start_runtime(settings, run_worker=True)
+    assert runtime.worker_task is not None
+    runtime.worker_task.cancel()  # before it ever ran: only the start-up can have reported
+    try:
+        ready = Readiness(runtime.store, stale_after=60, clock=time.time)
+        assert (await ready.checks())["worker"] == "ok"
+    finally:
+        await runtime.close()
 
 
 def test_a_live_gateway_is_ready_and_an_api_only_one_says_why_not(tmp_path: Path) -> None:

@@ -221,6 +221,7 @@ async def start_runtime(
             batch_size=settings.worker_batch_size,
             lease_seconds=settings.worker_lease_seconds,
             poll_interval=settings.worker_poll_interval,
+            clock_rate=clock_rate,
             callbacks=callbacks if settings.callbacks_enabled else None,
             tracking=dataclasses.replace(
                 schedule.TRACKING, default_typical=settings.tracking_typical_seconds
@@ -275,6 +276,7 @@ def create_app(
             settings,
             run_worker=settings.worker_enabled if run_worker is None else run_worker,
             clock=clock,
+            clock_rate=clock_rate,
         )
         holder["runtime"] = runtime
         app.state.runtime = runtime
