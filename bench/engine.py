@@ -20,8 +20,9 @@ per poll round.
 Memory. Peak RSS (VmHWM) of one ``reelgate worker`` process with 100k submitted tasks in
 flight in SQLite, all due, beside an idle worker's. Upstream is ark_stub.py answering
 "running" (the simulator's list call costs O(tasks it holds): at 100k tasks it, not the worker,
-would set the pace). A worker writes about 600 tasks a second, so a run of a few seconds writes
-a few thousand of them; the growth per task written is printed with its extrapolation.
+would set the pace). The worker runs until it has looked up and written every one of them once
+(about 600 a second: a few minutes), or ``--rss-seconds``; the growth per task written is
+printed too, and extrapolated only when the run ended before all were written.
 
 PostgreSQL. Tasks completed per second by 1 and by 2 ``reelgate worker`` processes on a backlog
 that ark_stub.py finishes at once, in a scratch database dropped afterwards; with the host's CPU
@@ -61,6 +62,7 @@ from reelgate.settings import Settings
 from reelgate.store.sql import async_url
 
 sys.path.insert(0, str(Path(__file__).parent))
+import spy
 from newapi_replica import NewApiReplica
 from procs import stop
 
@@ -122,17 +124,18 @@ def _default(name: str, fallback: float) -> float:
 
 @contextlib.asynccontextmanager
 async def reelgate_runtime(
-    settings: Settings, clock: Callable[[], float], port: int | None
+    settings: Settings, clock: Callable[[], float], rate: float, port: int | None
 ) -> AsyncIterator[Runtime]:
-    """reelgate with its worker; with ``port`` also its HTTP app, where upstream callbacks land."""
+    """reelgate with its worker on ``clock`` (``rate`` clock seconds per wall second); with
+    ``port`` also its HTTP app, where upstream callbacks land."""
     if port is None:
-        runtime = await start_runtime(settings, run_worker=True, clock=clock)
+        runtime = await start_runtime(settings, run_worker=True, clock=clock, clock_rate=rate)
         try:
             yield runtime
         finally:
             await runtime.close()
         return
-    app = create_app(settings, run_worker=True, clock=clock)
+    app = create_app(settings, run_worker=True, clock=clock, clock_rate=rate)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="on")
     )
@@ -305,7 +308,7 @@ async def track_reelgate(
         settings = reelgate_settings(
             tmp, sim.base_url, callbacks=callbacks, public_url=public_url, time_scale=scale
         )
-        async with reelgate_runtime(settings, clock, port) as runtime:
+        async with reelgate_runtime(settings, clock, 1.0 if wall_clock else scale, port) as runtime:
 
             def alive() -> None:
                 task = runtime.worker_task
@@ -577,9 +580,9 @@ async def insert_tasks(
 
 async def worker_memory(n: int, seconds: float) -> dict[str, Any]:
     """Peak RSS of a worker with ``n`` submitted tasks in flight, all due: each first look finds
-    the task running upstream, so the worker writes (and the service remembers) each one.
-    RSS is sampled against the tasks written so far; the slope over the second half of the run
-    (past start-up and the first batches) is the growth per task written."""
+    the task running upstream, so the worker writes each one. It runs until all are written (at
+    most ``seconds``). RSS is sampled against the tasks written so far; the slope over the
+    second half of the run (past start-up and the first batches) is the growth per task."""
     with tempfile.TemporaryDirectory() as tmp, ark_stub("running") as stub:
         work = Path(tmp)
         url = f"sqlite:///{work / 'rss.db'}"
@@ -601,14 +604,17 @@ async def worker_memory(n: int, seconds: float) -> dict[str, Any]:
         samples: list[tuple[int, float]] = []  # (tasks written, RSS MB)
         engine = create_async_engine(async_url(url))
 
-        async def sample(pid: int) -> None:
+        async def sample(pid: int) -> bool:
             async with engine.connect() as conn:
                 query = sa.text("SELECT count(*) FROM tasks WHERE status = 'in_progress'")
                 written = int((await conn.execute(query)).scalar_one())
             samples.append((written, memory_kb(pid).get("VmRSS", 0) / 1024))
+            return written >= n
 
+        ran = time.monotonic()
         try:
             loaded = await run_worker_for(url, stub, work, seconds, sample)
+            ran = time.monotonic() - ran
         finally:
             await engine.dispose()
         after = stub_calls(stub)
@@ -617,7 +623,7 @@ async def worker_memory(n: int, seconds: float) -> dict[str, Any]:
     per_task = slope(samples[len(samples) // 2 :])
     return {
         "tasks": n,
-        "seconds": seconds,
+        "seconds": ran,
         "insert_s": insert_s,
         "idle_hwm_mb": idle_mb,
         "loaded_hwm_mb": loaded_mb,
@@ -644,9 +650,10 @@ async def run_worker_for(
     stub: str,
     work: Path,
     seconds: float,
-    sample: Callable[[int], Awaitable[None]] | None = None,
+    sample: Callable[[int], Awaitable[bool]] | None = None,
 ) -> dict[str, int]:
-    """Peak memory of one worker run for ``seconds``, calling ``sample`` every half second."""
+    """Peak memory of one worker run for ``seconds``, or until ``sample`` (called every half
+    second) says it is done."""
     log = work / "worker.log"
     proc = start_worker(url, stub, work, log)
     try:
@@ -654,8 +661,8 @@ async def run_worker_for(
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             await asyncio.sleep(min(0.5, left))
-            if sample is not None:
-                await sample(proc.pid)
+            if sample is not None and await sample(proc.pid):
+                break
         if proc.poll() is not None:
             text = await asyncio.to_thread(log.read_text, errors="replace")
             raise RuntimeError(f"reelgate worker exited: {text[-2000:]}")
@@ -668,14 +675,16 @@ async def run_worker_for(
 def print_memory(m: dict[str, Any]) -> None:
     print(
         f"worker memory: {m['tasks']} submitted tasks in flight, all due (SQLite); one"
-        f" `reelgate worker` for {m['seconds']:g}s; upstream answers 'running'"
+        f" `reelgate worker` for {m['seconds']:.0f}s; upstream answers 'running'"
     )
-    growth = (
-        f"RSS grows {m['mb_per_1000_written']:.2f} MB per 1000 written; if that held until all"
-        f" {m['tasks']} were written: {m['extrapolated_all_written_mb']:.0f} MB"
-        if m["tasks_written"] >= 2000
-        else "too few to extrapolate"
-    )
+    growth = f"RSS grows {m['mb_per_1000_written']:.2f} MB per 1000 written"
+    if m["tasks_written"] < m["tasks"]:
+        growth += (
+            f"; if that held until all {m['tasks']} were written:"
+            f" {m['extrapolated_all_written_mb']:.0f} MB"
+            if m["tasks_written"] >= 2000
+            else "; too few to extrapolate"
+        )
     print(
         f"  peak RSS idle {m['idle_hwm_mb']:.1f} MB, loaded {m['loaded_hwm_mb']:.1f} MB"
         f" (x{m['loaded_hwm_mb'] / m['idle_hwm_mb']:.2f}; target <= 300 MB)\n"
@@ -703,15 +712,32 @@ async def postgres_scaling(n: int) -> dict[str, Any] | str:
             runs = {}
             for workers in (1, 2):
                 runs[workers] = await pg_run(url, stub, work, template, n, workers)
+            # One more 2-worker run, with py-spy on both: where the workers' CPU goes.
+            stacks = work / "pg-spy.txt"
+            profiled = await pg_run(url, stub, work, template, n, 2, spy_to=stacks)
+            profile = (
+                {"error": profiled["spy_error"]}
+                if profiled.get("spy_error")
+                else spy.read_profile(stacks)
+            )
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
-    return {"tasks": n, "cpus": os.cpu_count(), "runs": runs}
+    return {"tasks": n, "cpus": os.cpu_count(), "runs": runs, "profile": profile}
 
 
 async def pg_run(
-    url: str, stub: str, work: Path, template: dict[str, Any], n: int, workers: int
+    url: str,
+    stub: str,
+    work: Path,
+    template: dict[str, Any],
+    n: int,
+    workers: int,
+    *,
+    spy_to: Path | None = None,
 ) -> dict[str, Any]:
+    """Tasks completed per second by ``workers`` worker processes on a fresh backlog; with
+    ``spy_to``, the workers' stacks sampled by py-spy while they work are written there."""
     import asyncpg
 
     log = work / f"pg-{workers}.log"
@@ -723,7 +749,8 @@ async def pg_run(
         before = machine_cpu()
         await asyncio.sleep(0.5)  # the host's load without the backlog (other jobs share it)
         idle_busy, idle_total = (b - a for a, b in zip(before, machine_cpu(), strict=True))
-        prefix = f"task_pg{workers}_"
+        prefix = f"task_pg{workers}{'s' if spy_to else ''}_"
+        spies = spy.start([p.pid for p in procs], spy_to) if spy_to else []
         now = time.time()
         ids = [f"{prefix}{i:08d}" for i in range(n)]
         await insert_tasks(url, template, ids, status="queued", next_poll_at=now)
@@ -736,6 +763,9 @@ async def pg_run(
             )
             await asyncio.sleep(0.02)
         all_done_s = time.monotonic() - start
+        spy_error = spies if isinstance(spies, str) else ""
+        if spy_to and isinstance(spies, list):
+            spy_error = spy.finish(spies, spy_to)
         worker_cpu = sum(map(process_cpu, procs)) - cpu
         busy, total = (b - a for a, b in zip(machine, machine_cpu(), strict=True))
         failed = await db.fetchval(
@@ -754,6 +784,7 @@ async def pg_run(
         "worker_cpu_ms_per_task": worker_cpu * 1000 / max(1, n - pending),
         "machine_busy": busy / total if total else math.nan,
         "machine_busy_before": idle_busy / idle_total if idle_total else math.nan,
+        "spy_error": spy_error,
     }
 
 
@@ -795,6 +826,18 @@ def print_postgres(p: dict[str, Any] | str) -> None:
         f"  ratio 2 workers / 1 = {two['per_second'] / one['per_second']:.2f} (target >= 1.8;"
         " with the machine's CPUs near 100% busy it measures the host, not the workers)"
     )
+    profile = p.get("profile") or {}
+    if profile.get("samples"):
+        total = profile["samples"]
+        print(f"  py-spy on both workers of one more 2-worker run: {total} samples")
+        print(
+            "    self time by package: "
+            + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in profile["self_by_package"])
+        )
+        for fn, count in profile["inclusive_reelgate"][:8]:
+            print(f"    {100 * count / total:5.1f}% under {fn}")
+    elif profile.get("error"):
+        print(f"  no profile: {profile['error']}")
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -841,7 +884,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--wall-clock", action="store_true", help="reelgate on the real clock")
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--rss-tasks", type=int, help="tasks in flight (100000; quick 10000)")
-    parser.add_argument("--rss-seconds", type=float, help="worker run (6; quick 1.5)")
+    parser.add_argument(
+        "--rss-seconds",
+        type=float,
+        help="worker run at most (until all are written; 300, quick 30)",
+    )
     parser.add_argument("--pg-tasks", type=int, help="PostgreSQL backlog (1500; quick 200)")
     parser.add_argument("--skip-tracking", action="store_true")
     parser.add_argument("--skip-replica", action="store_true", help="track with reelgate only")
@@ -854,7 +901,7 @@ def parse_args() -> argparse.Namespace:
         "arrival": (300.0, 100.0),
         "time_scale": (10.0, 150.0),
         "rss_tasks": (100_000, 10_000),
-        "rss_seconds": (6.0, 1.5),
+        "rss_seconds": (300.0, 30.0),
         "pg_tasks": (1500, 200),
     }
     for name, (full, quick) in defaults.items():

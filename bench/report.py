@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 
 sys.path.insert(0, str(Path(__file__).parent))
 import nginx_baseline
+from spy import read_profile
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -304,49 +305,6 @@ def targets(runs: dict[str, Run]) -> list[Target]:
 
 
 # -- the profile --------------------------------------------------------------------------------
-
-
-def read_profile(path: Path) -> dict[str, Any]:
-    """py-spy's collapsed stacks: the functions most often on top of the stack (self) and most
-    often anywhere on it (inclusive, reelgate's own code), and self time by package."""
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    packages: Counter[str] = Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [_frame(f) for f in stack.split(";") if not f.startswith(("process ", "thread "))]
-        if not frames:
-            continue
-        total += count
-        own[frames[-1]] += count
-        packages[_package(frames[-1])] += count
-        for frame in set(frames):
-            # The process's start-up frames (CLI, server launch) are under every sample.
-            if "reelgate/" in frame and not re.search(r"reelgate/(cli/|__main__)", frame):
-                inclusive[frame] += count
-    return {
-        "samples": total,
-        "self": own.most_common(15),
-        "inclusive_reelgate": inclusive.most_common(15),
-        "self_by_package": packages.most_common(10),
-    }
-
-
-def _frame(text: str) -> str:
-    """``func (path/file.py:123)`` without the line number."""
-    return re.sub(r":\d+\)$", ")", text.strip())
-
-
-def _package(frame: str) -> str:
-    match = re.search(r"\(([^)]*)\)$", frame)
-    where = match.group(1) if match else frame
-    if where.startswith("<frozen") or "/" not in where:
-        return where.split(".")[0] if "/" not in where else where
-    return where.split("/")[0]
 
 
 # -- plots --------------------------------------------------------------------------------------
@@ -713,13 +671,19 @@ def section_engine(run: Run, plot: str | None, folder: str) -> str:
         )
     memory = f.get("memory")
     if memory:
+        every = memory["tasks_written"] >= memory["tasks"]
         parts.append(
             f"Memory: one `reelgate worker` with {memory['tasks']:,} submitted tasks in flight"
             f" (SQLite): peak RSS idle {memory['idle_hwm_mb']:.1f} MB, loaded"
-            f" {memory['loaded_hwm_mb']:.1f} MB; it looked up and wrote"
-            f" {memory['tasks_written']:,} tasks in {memory['seconds']:g} s, growing"
-            f" {memory['mb_per_1000_written']:.2f} MB per 1000 (extrapolated to all:"
-            f" {memory['extrapolated_all_written_mb']:.0f} MB).\n"
+            f" {memory['loaded_hwm_mb']:.1f} MB while it looked up and wrote"
+            + (
+                f" every one of them once ({memory['seconds']:.0f} s; RSS grew"
+                f" {memory['mb_per_1000_written']:.2f} MB per 1000 over the second half).\n"
+                if every
+                else f" {memory['tasks_written']:,} of them in {memory['seconds']:.0f} s, growing"
+                f" {memory['mb_per_1000_written']:.2f} MB per 1000 (extrapolated to all:"
+                f" {memory['extrapolated_all_written_mb']:.0f} MB).\n"
+            )
         )
     pg = f.get("postgres")
     if isinstance(pg, str):
@@ -744,6 +708,7 @@ def section_engine(run: Run, plot: str | None, folder: str) -> str:
             )
             + "\n"
             + host_ceiling(pg)
+            + worker_profile(pg.get("profile") or {})
         )
     parts.append(image(plot, "engine", folder))
     return "\n".join(parts)
@@ -766,6 +731,28 @@ def host_ceiling(pg: dict[str, Any]) -> str:
         " PostgreSQL and the stub. The measured ratio"
         f" ({two['per_second'] / one['per_second']:.2f}x) is the part of that ceiling the two"
         " workers reached; a target above the ceiling cannot be met on this machine.\n"
+    )
+
+
+def worker_profile(profile: dict[str, Any]) -> str:
+    """Where two busy workers' samples go (py-spy, one more 2-worker run)."""
+    total = profile.get("samples")
+    if not total:
+        why = profile.get("error")
+        return f"\nNo profile of the workers in this run: {why}.\n" if why else ""
+    packages = ", ".join(f"{p} {100 * n / total:.0f}%" for p, n in profile["self_by_package"][:6])
+    under = "; ".join(
+        f"`{_short(fn, 60)}` {100 * n / total:.0f}%" for fn, n in profile["inclusive_reelgate"][:8]
+    )
+    return (
+        "\nThe profile: py-spy (200 Hz) sampled both workers during one more 2-worker run, after"
+        f" the measured ones ({total:,} samples of Python stacks). Self time by package:"
+        f" {packages}. The samples sit under (inclusive): {under}. asyncio and selectors are the"
+        " event loop, its waits on sockets included (py-spy samples a thread blocked in"
+        " `select` too); of the rest, most is SQLAlchemy building and running each task's"
+        " statements (`save_task` writes every column of the row) and the upstream calls. The"
+        " rest of the host's CPU per task is PostgreSQL's and the stub's, on the same two"
+        " cores.\n"
     )
 
 

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 import loadgen
 import nginx_baseline
+import spy
 from procs import stop
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
@@ -172,28 +172,13 @@ def row(figures: tuple[float, float, float, int]) -> dict[str, float]:
 def profile(pid: int, run_load: Callable[[], object], out: Path) -> str:
     """Sample process ``pid`` and its children (granian's worker) with py-spy while ``run_load``
     runs; write the collapsed stacks to ``out``. Returns "" or why there is no profile."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if not Path(spy).exists():
-        return "py-spy is not installed (pip install -e '.[dev]')"
-    cmd = [spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking"]
-    cmd += [
-        "--format",
-        "raw",
-        "--rate",
-        os.environ.get("BENCH_SPY_RATE", "200"),
-        "--output",
-        str(out),
-    ]
-    spy_proc = subprocess.Popen(
-        [*LOAD_PIN, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    rate = int(os.environ.get("BENCH_SPY_RATE", "200"))
+    spies = spy.start([pid], out, rate, subprocesses=True, pin=LOAD_PIN)
+    if isinstance(spies, str):
+        return spies
     time.sleep(1)  # attach before the load starts
     run_load()
-    spy_proc.send_signal(signal.SIGINT)  # py-spy writes what it sampled when interrupted
-    _, err = spy_proc.communicate(timeout=60)
-    if not out.exists() or not out.stat().st_size:
-        return f"py-spy wrote no profile: {err.strip()[-500:]}"
-    return ""
+    return spy.finish(spies, out)
 
 
 def measure(nginx: str | None, profile_to: Path | None = None) -> dict[str, Any]:
