@@ -277,12 +277,20 @@ async def test_a_callback_during_a_look_is_not_lost(store: SqlStore) -> None:
 
 async def test_typical_durations_are_learned(store: SqlStore) -> None:
     assert await store.typical_durations() == {}
-    await store.learn_duration("ark", "m", 100.0, 1.0)
-    await store.learn_duration("ark", "m", 200.0, 2.0)
-    await asyncio.gather(*(store.learn_duration("ark", "n", 10.0, 3.0) for _ in range(4)))
+    await store.learn_durations("ark", "m", [100.0], 1.0)
+    await store.learn_durations("ark", "m", [200.0], 2.0)
+    await asyncio.gather(*(store.learn_durations("ark", "n", [10.0], 3.0) for _ in range(4)))
     learned = await store.typical_durations()
     assert learned[("ark", "m")] == pytest.approx(120.0)
     assert learned[("ark", "n")] == pytest.approx(10.0)
+    # Several at once fold exactly as one at a time, for a new model and a known one.
+    await store.learn_durations("ark", "k", [100.0, 200.0, 50.0], 4.0)
+    await store.learn_durations("ark", "m", [300.0, 0.0], 5.0)
+    learned = await store.typical_durations()
+    assert learned[("ark", "k")] == pytest.approx((100 + 0.2 * 100) * 0.8 + 0.2 * 50)
+    assert learned[("ark", "m")] == pytest.approx((120 + 0.2 * 180) * 0.8)
+    await store.learn_durations("ark", "m", [], 6.0)  # nothing to learn: unchanged
+    assert (await store.typical_durations())[("ark", "m")] == pytest.approx(124.8)
 
 
 async def test_rate_bucket_is_shared_and_refills(store: SqlStore) -> None:

@@ -107,6 +107,8 @@ class Worker(Admission):
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             with contextlib.suppress(ReelgateError):
+                await self.service.flush_learning()
+            with contextlib.suppress(ReelgateError):
                 await self.service.store.release_leases(self.id)
                 await self.service.store.worker_gone(self.id)
             log.info("worker %s stopped", self.id)
@@ -216,6 +218,7 @@ class Worker(Admission):
         for task in claimed:
             groups[(task.provider, task.account)].append(task)
         await asyncio.gather(*(self._look(key, ts) for key, ts in groups.items()))
+        await self.service.flush_learning()
         return len(claimed)
 
     async def _look(self, key: tuple[str, str | None], tasks: Sequence[Task]) -> None:

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reelgate.service")
 
+# Learned durations kept in memory at most until this many (a worker flushes every round).
+LEARN_BATCH = 64
+
 
 class ServiceBase:
     def __init__(
@@ -65,6 +68,8 @@ class ServiceBase:
         # A waiter re-reads its task at least this often (a change it cannot hear of).
         self.recheck = 1.0
         self.default_typical = schedule.TRACKING.default_typical
+        # Durations of tasks that ended since the last flush, per (provider, model).
+        self._durations: dict[tuple[str, str], list[float]] = {}
         self._typical: dict[tuple[str, str], float] = {}
         self._typical_until = float("-inf")
         self.registry = registry
@@ -219,8 +224,18 @@ class ServiceBase:
         ):
             # What the schedule learns: how long this model's tasks take upstream.
             seconds = max(0.0, self.clock() - new.submitted_at)
-            await self.store.learn_duration(new.provider, new.model, seconds, self.clock())
+            self._durations.setdefault((new.provider, new.model), []).append(seconds)
+            if sum(map(len, self._durations.values())) >= LEARN_BATCH:
+                await self.flush_learning()
         return new
+
+    async def flush_learning(self) -> None:
+        """Fold the durations learned since the last flush into the models' shared typical
+        durations: one statement per model, not one transaction per task on a row every worker
+        writes (the worker flushes after each round of look-ups)."""
+        pending, self._durations = self._durations, {}
+        for (provider, model), seconds in pending.items():
+            await self.store.learn_durations(provider, model, seconds, self.clock())
 
     def _remember(self, task: Task) -> None:
         # A finished task never changes again, except once when its durable copy is stored.

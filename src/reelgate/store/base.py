@@ -247,9 +247,10 @@ class Store(Protocol):
     async def typical_durations(self) -> dict[tuple[str, str], float]:
         """(provider, model) → typical seconds from submit to finish."""
 
-    async def learn_duration(
-        self, provider: str, model: str, seconds: float, now: float
-    ) -> None: ...
+    async def learn_durations(
+        self, provider: str, model: str, seconds: Sequence[float], now: float
+    ) -> None:
+        """Fold finished tasks' durations (oldest first) into the model's typical duration."""
 
     async def take_tokens(
         self, key: str, wanted: int, rate: float, burst: float, now: float

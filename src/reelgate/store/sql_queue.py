@@ -252,8 +252,21 @@ class QueueQueries(SqlBase):
             )
             return {(r.provider, r.model): float(r.typical_seconds) for r in rows}
 
-    async def learn_duration(self, provider: str, model: str, seconds: float, now: float) -> None:
-        """Fold one finished task's duration into the model's typical duration (EWMA)."""
+    async def learn_durations(
+        self, provider: str, model: str, seconds: Sequence[float], now: float
+    ) -> None:
+        """Fold finished tasks' durations (oldest first) into the model's typical duration, an
+        EWMA: the same as one sample at a time, in one statement."""
+        if not seconds:
+            return
+        # t <- t + w(s - t) for each s in turn is t <- a*t + b for the whole run.
+        keep = 1.0 - LEARNING_WEIGHT
+        a, b = 1.0, 0.0
+        for s in seconds:
+            a, b = a * keep, b * keep + LEARNING_WEIGHT * s
+        first = seconds[0]  # a model's first sample is its typical duration
+        for s in seconds[1:]:
+            first += LEARNING_WEIGHT * (s - first)
         where = (model_stats.c.provider == provider, model_stats.c.model == model)
         async with self._tx() as conn:
             for _ in range(2):
@@ -261,9 +274,8 @@ class QueueQueries(SqlBase):
                     model_stats.update()
                     .where(*where)
                     .values(
-                        typical_seconds=model_stats.c.typical_seconds
-                        + LEARNING_WEIGHT * (seconds - model_stats.c.typical_seconds),
-                        samples=model_stats.c.samples + 1,
+                        typical_seconds=a * model_stats.c.typical_seconds + b,
+                        samples=model_stats.c.samples + len(seconds),
                         updated_at=now,
                     )
                 )
@@ -275,8 +287,8 @@ class QueueQueries(SqlBase):
                             model_stats.insert().values(
                                 provider=provider,
                                 model=model,
-                                typical_seconds=seconds,
-                                samples=1,
+                                typical_seconds=first,
+                                samples=len(seconds),
                                 updated_at=now,
                             )
                         )
