@@ -489,3 +489,32 @@ async def test_a_task_still_in_reelgates_queue_is_cancelled_locally(store: SqlSt
         await worker.tick()
     assert waiting.id not in up.submits  # never sent upstream
     assert (await service.cancel(me, waiting.id)).error_code == "cancelled"  # twice is fine
+
+
+async def test_a_create_that_waited_past_its_lease_is_not_sent_twice(store: SqlStore) -> None:
+    """A worker that claimed a task but waited for a submit slot longer than its lease checks
+    that the task is still its own before sending it: another worker took it over meanwhile."""
+    clock = Clock()
+    up = Upstream(clock)
+    service, slow = engine(store, up, clock=clock, lease_seconds=30)
+    other = Worker(service, clock=clock, lease_seconds=30)
+    me = await owner(service)
+    task = await service.create(me, request())
+    slow._submit_slots = asyncio.Semaphore(1)
+    await slow._submit_slots.acquire()  # every slot busy (creates hanging elsewhere)
+    admitting = asyncio.create_task(slow.admit())
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        claimed = await store.find_task(task.id)
+        if claimed is not None and claimed.submit_started_at is not None:
+            break  # claimed, and now waiting for a slot
+    else:
+        raise AssertionError("the slow worker never claimed the task")
+    clock.now += 31  # the slow worker's lease has run out: the other takes the task over
+    assert await other.admit() == 1
+    assert up.submits == [task.id]
+    slow._submit_slots.release()
+    await asyncio.wait_for(admitting, 5)
+    assert up.submits == [task.id]  # the slow worker saw it had lost the lease
+    done = await service.get(me, task.id)
+    assert done.upstream_id == "default-0"
