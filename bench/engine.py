@@ -63,6 +63,7 @@ from reelgate.store.sql import async_url
 
 sys.path.insert(0, str(Path(__file__).parent))
 import spy
+from cpucap import CpuCap
 from newapi_replica import NewApiReplica
 from procs import stop
 
@@ -78,6 +79,9 @@ TARGETS = {
     "worker_rss_mb_100k": 300.0,
     "postgres_2_vs_1_workers": 1.8,
 }
+# Each worker's CPU in the capped PostgreSQL runs: 2 workers then use 0.8 of the host's 2 cores,
+# leaving PostgreSQL, the stub and this script room (they take about 0.6 more per 2 workers).
+WORKER_CPU_SHARE = 0.4
 
 
 # -- reelgate: the one place that knows its setting names (they move while #4 lands) ---------
@@ -712,6 +716,17 @@ async def postgres_scaling(n: int) -> dict[str, Any] | str:
             runs = {}
             for workers in (1, 2):
                 runs[workers] = await pg_run(url, stub, work, template, n, workers)
+            # The same with each worker held to one equal share of a CPU: the host's cores,
+            # shared with PostgreSQL and the stub, are then not what limits two workers.
+            capped: dict[str, Any] | str = cap_unavailable()
+            if capped:
+                capped = f"skipped: {capped}"
+            else:
+                capped = {"share": WORKER_CPU_SHARE, "runs": {}}
+                for workers in (1, 2):
+                    capped["runs"][workers] = await pg_run(
+                        url, stub, work, template, n, workers, share=WORKER_CPU_SHARE
+                    )
             # One more 2-worker run, with py-spy on both: where the workers' CPU goes.
             stacks = work / "pg-spy.txt"
             profiled = await pg_run(url, stub, work, template, n, 2, spy_to=stacks)
@@ -723,7 +738,22 @@ async def postgres_scaling(n: int) -> dict[str, Any] | str:
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
-    return {"tasks": n, "cpus": os.cpu_count(), "runs": runs, "profile": profile}
+    return {
+        "tasks": n,
+        "cpus": os.cpu_count(),
+        "runs": runs,
+        "capped": capped,
+        "profile": profile,
+    }
+
+
+def cap_unavailable() -> str:
+    """Why no worker can be held to a CPU share here ("" when one can)."""
+    cap = CpuCap.open(WORKER_CPU_SHARE)
+    if isinstance(cap, str):
+        return cap
+    cap.close()
+    return ""
 
 
 async def pg_run(
@@ -735,13 +765,24 @@ async def pg_run(
     workers: int,
     *,
     spy_to: Path | None = None,
+    share: float | None = None,
 ) -> dict[str, Any]:
     """Tasks completed per second by ``workers`` worker processes on a fresh backlog; with
-    ``spy_to``, the workers' stacks sampled by py-spy while they work are written there."""
+    ``spy_to``, the workers' stacks sampled by py-spy while they work are written there; with
+    ``share``, each worker is held to that share of one CPU (a cgroup each)."""
     import asyncpg
 
-    log = work / f"pg-{workers}.log"
-    procs = [start_worker(url, stub, work, log) for _ in range(workers)]
+    log = work / f"pg-{workers}{'c' if share else ''}.log"
+    caps: list[CpuCap] = []
+    procs = []
+    for _ in range(workers):
+        procs.append(start_worker(url, stub, work, log))
+        if share:
+            cap = CpuCap.open(share)
+            if isinstance(cap, str):
+                raise RuntimeError(f"cannot hold a worker to {share} CPU: {cap}")
+            caps.append(cap)
+            cap.add(procs[-1].pid)
     db = await asyncpg.connect(url)
     pending = n
     try:
@@ -749,12 +790,13 @@ async def pg_run(
         before = machine_cpu()
         await asyncio.sleep(0.5)  # the host's load without the backlog (other jobs share it)
         idle_busy, idle_total = (b - a for a, b in zip(before, machine_cpu(), strict=True))
-        prefix = f"task_pg{workers}{'s' if spy_to else ''}_"
+        prefix = f"task_pg{workers}{'s' if spy_to else ''}{'c' if share else ''}_"
         spies = spy.start([p.pid for p in procs], spy_to) if spy_to else []
         now = time.time()
         ids = [f"{prefix}{i:08d}" for i in range(n)]
         await insert_tasks(url, template, ids, status="queued", next_poll_at=now)
         start, machine, cpu = time.monotonic(), machine_cpu(), sum(map(process_cpu, procs))
+        throttled = sum(c.throttled_s() for c in caps)
         while pending and time.monotonic() - start < 120:
             pending = await db.fetchval(
                 "SELECT count(*) FROM tasks WHERE id LIKE $1"
@@ -767,6 +809,7 @@ async def pg_run(
         if spy_to and isinstance(spies, list):
             spy_error = spy.finish(spies, spy_to)
         worker_cpu = sum(map(process_cpu, procs)) - cpu
+        throttled = sum(c.throttled_s() for c in caps) - throttled
         busy, total = (b - a for a, b in zip(machine, machine_cpu(), strict=True))
         failed = await db.fetchval(
             "SELECT count(*) FROM tasks WHERE id LIKE $1 AND status = 'failure'", prefix + "%"
@@ -775,8 +818,12 @@ async def pg_run(
         await db.close()
         for proc in procs:
             stop(proc)
+        for cap in caps:
+            cap.close()
     return {
         "workers": workers,
+        "cpu_share": share,
+        "throttled_s": throttled,
         "completed": n - pending,
         "failed": failed,
         "all_done_s": all_done_s,
@@ -805,6 +852,18 @@ def machine_cpu() -> tuple[int, int]:
     return 0, 0
 
 
+def print_pg_runs(*runs: dict[str, Any]) -> None:
+    for r in runs:
+        print(
+            f"    {r['workers']} worker{'s' if r['workers'] > 1 else ' '}: {r['per_second']:6.1f}"
+            f" tasks/s ({r['completed']} completed in {r['all_done_s']:.1f}s),"
+            f" {r['failed']} failed; worker CPU {r['worker_cpu_ms_per_task']:.1f} ms/task,"
+            f" host CPU busy {r['machine_busy']:.0%} (before the backlog"
+            f" {r['machine_busy_before']:.0%})"
+            + (f", held back {r['throttled_s']:.1f} s" if r.get("cpu_share") else "")
+        )
+
+
 def print_postgres(p: dict[str, Any] | str) -> None:
     if isinstance(p, str):
         print(f"postgresql: {p}")
@@ -814,18 +873,22 @@ def print_postgres(p: dict[str, Any] | str) -> None:
         f"postgresql: a backlog of {p['tasks']} tasks the upstream finishes at once; {p['cpus']}"
         " CPUs shared by the workers, PostgreSQL, the stub upstream and this script"
     )
-    for r in (one, two):
-        print(
-            f"  {r['workers']} worker{'s' if r['workers'] > 1 else ' '}: {r['per_second']:6.1f}"
-            f" tasks/s ({r['completed']} completed in {r['all_done_s']:.1f}s),"
-            f" {r['failed']} failed; worker CPU {r['worker_cpu_ms_per_task']:.1f} ms/task,"
-            f" host CPU busy {r['machine_busy']:.0%} (before the backlog"
-            f" {r['machine_busy_before']:.0%})"
-        )
+    print("  each worker as much CPU as it can get:")
+    print_pg_runs(one, two)
     print(
-        f"  ratio 2 workers / 1 = {two['per_second'] / one['per_second']:.2f} (target >= 1.8;"
-        " with the machine's CPUs near 100% busy it measures the host, not the workers)"
+        f"  ratio 2 workers / 1 = {two['per_second'] / one['per_second']:.2f}"
+        " (with the machine's CPUs near 100% busy it measures the host, not the workers)"
     )
+    capped = p.get("capped")
+    if isinstance(capped, dict):
+        one, two = capped["runs"][1], capped["runs"][2]
+        print(f"  each worker held to {capped['share']} CPU (a cgroup's CFS quota each):")
+        print_pg_runs(one, two)
+        print(
+            f"  ratio 2 workers / 1 = {two['per_second'] / one['per_second']:.2f} (target >= 1.8)"
+        )
+    elif capped:
+        print(f"  capped runs: {capped}")
     profile = p.get("profile") or {}
     if profile.get("samples"):
         total = profile["samples"]

@@ -292,15 +292,13 @@ def targets(runs: dict[str, Run]) -> list[Target]:
         )
     pg = engine.get("postgres")
     if isinstance(pg, dict) and "postgres_2_vs_1_workers" in goals:
-        one, two = pg["runs"]["1"], pg["runs"]["2"]
-        out.append(
-            at_least(
-                "engine: PostgreSQL, 2 workers ÷ 1",
-                two["per_second"] / one["per_second"] if one["per_second"] else None,
-                goals["postgres_2_vs_1_workers"],
-                ".2f",
-            )
-        )
+        capped = pg.get("capped")
+        if isinstance(capped, dict):
+            label = f"engine: PostgreSQL, 2 workers ÷ 1, each held to {capped['share']} CPU"
+            runs = capped["runs"]
+        else:
+            label, runs = "engine: PostgreSQL, 2 workers ÷ 1", pg["runs"]
+        out.append(at_least(label, ratio_2_to_1(runs), goals["postgres_2_vs_1_workers"], ".2f"))
     return out
 
 
@@ -416,14 +414,16 @@ def plot_engine(runs: dict[str, Run], out: Path) -> str | None:
     pg = engine.get("postgres")
     if isinstance(pg, dict):
         ax = axes[1][1]
-        workers = sorted(pg["runs"], key=int)
-        _bars(
-            ax,
-            [f"{w} worker{'s' if w != '1' else ''}" for w in workers],
-            [pg["runs"][w]["per_second"] for w in workers],
-            "tasks completed/s",
-            False,
-        )
+        labels, values = [], []
+        capped = pg.get("capped")
+        for runs, suffix in (
+            (pg["runs"], ""),
+            (capped["runs"] if isinstance(capped, dict) else {}, " (capped)"),
+        ):
+            for w in sorted(runs, key=int):
+                labels.append(f"{w} worker{'s' if str(w) != '1' else ''}{suffix}")
+                values.append(runs[w]["per_second"])
+        _bars(ax, labels, values, "tasks completed/s", False)
         ax.set_title("PostgreSQL backlog")
     for ax in axes.flat:
         if not ax.has_data():
@@ -689,29 +689,62 @@ def section_engine(run: Run, plot: str | None, folder: str) -> str:
     if isinstance(pg, str):
         parts.append(f"PostgreSQL: {pg}\n")
     elif pg:
-        rows = [
-            [
-                w,
-                f"{r['per_second']:.1f}",
-                r["completed"],
-                r["failed"],
-                f"{r['worker_cpu_ms_per_task']:.1f}",
-                f"{r['machine_busy']:.0%}",
-            ]
-            for w, r in sorted(pg["runs"].items())
-        ]
         parts.append(
-            f"PostgreSQL: a backlog of {pg['tasks']} tasks the upstream finishes at once.\n\n"
-            + table(
-                ["workers", "tasks/s", "completed", "failed", "worker CPU ms/task", "host busy"],
-                rows,
-            )
+            f"PostgreSQL: a backlog of {pg['tasks']} tasks the upstream finishes at once. First"
+            " with each worker taking as much CPU as it can get:\n\n"
+            + pg_table(pg["runs"])
             + "\n"
             + host_ceiling(pg)
+            + pg_capped(pg.get("capped"), pg.get("cpus") or 1)
             + worker_profile(pg.get("profile") or {})
         )
     parts.append(image(plot, "engine", folder))
     return "\n".join(parts)
+
+
+def pg_table(runs: dict[Any, dict[str, Any]]) -> str:
+    rows = [
+        [
+            w,
+            f"{r['per_second']:.1f}",
+            r["completed"],
+            r["failed"],
+            f"{r['worker_cpu_ms_per_task']:.1f}",
+            f"{r['machine_busy']:.0%}",
+        ]
+        for w, r in sorted(runs.items(), key=lambda item: int(item[0]))
+    ]
+    return table(
+        ["workers", "tasks/s", "completed", "failed", "worker CPU ms/task", "host busy"], rows
+    )
+
+
+def pg_capped(capped: dict[str, Any] | str | None, cpus: int) -> str:
+    """The runs with each worker held to one equal share of a CPU."""
+    if not capped:
+        return ""
+    if isinstance(capped, str):
+        return f"\nThe runs with each worker held to a share of a CPU: {capped}.\n"
+    ratio = ratio_2_to_1(capped["runs"])
+    shown = "not measured" if ratio is None else f"{ratio:.2f}x"
+    return (
+        f"\nThen the same backlog with each worker held to {capped['share']} of a CPU (a cgroup"
+        " each, by its CFS quota), as a host with a core per worker would hold it: two workers"
+        f" then take {2 * capped['share']:.1f} of the {cpus} CPUs and leave"
+        " PostgreSQL and the stub the rest, so the ratio measures what the workers themselves"
+        " scale (their leased claims, locks and shared rate limits), not the cores the host has"
+        f" left. 2 workers ÷ 1: {shown}; this is the figure the target is judged on.\n\n"
+        + pg_table(capped["runs"])
+        + "\n"
+    )
+
+
+def ratio_2_to_1(runs: dict[Any, dict[str, Any]]) -> float | None:
+    """2 workers' tasks/s ÷ 1 worker's (the keys are ints, or strings once read from JSON)."""
+    one, two = runs.get(1) or runs.get("1"), runs.get(2) or runs.get("2")
+    if not one or not two or not one["per_second"]:
+        return None
+    return float(two["per_second"] / one["per_second"])
 
 
 def host_ceiling(pg: dict[str, Any]) -> str:
@@ -730,7 +763,7 @@ def host_ceiling(pg: dict[str, Any]) -> str:
         f" {one['per_second']:.0f} tasks/s, whatever the workers do: the cores are shared with"
         " PostgreSQL and the stub. The measured ratio"
         f" ({two['per_second'] / one['per_second']:.2f}x) is the part of that ceiling the two"
-        " workers reached; a target above the ceiling cannot be met on this machine.\n"
+        " workers reached: a ratio above the ceiling cannot be measured this way here.\n"
     )
 
 
