@@ -259,14 +259,10 @@ class QueueQueries(SqlBase):
         EWMA: the same as one sample at a time, in one statement."""
         if not seconds:
             return
-        # t <- t + w(s - t) for each s in turn is t <- a*t + b for the whole run.
-        keep = 1.0 - LEARNING_WEIGHT
-        a, b = 1.0, 0.0
-        for s in seconds:
-            a, b = a * keep, b * keep + LEARNING_WEIGHT * s
-        first = seconds[0]  # a model's first sample is its typical duration
-        for s in seconds[1:]:
-            first += LEARNING_WEIGHT * (s - first)
+        a, b = _fold(seconds)
+        # A model's first sample is its typical duration; the rest fold into it.
+        rest_a, rest_b = _fold(seconds[1:])
+        first = rest_a * seconds[0] + rest_b
         where = (model_stats.c.provider == provider, model_stats.c.model == model)
         async with self._tx() as conn:
             for _ in range(2):
@@ -333,3 +329,11 @@ class QueueQueries(SqlBase):
                 .values(tokens=tokens - taken, updated_at=max(now, row.updated_at))
             )
             return taken
+
+
+def _fold(samples: Sequence[float]) -> tuple[float, float]:
+    """(a, b) such that t <- t + w(s - t) for each sample in turn is t <- a*t + b."""
+    a, b = 1.0, 0.0
+    for s in samples:
+        a, b = a * (1.0 - LEARNING_WEIGHT), b * (1.0 - LEARNING_WEIGHT) + LEARNING_WEIGHT * s
+    return a, b
