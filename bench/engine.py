@@ -56,7 +56,8 @@ import sqlalchemy as sa
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from reelgate.api.app import Runtime, create_app, start_runtime
+from reelgate.api.app import create_app
+from reelgate.assembly import Runtime, start_runtime
 from reelgate.core.request import VideoRequest
 from reelgate.settings import Settings
 from reelgate.store.sql import async_url

@@ -49,6 +49,35 @@ class ArkAccount(BaseModel):
         return value.rstrip("/")
 
 
+class ChannelSetting(BaseModel):
+    """One channel in ``REELGATE_CHANNELS``: any provider's credentials, checked at start-up
+    against that provider's own declaration (its credential, regions and options)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    provider: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    # The credential as one string: an API key, ACCESS:SECRET, or a service-account JSON.
+    secret: SecretStr = SecretStr("")
+    base_url: str = ""
+    region: str = ""
+    options: dict[str, Any] = Field(default_factory=dict)
+    models: list[str] | None = None
+    priority: int = Field(0, ge=-1000, le=1000)
+    weight: int = Field(1, ge=1, le=1000)
+    # Unset: the provider's own default caps.
+    max_queued: int | None = Field(None, ge=1)
+    max_in_flight: int | None = Field(None, ge=1)
+    rpm: int | None = Field(None, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="REELGATE_",
@@ -106,6 +135,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="More Ark accounts (JSON list): name, api_key, region or base_url, caps, "
         "priority, weight, models",
+    )
+
+    channels: list[ChannelSetting] = Field(
+        default_factory=list,
+        description="Channels of any provider (JSON list): name, provider, secret, base_url, "
+        "region, options, models, priority, weight, max_queued, max_in_flight, rpm",
     )
 
     redis_url: SecretStr | None = Field(
@@ -258,6 +293,14 @@ class Settings(BaseSettings):
         names = [a.name for a in value]
         if "default" in names or len(set(names)) != len(names):
             raise ValueError("account names must be unique and not 'default'")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, value: list[ChannelSetting]) -> list[ChannelSetting]:
+        names = [c.name for c in value]
+        if len(set(names)) != len(names):
+            raise ValueError("channel names must be unique")
         return value
 
     @property

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from reelgate.core.errors import UpstreamUnavailable
-from reelgate.providers.ark import ArkProvider
+from reelgate.providers.ark.provider import ArkProvider
 from reelgate.testing import ArkSimulator, serve_in_thread
 from reelgate.testing.ark_faults import Fault
 from tests.conftest import LiveServer, server_env

@@ -23,8 +23,8 @@ from reelgate.core.lifecycle import Status, Task
 from reelgate.core.pricing import PriceTable
 from reelgate.core.request import VideoRequest, parse_seed_body
 from reelgate.engine.worker import Worker
-from reelgate.providers.ark import ArkProvider
-from reelgate.providers.base import Registry
+from reelgate.providers.ark.provider import ArkProvider
+from reelgate.providers.registry import Registry
 from reelgate.service import VideoService
 from reelgate.store.sql import SqlStore, open_store
 from reelgate.testing import ArkSimulator, serve_in_thread

@@ -23,7 +23,7 @@ from reelgate.core.ids import ApiToken
 from reelgate.core.lifecycle import Observation, Status, UpstreamState
 from reelgate.core.pricing import PriceTable
 from reelgate.core.request import VideoRequest
-from reelgate.providers.base import Registry
+from reelgate.providers.registry import Registry
 from reelgate.service import VideoService
 from reelgate.store.schema import ledger
 from reelgate.store.sql import SqlStore, open_store

@@ -21,7 +21,13 @@ from reelgate.core.errors import (
 from reelgate.core.lifecycle import Status
 from reelgate.core.request import VideoRequest
 from reelgate.engine.worker import Worker
-from reelgate.providers.base import Provider
+from reelgate.providers.base import (
+    Builder,
+    ChannelDeclaration,
+    Credential,
+    Provider,
+    ProviderSpec,
+)
 from reelgate.service import VideoService
 from reelgate.service.channels import ChannelBook
 from reelgate.store.sql import SqlStore
@@ -94,22 +100,33 @@ async def rig(
 ) -> tuple[VideoService, Worker, ChannelBook]:
     by_name = {a.account: a for a, _ in accounts}
 
-    def make(channel: Channel, _key: str) -> Provider:
+    def make(channel: Channel, _key: str, _options: object, _ctx: object) -> Provider:
         return by_name[channel.name]
 
     book = ChannelBook(
         store,
-        configured=[(c, f"key-{c.name}") for _, c in accounts],
-        factories={"mem": make},
+        specs={"mem": mem_spec(make)},
+        configured=[ChannelDeclaration(c, f"key-{c.name}") for _, c in accounts],
         clock=clock,
         probe_interval_s=300,
     )
-    registry = await book.start()
-    service = VideoService(store, registry, clock=clock, monotonic=clock)
-    service.channels = book
-    book.on_change(lambda fresh: setattr(service, "registry", fresh))
+    await book.start()
+    service = VideoService(store, channels=book, clock=clock, monotonic=clock)
     worker = Worker(service, clock=clock, rng=random.Random(seed))  # noqa: S311
     return service, worker, book
+
+
+def mem_spec(build: Builder) -> ProviderSpec:
+    """A declaration of the in-memory provider these tests script."""
+    return ProviderSpec(
+        name="mem",
+        title="in-memory test upstream",
+        catalogue=lambda: [_caps("mem-1"), _caps("mem-2")],
+        build=build,
+        credential=Credential("a test key"),
+        regions={"local": "http://mem.invalid"},
+        default_region="local",
+    )
 
 
 def chan(name: str, **kw: object) -> Channel:
@@ -375,15 +392,15 @@ async def test_a_channel_that_cannot_be_built_does_not_take_the_others_down(
     clock = Clock()
     good = Account(clock, "good")
 
-    def make(channel: Channel, key: str) -> Provider:
+    def make(channel: Channel, key: str, _options: object, _ctx: object) -> Provider:
         if channel.name == "broken":
             raise ValueError("a key no header can carry")
         return good
 
     book = ChannelBook(
         store,
-        configured=[(chan("broken"), "k1"), (chan("good"), "k2")],
-        factories={"mem": make},
+        specs={"mem": mem_spec(make)},
+        configured=[ChannelDeclaration(chan("broken"), "k1"), ChannelDeclaration(chan("good"), "k2")],
         clock=clock,
     )
     registry = await book.start()

@@ -175,7 +175,7 @@ def test_task_details_show_the_request_and_upstream_id_to_the_owner_only(
     assert data["task_id"] == task_id
     assert data["provider"] == "sandbox"
     assert data["upstream_id"].startswith("sbx-")
-    assert (data["channel"], data["request_id"]) == ("default", "console-trace-1")
+    assert (data["channel"], data["request_id"]) == ("sandbox", "console-trace-1")
     assert data["request"]["prompt"] == "from red"
     assert data["request"]["images"] == [summarize_ref(image)]
     assert "base64" not in str(data)

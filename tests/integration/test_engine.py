@@ -18,8 +18,8 @@ from reelgate.core.lifecycle import CallbackHint, Observation, Status, UpstreamS
 from reelgate.core.request import VideoRequest
 from reelgate.core.schedule import MAX_MISSING_LOOKS, MAX_SUBMIT_ATTEMPTS
 from reelgate.engine.worker import Worker
-from reelgate.providers.base import Registry
-from reelgate.providers.sandbox import MODELS, SandboxProvider
+from reelgate.providers.registry import Registry
+from reelgate.providers.sandbox.provider import MODELS, SandboxProvider
 from reelgate.service import VideoService
 from reelgate.store.sql import SqlStore
 

@@ -18,7 +18,7 @@ from reelgate.core.lifecycle import CallbackHint, Observation, Status, Task, Ups
 from reelgate.core.request import VideoRequest
 from reelgate.engine.callbacks import CallbackUrls
 from reelgate.engine.worker import MIN_WAIT, Worker
-from reelgate.providers.base import Registry
+from reelgate.providers.registry import Registry
 from reelgate.service import VideoService
 from reelgate.store.sql import SqlStore
 from tests.integration.test_engine import Clock, owner

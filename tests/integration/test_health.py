@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reelgate.api.app import start_runtime
 from reelgate.api.health import Readiness
+from reelgate.assembly import start_runtime
 from reelgate.settings import Settings
 from reelgate.store.sql import SqlStore, open_store
 from tests.conftest import LiveServer, server_env

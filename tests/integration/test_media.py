@@ -16,7 +16,7 @@ from reelgate.api.seed import task_data
 from reelgate.core.lifecycle import Observation, Status
 from reelgate.engine.mirror import MediaMirror
 from reelgate.engine.worker import Worker
-from reelgate.providers.base import Registry
+from reelgate.providers.registry import Registry
 from reelgate.service import VideoService
 from reelgate.storage import LocalStorage, MediaStorage, S3Storage
 from reelgate.store.sql import SqlStore

@@ -29,7 +29,7 @@ import asyncpg
 import httpx
 import pytest
 
-from reelgate.api.app import Runtime, start_runtime
+from reelgate.assembly import Runtime, start_runtime
 from reelgate.core.ids import ApiToken, NewToken
 from reelgate.core.lifecycle import Status, Task
 from reelgate.core.request import VideoRequest

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from reelgate.core.request import VideoRequest
-from reelgate.providers.base import Registry
+from reelgate.providers.registry import Registry
 from reelgate.service import VideoService
 from reelgate.store.sql import SqlStore, open_store
 from tests.integration.test_engine import Clock

@@ -11,9 +11,10 @@ from reelgate.core.capabilities import normalize
 from reelgate.core.errors import InvalidRequest, UpstreamError, UpstreamUnavailable
 from reelgate.core.lifecycle import UpstreamState
 from reelgate.core.request import VideoRequest, parse_seed_body
-from reelgate.providers import ark_catalog, ark_models
-from reelgate.providers.ark import _error_of, build_body, observe
-from reelgate.providers.base import Registry
+from reelgate.providers.ark import catalog as ark_catalog
+from reelgate.providers.ark import models as ark_models
+from reelgate.providers.ark.provider import _error_of, build_body, observe
+from reelgate.providers.registry import Registry
 
 CAPS = {n: c for c in ark_models.capabilities() for n in (c.name, *c.aliases)}
 PRO = "doubao-seedance-1-0-pro-250528"
@@ -254,7 +255,7 @@ def test_every_spec_model_is_offered_under_both_names() -> None:
 
 
 def test_configured_aliases_and_endpoint_ids_resolve_to_models() -> None:
-    from reelgate.providers.sandbox import MODELS as SANDBOX
+    from reelgate.providers.sandbox.provider import MODELS as SANDBOX
 
     class Local:
         name = "sandbox"
@@ -268,7 +269,7 @@ def test_configured_aliases_and_endpoint_ids_resolve_to_models() -> None:
         [Local()],  # type: ignore[list-item]
         aliases={"ep-20251201-abcde": "sandbox-t2v", "quick": "sandbox-t2v"},
     )
-    assert registry.resolve("ep-20251201-abcde")[1].name == "sandbox-t2v"
-    assert registry.resolve("quick")[1].name == "sandbox-t2v"
+    assert registry.resolve("ep-20251201-abcde").name == "sandbox-t2v"
+    assert registry.resolve("quick").name == "sandbox-t2v"
     with pytest.raises(InvalidRequest):
         registry.resolve("ep-unknown")

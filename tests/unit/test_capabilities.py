@@ -7,7 +7,7 @@ import pytest
 from reelgate.core.capabilities import NormalizedRequest, normalize
 from reelgate.core.errors import InvalidRequest
 from reelgate.core.request import VideoRequest
-from reelgate.providers.sandbox import MODELS
+from reelgate.providers.sandbox.provider import MODELS
 
 T2V, I2V = MODELS
 IMG = "data:image/png;base64,AAAA"

@@ -30,6 +30,7 @@ def test_public_names() -> None:
     # Sub-packages appear as attributes once imported; nothing else may be exported.
     assert public - set(SDK) <= {
         "api",
+        "assembly",
         "cli",
         "client",
         "core",

@@ -13,8 +13,8 @@ from reelgate.core.capabilities import ModelCapabilities, normalize
 from reelgate.core.errors import ConfigError
 from reelgate.core.pricing import Closing, PriceFacts, PriceTable
 from reelgate.core.request import VideoRequest
-from reelgate.providers import ark_models
-from reelgate.providers.sandbox import MODELS as SANDBOX
+from reelgate.providers.ark import models as ark_models
+from reelgate.providers.sandbox.provider import MODELS as SANDBOX
 from reelgate.settings import load_settings
 
 ARK = {c.name: c for c in ark_models.capabilities()}

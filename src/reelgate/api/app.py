@@ -1,4 +1,4 @@
-"""Assembly: settings → store, providers, service, engine → a Starlette app with its surfaces.
+"""The HTTP app: the surfaces over a running gateway (``reelgate.assembly``) as Starlette routes.
 
 ``create_app`` is what tests and embedders call; ``app_from_env`` is the factory granian and
 uvicorn import in the server process.
@@ -6,16 +6,10 @@ uvicorn import in the server process.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import dataclasses
-import ipaddress
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -38,31 +32,15 @@ from reelgate.api.errors import on_http_exception, on_reelgate_error, on_unexpec
 from reelgate.api.events import TaskEvents
 from reelgate.api.health import Readiness, healthz
 from reelgate.api.hotpath import HotRoutes
-from reelgate.api.media import MediaLinks
 from reelgate.api.openai import OpenAiSurface
 from reelgate.api.openapi import OpenApi
-from reelgate.api.seed import SeedSurface, task_data
-from reelgate.api.upstreams import channel_book, media_storage, secret_box
+from reelgate.api.seed import SeedSurface
 from reelgate.api.webhooks import WebhookSurface
-from reelgate.core import schedule
+from reelgate.assembly import Runtime, start_runtime
 from reelgate.core.errors import ReelgateError
 from reelgate.engine.callbacks import ROUTE as CALLBACK_ROUTE
-from reelgate.engine.callbacks import CallbackUrls
-from reelgate.engine.mirror import MediaMirror
-from reelgate.engine.notify import PgListener, plain_dsn
-from reelgate.engine.webhooks import WebhookSender
-from reelgate.engine.worker import Worker
-from reelgate.metrics import StateGauges, metrics_endpoint
-from reelgate.net import Network
-from reelgate.providers.base import Provider, Registry
-from reelgate.providers.sandbox import SandboxProvider
-from reelgate.service import VideoService
-from reelgate.service.channels import ChannelBook
-from reelgate.service.stats import read_state
+from reelgate.metrics import metrics_endpoint
 from reelgate.settings import Settings, load_settings
-from reelgate.storage import MediaStorage
-from reelgate.store.redis_buckets import RedisBuckets
-from reelgate.store.sql import SqlStore, async_url, open_store
 
 log = logging.getLogger("reelgate")
 
@@ -71,186 +49,6 @@ ARK_TASKS = "/api/v3/contents/generations/tasks"
 # The status GETs clients poll (answered by ``api.hotpath`` under ``reelgate serve``).
 SEED_GET = "/v1/video/generations/{task_id}"
 VIDEOS_GET = "/v1/videos/{video_id}"
-
-
-@dataclass
-class Runtime:
-    """Everything a running gateway holds, built at start-up and closed at shutdown."""
-
-    settings: Settings
-    store: SqlStore
-    registry: Registry
-    service: VideoService
-    links: MediaLinks
-    callbacks: CallbackUrls
-    channels: ChannelBook | None = None
-    channels_task: asyncio.Task[None] | None = None
-    gauges_task: asyncio.Task[None] | None = None
-    worker: Worker | None = None
-    worker_task: asyncio.Task[None] | None = None
-    stop: asyncio.Event | None = None
-    listener: PgListener | None = None
-    sender_task: asyncio.Task[None] | None = None
-    mirror_task: asyncio.Task[None] | None = None
-
-    async def close(self) -> None:
-        if self.worker_task is not None and self.stop is not None:
-            self.stop.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.worker_task
-            for task in (self.sender_task, self.mirror_task):
-                if task is not None:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-        if self.listener is not None:
-            await self.listener.stop()
-        await StateGauges.stop(self.gauges_task)
-        if self.channels_task is not None:
-            self.channels_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.channels_task
-        if isinstance(self.service.buckets, RedisBuckets):
-            await self.service.buckets.close()
-        if self.channels is not None:
-            await self.channels.close()
-        else:
-            await self.registry.close()
-        await self.store.close()
-
-
-def allowed_networks(settings: Settings) -> list[Network]:
-    return [ipaddress.ip_network(n, strict=False) for n in settings.allow_private_networks]
-
-
-async def secret_key(settings: Settings, store: SqlStore) -> bytes:
-    """The configured key, or one generated on first start and shared through the database."""
-    if settings.secret_key is not None:
-        return settings.secret_key.get_secret_value().encode()
-    return (await store.get_or_set_meta("secret_key", secrets.token_urlsafe(32))).encode()
-
-
-async def start_runtime(
-    settings: Settings,
-    *,
-    run_worker: bool,
-    clock: Callable[[], float] = time.time,
-    clock_rate: float = 1.0,
-) -> Runtime:
-    store = await open_store(settings.database_url)
-    try:
-        await store.migrate()
-        key = await secret_key(settings, store)
-    except ReelgateError:
-        await store.close()
-        raise
-    networks = allowed_networks(settings)
-    providers: list[Provider] = []
-    roots: dict[str, Path | MediaStorage] = {}
-    if settings.sandbox_enabled:
-        sandbox = SandboxProvider(
-            settings.data_dir,
-            queue_seconds=settings.sandbox_queue_seconds,
-            run_seconds=settings.sandbox_run_seconds,
-            allow_networks=networks,
-            clock=clock,
-        )
-        providers.append(sandbox)
-        roots["sandbox"] = sandbox.media_root
-    box = secret_box(settings)
-    # Webhook signing secrets are sealed at rest with the same key as upstream keys.
-    store.secret_box = box
-    book = channel_book(settings, store, providers, clock, box)
-    try:
-        registry = await book.start()
-        service = VideoService(  # refuses a price table naming a model nobody serves
-            store,
-            registry,
-            token_cache_ttl=settings.token_cache_ttl,
-            task_cache_ttl=settings.task_cache_ttl,
-            task_cache_size=settings.task_cache_size,
-            allow_networks=networks,
-            max_task_seconds=settings.max_task_seconds,
-            mirror_media=settings.media_mirror,
-            prices=settings.price_table,
-            currency=settings.billing_currency,
-            clock=clock,
-        )
-    except ReelgateError:
-        await book.close()
-        await store.close()
-        raise
-    mirror_storage = roots["mirror"] = media_storage(settings)
-    links = MediaLinks(
-        key,
-        settings.base_url,
-        roots,
-        ttl=settings.media_link_ttl,
-        clock=clock,
-        durable_fail_reason=settings.durable_fail_reason,
-    )
-    callbacks = CallbackUrls(key, settings.base_url)
-    service.channels = book
-    if settings.redis_url is not None:
-        buckets = RedisBuckets(settings.redis_url.get_secret_value())
-        try:
-            await buckets.ping()
-        except ReelgateError:
-            await buckets.close()
-            await book.close()
-            await store.close()
-            raise
-        service.buckets = buckets
-    runtime = Runtime(settings, store, registry, service, links, callbacks, book)
-    book.on_change(lambda fresh: setattr(service, "registry", fresh))
-    book.on_change(lambda fresh: setattr(runtime, "registry", fresh))
-    runtime.channels_task = asyncio.create_task(book.keep_fresh())
-    gauges = StateGauges(
-        lambda m: read_state(store, m, clock()), interval=settings.metrics_refresh_seconds
-    )
-    runtime.gauges_task = asyncio.create_task(gauges.run())
-    if store.dialect == "postgresql":
-        runtime.listener = PgListener(
-            plain_dsn(async_url(settings.database_url)),
-            on_task=service.remote_change,
-            on_work=service.work_available.set,
-        )
-        runtime.listener.start()
-    if run_worker:
-        runtime.worker = Worker(
-            service,
-            batch_size=settings.worker_batch_size,
-            lease_seconds=settings.worker_lease_seconds,
-            poll_interval=settings.worker_poll_interval,
-            clock_rate=clock_rate,
-            callbacks=callbacks if settings.callbacks_enabled else None,
-            tracking=dataclasses.replace(
-                schedule.TRACKING, default_typical=settings.tracking_typical_seconds
-            ),
-            # The sandbox's timing is known: no need to learn it.
-            typical_defaults={
-                "sandbox": settings.sandbox_queue_seconds + settings.sandbox_run_seconds
-            },
-        )
-        runtime.stop = asyncio.Event()
-        await runtime.worker.announce()
-        runtime.worker_task = asyncio.create_task(runtime.worker.run(runtime.stop))
-        sender = WebhookSender(
-            service,
-            lambda task: task_data(task, links, None, service.estimate(task)),
-            worker_id=runtime.worker.id,
-            allow_networks=networks,
-            retry_scale=settings.webhook_retry_scale,
-        )
-        runtime.sender_task = asyncio.create_task(sender.run(runtime.stop))
-        mirror = MediaMirror(
-            service,
-            mirror_storage,
-            worker_id=runtime.worker.id,
-            retention_s=settings.media_retention_days * 86400,
-            allow_networks=networks,
-        )
-        runtime.mirror_task = asyncio.create_task(mirror.run(runtime.stop))
-    return runtime
 
 
 def create_app(
@@ -315,10 +113,9 @@ def create_app(
         billing = BillingSurface(runtime.service, settings.max_body_bytes)
         handlers["quote"] = billing.quote
         handlers["balance"] = billing.balance
-        if runtime.channels is not None:
-            channels = ChannelAdmin(admin, runtime.channels)
-            handlers["admin_channels"] = channels.collection
-            handlers["admin_channel"] = channels.item
+        channels = ChannelAdmin(admin, runtime.channels)
+        handlers["admin_channels"] = channels.collection
+        handlers["admin_channel"] = channels.item
         hooks = WebhookSurface(runtime.service)
         handlers["webhook"] = hooks.endpoint
         handlers["webhook_rotate"] = hooks.rotate

@@ -104,6 +104,21 @@ class UsageReport(BaseModel):
     currency: str
 
 
+class ChannelStates(BaseModel):
+    active: int
+    cooling: int
+    disabled: int
+
+
+class Offering(BaseModel):
+    provider: str = Field(description="The provider that serves this offering.")
+    model: str = Field(description="The provider's own id for the model.")
+    home: bool = Field(description="Whether this is the model's home (its studio's own API).")
+    channels: ChannelStates = Field(
+        description="This gateway's channels of the provider that serve the model, by state."
+    )
+
+
 class ModelInfo(BaseModel):
     id: str
     object: Literal["model"]
@@ -125,6 +140,10 @@ class ModelInfo(BaseModel):
     sizes: dict[str, list[str]] | None = Field(None, description="Seedance: sizes per resolution.")
     image_modes: list[str] | None = Field(None, description="Seedance: how images may be used.")
     auto_duration: bool | None = Field(None, description="Seedance: whether duration -1 works.")
+    offerings: list[Offering] = Field(
+        description="Where the model is served: its home (the studio's own API) first, then "
+        "other providers (aggregators) that offer it, each with its channels counted by state."
+    )
 
 
 class ModelList(BaseModel):
@@ -218,6 +237,14 @@ SANDBOX_MODEL = {
             "maximum": 30,
         }
     },
+    "offerings": [
+        {
+            "provider": "sandbox",
+            "model": "sandbox-t2v",
+            "home": True,
+            "channels": {"active": 1, "cooling": 0, "disabled": 0},
+        }
+    ],
 }
 ARK_MODEL_INFO = {
     "id": ARK_MODEL,
@@ -246,6 +273,14 @@ ARK_MODEL_INFO = {
             "maximum": 4294967295,
         },
     },
+    "offerings": [
+        {
+            "provider": "ark",
+            "model": ARK_MODEL,
+            "home": True,
+            "channels": {"active": 2, "cooling": 0, "disabled": 1},
+        }
+    ],
 }
 
 

@@ -400,7 +400,8 @@ class SeedSurface:
             await self.service.authenticate(bearer(request))
         except ReelgateError as exc:
             return error_response(exc)
-        data = [caps.describe() for caps in self.service.registry.models()]
+        registry, now = self.service.registry, self.service.clock()
+        data = [registry.describe(entry, now) for entry in registry.models()]
         return Response(
             json.dumps({"object": "list", "data": data}).encode(), media_type="application/json"
         )

@@ -19,7 +19,7 @@ from reelgate.api.admin_channels import (
     new_channel,
     parse_fields,
 )
-from reelgate.api.upstreams import channel_book
+from reelgate.assembly import channel_book
 from reelgate.cli.main import ConfigOption, _run, _say, _settings, out
 from reelgate.core.channels import StoredChannel
 from reelgate.core.errors import ReelgateError

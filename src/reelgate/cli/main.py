@@ -108,7 +108,7 @@ def serve(
     _configure_logging(settings)
 
     async def bootstrap(store: SqlStore) -> str | None:
-        from reelgate.api.app import secret_key
+        from reelgate.assembly import secret_key
 
         await secret_key(settings, store)
         if await store.count_active_tokens():
@@ -175,7 +175,7 @@ def worker_command(config: ConfigOption = None) -> None:
     _configure_logging(settings)
 
     async def go() -> None:
-        from reelgate.api.app import start_runtime
+        from reelgate.assembly import start_runtime
 
         # A worker answers no status GETs: caching the tasks it writes would only cost memory.
         runtime = await start_runtime(

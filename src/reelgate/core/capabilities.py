@@ -81,6 +81,15 @@ class ModelCapabilities:
     normalizer: Callable[[VideoRequest, ModelCapabilities], NormalizedRequest] | None = None
     # Extra facts for GET /v1/models (e.g. the sizes an upstream accepts).
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # The provider's own id for this model ("": the public name), e.g. an aggregator's path.
+    upstream_model: str = ""
+    # Whether this is the model's home (its studio's own API): a create is validated against
+    # the home offering; other offerings (aggregators) take what fits their own limits.
+    home: bool = True
+
+    @property
+    def upstream_id(self) -> str:
+        return self.upstream_model or self.name
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary for ``GET /v1/models``."""
@@ -178,6 +187,32 @@ def normalize(request: VideoRequest, caps: ModelCapabilities) -> NormalizedReque
         height=height,
         options=check_options(request.metadata, caps),
     )
+
+
+def fits(request: NormalizedRequest, caps: ModelCapabilities) -> str | None:
+    """Why an offering cannot honour a request already normalized for the model's home
+    offering (``None``: it can). Routing skips offerings that cannot."""
+    n_images = len(request.images)
+    if n_images and Mode.IMAGE_TO_VIDEO not in caps.modes:
+        return "it does not take images"
+    if not caps.min_images <= n_images <= caps.max_images:
+        return f"it takes {caps.min_images} to {caps.max_images} images"
+    if not caps.min_duration <= request.duration <= caps.max_duration:
+        return f"it makes {caps.min_duration} to {caps.max_duration} second videos"
+    sides = (request.width, request.height)
+    if not all(caps.min_side <= side <= caps.max_side for side in sides):
+        return f"its sides are {caps.min_side} to {caps.max_side} pixels"
+    if request.width * request.height > caps.max_pixels:
+        return f"it makes at most {caps.max_pixels} pixels"
+    for name, value in request.options.items():
+        spec = caps.options.get(name)
+        if spec is None:
+            return f"it has no option '{name}'"
+        try:
+            spec.check(name, value)
+        except InvalidRequest:
+            return f"it cannot take {name}={value!r}"
+    return None
 
 
 def check_image_count(request: VideoRequest, caps: ModelCapabilities) -> None:

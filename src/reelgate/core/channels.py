@@ -1,6 +1,7 @@
 """Channels: upstream accounts as routing sees them, and how a submit error moves a task on.
 
-A channel is one account of one provider (an Ark API key with its region and caps). Routing
+A channel is one set of credentials for one provider (an Ark API key with its region and
+caps). An offering is a model as one channel serves it. Routing
 rules, all pure:
 
 - **Selection**: usable channels that serve the model, highest ``priority`` first; within a
@@ -18,8 +19,9 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from reelgate.core.accounts import AdmissionCaps
 
@@ -47,6 +49,8 @@ class Channel:
     weight: int = 1
     models: tuple[str, ...] | None = None  # None: every model of the provider
     caps: AdmissionCaps = field(default_factory=AdmissionCaps)
+    # The provider's own options for this channel (validated by its declaration; JSON).
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=True)
     enabled: bool = True
     disabled_by: str = ""  # admin | health
     disabled_reason: str = ""

@@ -146,6 +146,9 @@ class Task:
     deleted_at: float | None = None
     # Channels a submit failed on for a reason of their own, as ",a,b," (failover skips them).
     tried_channels: str = ""
+    # The providers whose offering of the model can honour the request, as ",ark,fal," ("": any
+    # provider that offers the model); admission routes the task only to their channels.
+    offering_providers: str = ""
     # The id of the HTTP request that created the task (it follows the task into logs, webhooks).
     request_id: str = ""
 

@@ -1,8 +1,9 @@
 """The worker's admission round and the state both of its loops share.
 
-``Admission.admit``: per provider account, as many of the oldest unsubmitted tasks as its caps
-allow are submitted; a task whose earlier attempt may have reached the upstream is reconciled
-before it is sent again. ``engine.worker.Worker`` sets the state up and adds the tracking loop.
+``Admission.admit``: per channel (of any provider that offers the tasks' models), as many of the
+oldest unsubmitted tasks as its caps allow are submitted; a task whose earlier attempt may have
+reached the upstream is reconciled before it is sent again. ``engine.worker.Worker`` sets the
+state up and adds the tracking loop.
 """
 
 from __future__ import annotations
@@ -12,17 +13,18 @@ import contextlib
 import dataclasses
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from reelgate import logs
 from reelgate.core import schedule
 from reelgate.core.capabilities import NormalizedRequest
-from reelgate.core.channels import ChannelState, admission_plan
+from reelgate.core.channels import Channel, ChannelState, admission_plan
 from reelgate.core.errors import ReelgateError
 from reelgate.core.lifecycle import Task
 from reelgate.engine.callbacks import CallbackUrls
 from reelgate.engine.failover import Failover
 from reelgate.providers.base import Provider
+from reelgate.providers.registry import Registry
 from reelgate.service import VideoService
 
 log = logging.getLogger("reelgate.engine")
@@ -30,6 +32,24 @@ log = logging.getLogger("reelgate.engine")
 TYPICAL_REFRESH = 60.0
 # Submissions in flight at once per worker.
 SUBMIT_CONCURRENCY = 16
+
+
+def routing_groups(
+    registry: Registry, waiting: Mapping[str, int]
+) -> list[tuple[list[str], list[Channel], int]]:
+    """The models with waiting tasks, grouped by the channels that serve them: (models, their
+    channels, how many tasks wait). Models served by the same channels share one plan, so a
+    channel is claimed for once per round however many of its models have work."""
+    groups: dict[tuple[str, ...], tuple[list[str], list[Channel], list[int]]] = {}
+    for model, count in sorted(waiting.items()):
+        channels = registry.channels_for(model)
+        if not channels:
+            continue  # no channel here serves it (any more): it waits, or times out
+        key = tuple(sorted(c.name for c in channels))
+        entry = groups.setdefault(key, ([], channels, []))
+        entry[0].append(model)
+        entry[2].append(count)
+    return [(models, chans, sum(counts)) for models, chans, counts in groups.values()]
 
 
 class WorkerState:
@@ -74,19 +94,18 @@ class WorkerState:
 
 class Admission(WorkerState):
     async def admit(self) -> int:
+        """One admission round: per group of models served by the same channels, the waiting
+        tasks shared among those channels (of any provider) by priority and weight."""
         handled = 0
         now = self._clock()
-        registry = self.service.registry
-        for name in list(registry.providers):
-            waiting = await self.service.store.count_unsubmitted(name, now, self.batch_size)
-            if not waiting:
-                continue
+        waiting = await self.service.store.count_unsubmitted(now, self.batch_size)
+        for models, channels, count in routing_groups(self.service.registry, waiting):
             left = self.batch_size
-            for planned, share in admission_plan(registry.channels(name), waiting, now, self._rng):
+            for planned, share in admission_plan(channels, count, now, self._rng):
                 # A submit earlier in this round may have disabled or cooled the channel.
                 registry = self.service.registry
-                channel = registry.channel(name, planned.name)
-                provider = registry.account(name, planned.name)
+                channel = registry.channel(planned.name)
+                provider = registry.instance(planned.name)
                 limit = left if share is None else min(share, left)
                 if (
                     channel is None
@@ -95,26 +114,21 @@ class Admission(WorkerState):
                     or channel.state(now) is not ChannelState.ACTIVE
                 ):
                     continue
-                models = (
-                    None
-                    if channel.models is None
-                    else sorted({registry.canonical(m) for m in channel.models})
-                )
                 claimed = await self.service.store.claim_admission(
-                    name,
+                    channel.provider,
                     channel.name,
                     channel.caps,
                     now,
                     self.id,
                     self.lease_seconds,
                     limit,
-                    models=models,
+                    models=[m for m in models if registry.serves(channel, m)],
                 )
                 handled += len(claimed)
                 left -= len(claimed)
                 allowed = await self._budget(provider, len(claimed))
                 for task in claimed[allowed:]:
-                    # Over the account's request rate: back in the queue, untouched.
+                    # Over the channel's request rate: back in the queue, untouched.
                     await self.service.reschedule(task, now + self._rate_wait(provider))
                 await asyncio.gather(*(self._submit(provider, t, now) for t in claimed[:allowed]))
         return handled

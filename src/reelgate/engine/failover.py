@@ -59,13 +59,19 @@ class Failover:
         self._rng = rng
 
     def _others(self, task: Task, marks: str) -> bool:
-        """Whether a channel that has not failed this task may still take it."""
-        chans = self.service.registry.channels(task.provider)
+        """Whether a channel that has not failed this task may still take it (of any provider
+        whose offering of the model can honour the request)."""
+        eligible = tried(task.offering_providers)
+        chans = [
+            c
+            for c in self.service.registry.channels_for(task.model)
+            if not eligible or c.provider in eligible
+        ]
         return bool(candidates(chans, task.model, exclude=tried(marks)))
 
     def _managed(self, task: Task) -> bool:
         """Whether the task's channel has a health record (built-in ones have none)."""
-        channel = self.service.registry.channel(task.provider, task.account or "")
+        channel = self.service.registry.channel(task.account or "")
         return (
             self.service.channels is not None
             and channel is not None

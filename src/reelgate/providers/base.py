@@ -1,32 +1,45 @@
-"""The small interface every upstream implements, and the registry that routes models to them.
+"""The small interface every upstream implements, and the declaration each provider exports.
 
 A provider translates a ``NormalizedRequest`` into its upstream's dialect and the upstream's task
 back into an ``Observation``. It raises only reelgate errors: ``ClientError`` when the request
 itself is refused, ``UpstreamError`` when the upstream cannot help right now.
+
+A provider *declares itself* with one ``ProviderSpec`` (``providers/<name>/__init__.py`` exports
+``SPEC``): its name, what a channel of it takes (a credential, typed options, a region or base
+URL), its catalogue, how to build an instance for a channel, its simulator and what it supports.
+Nothing outside the provider's own folder names it; reelgate finds the built-in declarations in
+``providers.plugins`` and third-party ones through the ``reelgate.providers`` entry point.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
 
 from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest
 from reelgate.core.channels import Channel
-from reelgate.core.errors import InvalidRequest, UpstreamUnavailable
 from reelgate.core.lifecycle import CallbackHint, Observation
+from reelgate.net import Network
+
+if TYPE_CHECKING:
+    from reelgate.settings import Settings
 
 
 class Provider(Protocol):
-    """One upstream account of one provider (a provider with two API keys is two instances)."""
+    """One channel of one provider (a provider with two API keys is two instances)."""
 
     name: str
     account: str
-    # Admission caps and request rate of this account (the engine enforces them).
+    # Admission caps and request rate of this channel (the engine enforces them).
     caps: AdmissionCaps
 
     def models(self) -> Sequence[ModelCapabilities]:
-        """The models this provider serves, with what each can do."""
+        """The models this provider serves (its offerings), with what each can do there."""
 
     async def submit(
         self, task_id: str, request: NormalizedRequest, *, callback_url: str | None = None
@@ -65,112 +78,116 @@ class Provider(Protocol):
     async def close(self) -> None: ...
 
 
-class Registry:
-    """Which provider serves which model, and the accounts of each provider."""
+class NoOptions(BaseModel):
+    """The options of a provider whose channels take none."""
 
-    def __init__(
-        self,
-        providers: Sequence[Provider],
-        unconfigured: Mapping[str, str] | None = None,
-        aliases: Mapping[str, str] | None = None,
-        channels: Sequence[Channel] = (),
-    ) -> None:
-        """``providers`` in order of preference; ``unconfigured`` maps model names reelgate
-        knows but cannot serve to the fix; ``aliases`` maps other names (Ark endpoint ids
-        ``ep-…``, short names) to model names; ``channels`` describes the accounts (routing,
-        health) — an account without one is a built-in channel that takes every model."""
-        self._aliases = dict(aliases or {})
-        self._accounts: dict[str, dict[str, Provider]] = {}
-        described = {(c.provider, c.name): c for c in channels}
-        self._channels: dict[tuple[str, str], Channel] = {}
-        for p in providers:
-            self._accounts.setdefault(p.name, {})[p.account] = p
-            self._channels[(p.name, p.account)] = described.get(
-                (p.name, p.account),
-                Channel(name=p.account, provider=p.name, source="builtin", caps=p.caps),
-            )
-        self.providers = {
-            name: next(iter(accts.values())) for name, accts in self._accounts.items()
-        }
-        self._unconfigured = dict(unconfigured or {})
-        self._models: dict[str, tuple[Provider, ModelCapabilities]] = {}
-        self._names: dict[str, tuple[Provider, ModelCapabilities]] = {}
-        for provider in self.providers.values():
-            for caps in provider.models():
-                self._models[caps.name] = (provider, caps)
-                for name in (caps.name, *caps.aliases):
-                    self._names[name] = (provider, caps)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def resolve(self, model: str) -> tuple[Provider, ModelCapabilities]:
-        model = self._aliases.get(model, model)
-        found = self._names.get(model)
-        if found is None and model in self._unconfigured:
-            raise InvalidRequest(
-                f"model '{model}' is not configured on this gateway: {self._unconfigured[model]}",
-                code="model_not_configured",
-                param="model",
-            )
-        if found is None:
-            known = ", ".join(sorted(self._models)) or "none configured"
-            raise InvalidRequest(
-                f"unknown model '{model}' (available: {known})",
-                code="model_not_found",
-                param="model",
-            )
-        return found
 
-    def provider(self, name: str) -> Provider | None:
-        """The provider's first (preferred) account."""
-        return self.providers.get(name)
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What the one secret string of a channel is (an API key, ``ACCESS:SECRET``, a
+    service-account JSON), and how its form is checked before it is stored."""
 
-    def account(self, name: str, account: str | None) -> Provider | None:
-        """The given account of a provider (``None``: its preferred one)."""
-        if account is None:
-            return self.provider(name)
-        return self._accounts.get(name, {}).get(account)
+    description: str
+    # Raises ValueError with a human message when the string cannot be this credential.
+    check: Callable[[str], None] | None = None
+    # Several lines (a JSON document): the CLI reads it with --secret-file.
+    multiline: bool = False
 
-    def accounts(self, name: str) -> list[Provider]:
-        return list(self._accounts.get(name, {}).values())
+    def validate(self, secret: str) -> None:
+        if not secret:
+            raise ValueError(f"{self.description} is required")
+        if not self.multiline and any(ord(c) < 0x21 or ord(c) > 0x7E for c in secret):
+            # It travels in an HTTP header: a control or non-ASCII character would fail there.
+            raise ValueError(f"{self.description} must be visible ASCII characters only")
+        if self.check is not None:
+            self.check(secret)
 
-    def all_accounts(self) -> list[Provider]:
-        return [p for accts in self._accounts.values() for p in accts.values()]
 
-    def channel(self, name: str, account: str) -> Channel | None:
-        return self._channels.get((name, account))
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What an upstream supports, as the engine and the contract suite rely on it."""
 
-    def channels(self, name: str) -> list[Channel]:
-        """The provider's channels this process can use (it has their keys)."""
-        return [self._channels[(name, a)] for a in self._accounts.get(name, {})]
+    # Upstream ids one look-up call may carry (1: no batch look-up).
+    batch_size: int = 1
+    # How its callbacks are to be trusted: none sent, unsigned (confirmed by a look-up), signed
+    # (verified, then confirmed), or behind a challenge handshake.
+    callbacks: Literal["none", "unsigned", "signed", "challenge"] = "none"
+    # Which tasks it can cancel: none, those still queued there, or any unfinished one.
+    cancel: Literal["none", "queued", "any"] = "none"
+    # Whether the upstream itself ends tasks that waited too long (a deadline it enforces).
+    upstream_deadline: bool = False
+    # Whether ``reconcile`` can find an attempt whose answer was lost (else it answers None).
+    reconcile: bool = True
 
-    def check_routable(self, name: str, model: str) -> None:
-        """Refuse a model no channel of the provider serves, or whose channels are all disabled
-        (a task would only wait for its deadline)."""
-        chans = [c for c in self.channels(name) if c.models is None or self._serves(c, model)]
-        if not chans:
-            raise InvalidRequest(
-                f"no channel of this gateway serves model '{model}'",
-                code="model_not_configured",
-                param="model",
-            )
-        if not any(c.enabled for c in chans):
-            raise UpstreamUnavailable(
-                f"every channel that serves model '{model}' is disabled; try again later",
-                code="no_channel_available",
-                retry_after=60.0,
-            )
 
-    def _serves(self, channel: Channel, model: str) -> bool:
-        return channel.models is not None and model in {self.canonical(m) for m in channel.models}
+@dataclass(frozen=True, slots=True)
+class BuildContext:
+    """What every provider instance may need from the gateway that builds it."""
 
-    def canonical(self, model: str) -> str:
-        """The catalogue name of ``model`` (through aliases), or ``model`` when unknown."""
-        model = self._aliases.get(model, model)
-        found = self._names.get(model)
-        return found[1].name if found else model
+    data_dir: Path = Path("./reelgate-data")
+    allow_networks: Sequence[Network] = ()
+    clock: Callable[[], float] | None = None
+    # Upstream request timeout (s), unless a channel's options set their own.
+    timeout_s: float = 30.0
 
-    def models(self) -> list[ModelCapabilities]:
-        return [caps for _, caps in self._models.values()]
 
-    async def close(self) -> None:
-        for provider in self.all_accounts():
-            await provider.close()
+@dataclass(frozen=True, slots=True)
+class ChannelDeclaration:
+    """A channel a provider's settings shorthand defines (e.g. ``REELGATE_ARK_API_KEY``)."""
+
+    channel: Channel
+    secret: str
+
+
+# Builds one instance for a channel, its secret and its validated options.
+Builder = Callable[[Channel, str, BaseModel, BuildContext], Provider]
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """Everything reelgate needs to know about one upstream, declared by the provider."""
+
+    name: str
+    title: str
+    # The models it offers (public names; ``upstream_model`` is its own id for each).
+    catalogue: Callable[[], Sequence[ModelCapabilities]]
+    build: Builder
+    # The secret a channel needs; ``None``: a provider that needs none (the sandbox).
+    credential: Credential | None = None
+    # The typed options of a channel (validated on add, stored as JSON).
+    options: type[BaseModel] = NoOptions
+    # Region name → base URL; a channel names one, or gives its own base URL.
+    regions: Mapping[str, str] = field(default_factory=dict)
+    default_region: str = ""
+    # Caps a new channel gets unless it sets its own.
+    default_caps: AdmissionCaps = field(default_factory=AdmissionCaps)
+    features: Features = field(default_factory=Features)
+    # "module:attribute" of its wire-level simulator factory (``reelgate simulate NAME``).
+    simulator: str = ""
+    # One instance that needs no channel row (the sandbox), built when its settings enable it.
+    builtin: Callable[[Settings, BuildContext], Provider | None] | None = None
+    # Channels its own settings shorthand defines (``REELGATE_ARK_*``), given the settings.
+    from_settings: Callable[[Settings], Sequence[ChannelDeclaration]] | None = None
+    # What to tell a client who asks for one of its models while no channel serves it.
+    setup_hint: str = ""
+
+    def base_url(self, channel: Channel) -> str:
+        """The URL a channel talks to: its own, else its region's, else the default region's."""
+        if channel.base_url:
+            return channel.base_url
+        return self.regions.get(channel.region or self.default_region, "") or self.regions.get(
+            self.default_region, ""
+        )
+
+    def parse_options(self, raw: Mapping[str, Any]) -> BaseModel:
+        """The channel's options as the provider's model (``pydantic.ValidationError`` when
+        they don't fit)."""
+        return self.options.model_validate(dict(raw))
+
+    def hint(self) -> str:
+        return self.setup_hint or (
+            f"add a channel of provider '{self.name}' (reelgate channel add NAME --provider "
+            f"{self.name}) to enable {self.title}"
+        )

@@ -22,7 +22,7 @@ from reelgate.core.lifecycle import Status, Task
 from reelgate.core.pricing import PriceTable
 from reelgate.metrics import METRICS
 from reelgate.net import Network
-from reelgate.providers.base import Registry
+from reelgate.providers.registry import Registry
 from reelgate.service.signal import WorkSignal
 from reelgate.store.base import RateBuckets, Store
 
@@ -40,8 +40,10 @@ class ServiceBase:
     def __init__(
         self,
         store: Store,
-        registry: Registry,
+        registry: Registry | None = None,
         *,
+        channels: ChannelBook | None = None,
+        buckets: RateBuckets | None = None,
         token_cache_ttl: float = 5.0,
         task_cache_ttl: float = 1.0,
         task_cache_size: int = 100_000,
@@ -50,14 +52,22 @@ class ServiceBase:
         mirror_media: bool = False,
         prices: PriceTable | None = None,
         currency: str = "credits",
+        typical_seconds: float = schedule.TRACKING.default_typical,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``registry``: a fixed routing table (tests); ``channels``: the channels kept in the
+        database, whose registry is rebuilt as they change (a running gateway)."""
+        if (registry is None) == (channels is None):
+            raise TypeError("give a registry or channels, not both")
         self.store = store
+        # Channels kept in the database (``None``: the registry is fixed, e.g. in tests).
+        self.channels = channels
+        self._registry = registry
         # Shared token buckets (rate limits): the database, or Redis when configured.
-        self.buckets: RateBuckets = store
+        self.buckets: RateBuckets = buckets or store
         # What each model costs (free when absent), under each model's catalogue name.
-        self.prices = _canonical(prices or PriceTable(), registry)
+        self.prices = _canonical(prices or PriceTable(), self.registry)
         self.currency = currency
         self.max_task_seconds = max_task_seconds
         # Copy remote results (upstream URLs that expire) into reelgate's own storage.
@@ -67,14 +77,12 @@ class ServiceBase:
         self._monotonic = monotonic
         # A waiter re-reads its task at least this often (a change it cannot hear of).
         self.recheck = 1.0
-        self.default_typical = schedule.TRACKING.default_typical
+        # What a client's estimate assumes before any task of a model has finished (s).
+        self.default_typical = typical_seconds
         # Durations of tasks that ended since the last flush, per (provider, model).
         self._durations: dict[tuple[str, str], list[float]] = {}
         self._typical: dict[tuple[str, str], float] = {}
         self._typical_until = float("-inf")
-        self.registry = registry
-        # Channels kept in the database (``None``: the registry is fixed, e.g. in tests).
-        self.channels: ChannelBook | None = None
         self.clock = clock
         self._allow = allow_networks
         self._token_ttl = token_cache_ttl
@@ -90,6 +98,14 @@ class ServiceBase:
         # Set when this process wrote webhook deliveries (the sender wakes at once).
         self.webhooks_due = asyncio.Event()
         self._listeners: list[Callable[[Task], None]] = []
+
+    @property
+    def registry(self) -> Registry:
+        """Which channels serve which models, as of the channels' last refresh."""
+        if self.channels is not None:
+            return self.channels.registry
+        assert self._registry is not None
+        return self._registry
 
     async def get(self, owner: ApiToken, task_id: str) -> Task:
         cached = self.cached_task(owner, task_id)
@@ -250,7 +266,7 @@ def _canonical(prices: PriceTable, registry: Registry) -> PriceTable:
 
     def name(model: str) -> str:
         try:
-            return registry.resolve(model)[1].name
+            return registry.resolve(model).name
         except InvalidRequest as exc:
             if exc.code == "model_not_configured":
                 return model  # known, not served here (no key): priced once it is

@@ -12,22 +12,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from reelgate.core import channels as routing
 from reelgate.core.channels import Channel, ChannelState, StoredChannel
 from reelgate.core.crypto import SecretBox, fingerprint
 from reelgate.core.errors import ConfigError, Conflict, InvalidRequest, NotFound, ReelgateError
-from reelgate.providers.base import Provider, Registry
+from reelgate.providers.base import BuildContext, ChannelDeclaration, Provider, ProviderSpec
+from reelgate.providers.registry import Registry
 from reelgate.store.base import Store
 
 log = logging.getLogger("reelgate.channels")
 
-# Builds a provider instance for a channel and its API key.
-ProviderFactory = Callable[[Channel, str], Provider]
+# The fields of a channel an update may change that its provider's declaration checks.
+_DEFINITION = frozenset({"region", "base_url", "options"})
+
 REFRESH_S = 5.0
 
 
@@ -42,23 +47,31 @@ class ChannelBook:
         self,
         store: Store,
         *,
+        specs: Mapping[str, ProviderSpec],
         builtin: Sequence[Provider] = (),
-        configured: Sequence[tuple[Channel, str]] = (),
-        factories: Mapping[str, ProviderFactory],
-        unconfigured: Mapping[str, Mapping[str, str]] | None = None,
+        configured: Sequence[ChannelDeclaration] = (),
+        context: BuildContext | None = None,
         aliases: Mapping[str, str] | None = None,
         box: SecretBox | None = None,
         clock: Callable[[], float] = time.time,
         refresh_s: float = REFRESH_S,
         probe_interval_s: float = routing.PROBE_INTERVAL_S,
     ) -> None:
-        """``configured``: channels from settings with their keys; ``unconfigured``: per
-        provider, the models reelgate knows but cannot serve without a channel, and the hint."""
+        """``specs``: every provider declaration this process knows; ``builtin``: instances
+        that need no channel row (the sandbox); ``configured``: channels from settings with
+        their secrets (checked against their provider's declaration here)."""
         self.store = store
+        self.specs = dict(specs)
         self._builtin = list(builtin)
-        self._configured = {c.name: (c, key) for c, key in configured}
-        self._factories = dict(factories)
-        self._unconfigured = {p: dict(m) for p, m in (unconfigured or {}).items()}
+        self._context = context or BuildContext()
+        for declared in configured:
+            try:
+                self.check(declared.channel, declared.secret)
+            except InvalidRequest as exc:
+                raise ConfigError(
+                    f"invalid channel '{declared.channel.name}' in settings: {exc.message}"
+                ) from None
+        self._configured = {d.channel.name: (d.channel, d.secret) for d in configured}
         self._aliases = dict(aliases or {})
         self._box = box
         self._clock = clock
@@ -71,6 +84,47 @@ class ChannelBook:
         self._lock = asyncio.Lock()
         self._unreadable: set[str] = set()
         self.registry = Registry(self._builtin, self._hints(set()), self._aliases)
+
+    def check(self, channel: Channel, secret: str | None) -> None:
+        """Refuse a channel its provider's declaration does not accept: an unknown provider or
+        region, options that don't fit its model, a secret of the wrong form. ``secret`` None:
+        not being changed."""
+        spec = self.specs.get(channel.provider)
+        if spec is None or spec.builtin is not None:
+            known = ", ".join(sorted(n for n, s in self.specs.items() if s.builtin is None))
+            raise InvalidRequest(
+                f"unknown provider '{channel.provider}' (channels exist for: {known})",
+                code="invalid_parameter",
+                param="provider",
+            )
+        if channel.region and spec.regions and channel.region not in spec.regions:
+            raise InvalidRequest(
+                f"provider '{spec.name}' has no region '{channel.region}' (regions: "
+                f"{', '.join(spec.regions)})",
+                code="invalid_parameter",
+                param="region",
+            )
+        if not spec.base_url(channel):
+            raise InvalidRequest(
+                f"a channel of provider '{spec.name}' needs a base_url",
+                code="missing_parameter",
+                param="base_url",
+            )
+        try:
+            spec.parse_options(channel.options)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise InvalidRequest(
+                f"options.{where}: {err['msg']}",
+                code="invalid_parameter",
+                param=f"options.{where}" if where else "options",
+            ) from None
+        if secret is not None and spec.credential is not None:
+            try:
+                spec.credential.validate(secret)
+            except ValueError as exc:
+                raise InvalidRequest(str(exc), code="invalid_parameter", param="secret") from None
 
     def on_change(self, listener: Callable[[Registry], None]) -> None:
         self._listeners.append(listener)
@@ -118,17 +172,25 @@ class ChannelBook:
         live: dict[str, _Live] = {}
         for row in ordered:
             c = row.channel
-            factory = self._factories.get(c.provider)
+            spec = self.specs.get(c.provider)
             key = self._key_of(row)
-            if factory is None or key is None:
+            if spec is None or spec.builtin is not None or key is None:
                 continue
-            signature = (c.provider, c.region, c.base_url, c.caps, fingerprint(key))
+            signature = (
+                c.provider,
+                c.region,
+                c.base_url,
+                c.caps,
+                json.dumps(c.options, sort_keys=True),
+                fingerprint(key),
+            )
             current = self._live.get(c.name)
             if current is None or current.signature != signature:
                 if current is not None:
                     self._retired.append(current.provider)
                 try:
-                    current = _Live(factory(c, key), signature)
+                    options = spec.parse_options(c.options)
+                    current = _Live(spec.build(c, key, options, self._context), signature)
                 except (ValueError, TypeError) as exc:  # e.g. a key no HTTP header can carry
                     # One unusable channel must not take the others down with it.
                     if c.name not in self._unreadable:
@@ -150,11 +212,14 @@ class ChannelBook:
             listener(self.registry)
 
     def _hints(self, served: set[str]) -> dict[str, str]:
+        """What to tell a client who names a model of a provider no channel serves here."""
+        built = {p.name for p in self._builtin}
         return {
-            model: hint
-            for provider, models in self._unconfigured.items()
-            if provider not in served
-            for model, hint in models.items()
+            name: spec.hint()
+            for spec in self.specs.values()
+            if spec.name not in served and spec.name not in built
+            for caps in spec.catalogue()
+            for name in (caps.name, *caps.aliases)
         }
 
     async def keep_fresh(self) -> None:
@@ -259,13 +324,7 @@ class ChannelBook:
 
     # -- administration -------------------------------------------------------------------------
     async def add(self, channel: Channel, api_key: str) -> StoredChannel:
-        if channel.provider not in self._factories:
-            known = ", ".join(sorted(self._factories))
-            raise InvalidRequest(
-                f"unknown provider '{channel.provider}' (channels exist for: {known})",
-                code="invalid_parameter",
-                param="provider",
-            )
+        self.check(channel, api_key)
         await self.store.add_channel(channel, self._seal(api_key), self._clock())
         await self.refresh(force=True)
         found = await self.store.get_channel(channel.name)
@@ -283,6 +342,10 @@ class ChannelBook:
                 "disable work here)",
                 code="channel_from_settings",
             )
+        definition = {k: v for k, v in changes.items() if k in _DEFINITION}
+        if definition or "api_key" in changes:
+            changed = dataclasses.replace(row.channel, **definition)
+            self.check(changed, changes.get("api_key"))
         if "api_key" in changes:
             changes["api_key_enc"] = self._seal(changes.pop("api_key"))
         found = await self.store.update_channel(name, self._clock(), **changes)

@@ -86,8 +86,11 @@ class EngineWrites(ServiceBase):
         changes nothing.
         """
         task = await self.store.find_task(task_id)
-        provider = self.registry.provider(provider_name)
-        if task is None or provider is None or task.provider != provider_name:
+        if task is None or task.provider != provider_name:
+            return False
+        # The channel that created the task reads it (a signed callback needs its secret).
+        provider = self.registry.account(provider_name, task.account)
+        if provider is None:
             return False
         if task.status.terminal or task.upstream_id is None:
             return False

@@ -11,7 +11,7 @@ from typing import Any
 
 from reelgate import logs
 from reelgate.core import lifecycle, schedule
-from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest, normalize
+from reelgate.core.capabilities import NormalizedRequest, fits, normalize
 from reelgate.core.errors import (
     AuthenticationError,
     Conflict,
@@ -23,7 +23,7 @@ from reelgate.core.ids import ApiToken, NewToken, hash_token, new_task_id, new_t
 from reelgate.core.lifecycle import Status, Task
 from reelgate.core.pricing import Balance, Charge
 from reelgate.core.request import VideoRequest
-from reelgate.providers.base import Provider
+from reelgate.providers.registry import ModelEntry
 from reelgate.service.images import check_image, check_url
 from reelgate.service.waiting import Waiting
 
@@ -85,7 +85,7 @@ class TaskUseCases(Waiting):
         """A new task: ``source``'s request with another prompt, where the model can remix."""
         if source.status is not Status.SUCCESS:
             raise Conflict("only a completed video can be remixed", code="not_remixable")
-        _, caps = self.registry.resolve(source.model)
+        caps = self.registry.resolve(source.model).caps
         if not caps.remix:
             raise InvalidRequest(
                 f"model '{caps.name}' cannot remix a video; create a new one instead",
@@ -132,7 +132,8 @@ class TaskUseCases(Waiting):
         With an ``idempotency_key``, the same key and body within 24 h answer the task the first
         request made (no second task, no second upstream call); concurrent duplicates too.
         """
-        provider, caps, normalized = await self._checked(owner, request)
+        entry, normalized, offering_providers = await self._checked(owner, request)
+        caps = entry.caps
         charge = self.prices.estimate(normalized, caps)
         now = self.clock()
         body = normalized.to_json()
@@ -141,7 +142,8 @@ class TaskUseCases(Waiting):
         task = Task(
             id=new_task_id(),
             owner_id=owner.id,
-            provider=provider.name,
+            # The home offering's provider until a channel of another one takes it.
+            provider=offering_providers[0],
             model=caps.name,
             request=body,
             status=Status.QUEUED,
@@ -151,6 +153,7 @@ class TaskUseCases(Waiting):
             deadline_at=schedule.deadline(now, max_task_seconds=self.max_task_seconds),
             callback_url=request.callback_url,
             request_id=logs.current_request_id(),
+            offering_providers="," + ",".join(offering_providers) + ",",
         )
         if owner.rpm is not None:
             await self._within_rate(owner)
@@ -181,15 +184,17 @@ class TaskUseCases(Waiting):
     async def quote(self, owner: ApiToken, request: VideoRequest) -> tuple[Charge | None, Balance]:
         """What creating ``request`` would pre-charge (``None``: a free model), checked exactly
         as a create is, and the token's balance now."""
-        _, caps, normalized = await self._checked(owner, request)
-        return self.prices.estimate(normalized, caps), await self.store.balance(owner.id)
+        entry, normalized, _ = await self._checked(owner, request)
+        return self.prices.estimate(normalized, entry.caps), await self.store.balance(owner.id)
 
     async def _checked(
         self, owner: ApiToken, request: VideoRequest
-    ) -> tuple[Provider, ModelCapabilities, NormalizedRequest]:
-        """The provider, model and normalized request of a create, or the error it answers."""
-        provider, caps = self.registry.resolve(request.model)
-        self.registry.check_routable(provider.name, caps.name)
+    ) -> tuple[ModelEntry, NormalizedRequest, list[str]]:
+        """The model, the normalized request and the providers whose offering can honour it
+        (the home offering's first), or the error a create answers."""
+        registry = self.registry
+        entry = registry.resolve(request.model)
+        caps = entry.caps
         if owner.models and caps.name not in owner.models and request.model not in owner.models:
             raise PermissionDenied(
                 f"this token may not use model '{caps.name}'",
@@ -197,11 +202,18 @@ class TaskUseCases(Waiting):
                 param="model",
             )
         normalized = normalize(request, caps)
+        # Offerings elsewhere (aggregators) take the request only where it fits their limits.
+        fitting = [caps.provider] + [
+            o.provider
+            for o in entry.offerings
+            if o.provider != caps.provider and fits(normalized, o.caps) is None
+        ]
+        registry.check_routable(caps.name, fitting)
         for index, ref in enumerate(normalized.images):
             await check_image(self._allow, ref, "image" if index == 0 else f"images[{index}]")
         if request.callback_url is not None:
             await check_url(self._allow, request.callback_url, "callback_url")
-        return provider, caps, normalized
+        return entry, normalized, fitting
 
     async def _within_rate(self, owner: ApiToken) -> None:
         """Take one create from the token's per-minute budget, shared by every API replica."""
@@ -242,7 +254,7 @@ class TaskUseCases(Waiting):
         if model is not None:
             # A model no longer served still lists its old tasks under its stored name.
             with contextlib.suppress(InvalidRequest):
-                model = self.registry.resolve(model)[1].name
+                model = self.registry.resolve(model).name
         found = await self.store.list_tasks(
             owner.id,
             limit=limit + 1,
@@ -279,7 +291,7 @@ class TaskUseCases(Waiting):
                 + (" (the upstream cannot stop a running one)" if not task.status.terminal else ""),
                 code="not_cancellable",
             )
-        provider = self.registry.account(task.provider, task.account)
+        provider = self.registry.instance(task.account)
         if task.upstream_id is None and task.submit_started_at is not None and provider:
             # An earlier attempt may have created it upstream: find out before deciding.
             found = await provider.reconcile(

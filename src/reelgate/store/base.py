@@ -168,8 +168,8 @@ class Store(Protocol):
 
     async def has_unsubmitted(self, provider: str, now: float) -> bool: ...
 
-    async def count_unsubmitted(self, provider: str, now: float, limit: int) -> int:
-        """Tasks of ``provider`` waiting for admission now, counted up to ``limit``."""
+    async def count_unsubmitted(self, now: float, limit: int) -> dict[str, int]:
+        """Tasks waiting for admission now per model, counted up to ``limit`` in all."""
 
     # -- aggregates for metrics ----------------------------------------------------------------
     async def unfinished_counts(self) -> dict[tuple[str, str, str], int]: ...

@@ -70,6 +70,8 @@ tasks = sa.Table(
     sa.Column("deleted_at", sa.Float, nullable=True),
     # Channels a submit failed on for a reason of the channel's own (failover skips them): ",a,b,".
     sa.Column("tried_channels", sa.Text, nullable=False, server_default=""),
+    # The providers whose offering of the model can honour the request (",ark,fal,"; "": any).
+    sa.Column("offering_providers", sa.Text, nullable=False, server_default=""),
     # The request that created the task (logs and webhooks carry it).
     sa.Column("request_id", sa.String(128), nullable=False, server_default=""),
     # The worker's hot query: due, non-terminal tasks in poll order.
@@ -79,10 +81,10 @@ tasks = sa.Table(
         sqlite_where=sa.text("status IN ('queued', 'in_progress')"),
         postgresql_where=sa.text("status IN ('queued', 'in_progress')"),
     ),
-    # The admission queue: tasks not yet submitted, per provider, oldest first.
+    # The admission queue: tasks not yet submitted, per model, oldest first.
     sa.Index(
         "ix_tasks_admission",
-        "provider",
+        "model",
         "created_at",
         sqlite_where=sa.text("status = 'queued' AND upstream_id IS NULL"),
         postgresql_where=sa.text("status = 'queued' AND upstream_id IS NULL"),
@@ -90,7 +92,6 @@ tasks = sa.Table(
     # Admission caps count an account's tasks in flight upstream.
     sa.Index(
         "ix_tasks_in_flight",
-        "provider",
         "account",
         "status",
         sqlite_where=sa.text("status IN ('queued', 'in_progress')"),
@@ -124,6 +125,7 @@ channels = sa.Table(
     sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
     sa.Column("weight", sa.Integer, nullable=False, server_default="1"),
     sa.Column("models", sa.JSON, nullable=True),  # None: every model of the provider
+    sa.Column("options", sa.JSON, nullable=True),  # the provider's own options (None: none)
     sa.Column("max_queued", sa.Integer, nullable=True),
     sa.Column("max_in_flight", sa.Integer, nullable=True),
     sa.Column("rpm", sa.Integer, nullable=True),

@@ -24,6 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from reelgate.core.crypto import SecretBox
 from reelgate.core.ids import ApiToken, NewToken, new_id
 from reelgate.store.schema import api_tokens, meta
 from reelgate.store.sql_base import TASK_CHANNEL, WORK_CHANNEL, StoreError
@@ -131,8 +132,10 @@ class SqlStore(
 ):
     """The one Store implementation (see ``reelgate.store.base.Store``)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, secret_box: SecretBox | None = None) -> None:
         super().__init__(engine)
+        # Seals webhook signing secrets at rest (None: kept as given).
+        self.secret_box = secret_box
         self._token_by_hash = sa.select(*_TOKEN_COLS).where(
             api_tokens.c.token_hash == sa.bindparam("token_hash")
         )
@@ -274,8 +277,9 @@ class SqlStore(
             return int(count.scalar_one())
 
 
-async def open_store(database_url: str) -> SqlStore:
-    """Create the engine for ``database_url`` (sqlite:///… or postgresql://…)."""
+async def open_store(database_url: str, *, secret_box: SecretBox | None = None) -> SqlStore:
+    """Create the engine for ``database_url`` (sqlite:///… or postgresql://…); ``secret_box``
+    seals the secrets the store keeps (webhook signing secrets)."""
     url = async_url(database_url)
     if url.startswith("postgresql"):
         # A worker keeps about this many transactions under way (submissions, look-ups, the
@@ -291,4 +295,4 @@ async def open_store(database_url: str) -> SqlStore:
             await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
-    return SqlStore(engine)
+    return SqlStore(engine, secret_box=secret_box)

@@ -63,6 +63,7 @@ def _row_to_task(m: RowMapping) -> Task:
         last_frame_ref=m["last_frame_ref"],
         deleted_at=m["deleted_at"],
         tried_channels=m["tried_channels"],
+        offering_providers=m["offering_providers"],
         request_id=m["request_id"],
     )
 
@@ -100,6 +101,7 @@ def _task_values(task: Task) -> dict[str, Any]:
         "last_frame_ref": task.last_frame_ref,
         "deleted_at": task.deleted_at,
         "tried_channels": task.tried_channels,
+        "offering_providers": task.offering_providers,
         "request_id": task.request_id,
     }
 

@@ -7,6 +7,7 @@ disjoint batches; SQLite serializes writers and supports one worker.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,27 +95,30 @@ class QueueQueries(SqlBase):
         *,
         models: Sequence[str] | None = None,
     ) -> Sequence[Task]:
-        """Lease the oldest unsubmitted tasks of ``provider`` that ``account`` has room for.
+        """Lease the oldest unsubmitted tasks that channel ``account`` (of ``provider``) has
+        room for, and make them its own.
 
-        Only tasks of ``models`` (None: any) that are free or already this account's, and whose
-        submit has not failed on this account before (``tried_channels``), are taken.
+        Only tasks of ``models`` (None: any of ``provider``'s own tasks) whose request
+        ``provider``'s offering can honour (``offering_providers``), that are free or already
+        this channel's, and whose submit has not failed on this channel before
+        (``tried_channels``), are taken: a task may move to a channel of another provider that
+        offers its model until it has been created upstream.
 
-        Room is counted from the account's tasks in flight upstream (queued there, running, or
-        being submitted right now) against ``caps``; on PostgreSQL an advisory lock per account
+        Room is counted from the channel's tasks in flight upstream (queued there, running, or
+        being submitted right now) against ``caps``; on PostgreSQL an advisory lock per channel
         makes the count and the claim one step across workers.
         """
         async with self._tx() as conn:
             if self.dialect == "postgresql":
                 await conn.execute(
                     sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-                    {"k": f"reelgate:admission:{provider}:{account}"},
+                    {"k": f"reelgate:admission:{account}"},
                 )
             counts: dict[str, int] = {
                 str(row[0]): int(row[1])
                 for row in await conn.execute(
                     sa.select(tasks.c.status, sa.func.count())
                     .where(
-                        tasks.c.provider == provider,
                         tasks.c.account == account,
                         tasks.c.status.in_(NON_TERMINAL),
                         sa.or_(
@@ -137,14 +141,25 @@ class QueueQueries(SqlBase):
                 room = min(room, caps.max_in_flight - queued - running)
             if room <= 0:
                 return []
+            routed = (
+                [
+                    tasks.c.model.in_(models),
+                    sa.or_(
+                        tasks.c.offering_providers == "",
+                        tasks.c.offering_providers.contains(f",{provider},", autoescape=True),
+                    ),
+                ]
+                if models is not None
+                else [tasks.c.provider == provider]
+            )
             due = (
                 sa.select(*_TASK_COLS)
                 .where(
-                    tasks.c.provider == provider,
+                    *routed,
                     tasks.c.status == "queued",
                     tasks.c.upstream_id.is_(None),
-                    # sticky: a task whose attempt may have reached an account stays with it;
-                    # a free one goes to an account it has not failed on
+                    # sticky: a task whose attempt may have reached a channel stays with it;
+                    # a free one goes to a channel it has not failed on
                     sa.or_(
                         tasks.c.account == account,
                         sa.and_(
@@ -154,21 +169,22 @@ class QueueQueries(SqlBase):
                             ),
                         ),
                     ),
-                    *([tasks.c.model.in_(models)] if models is not None else []),
                     tasks.c.next_poll_at <= now,
                     self._free(now),
                 )
                 .order_by(tasks.c.created_at, tasks.c.id)
                 .limit(room)
             )
-            return await self._lease(
+            claimed = await self._lease(
                 conn,
                 due,
                 worker,
                 now + lease_seconds,
+                provider=provider,
                 account=account,
                 submit_started_at=sa.func.coalesce(tasks.c.submit_started_at, now),
             )
+            return [dataclasses.replace(t, provider=provider) for t in claimed]
 
     async def claim_overdue(
         self, now: float, limit: int, worker: str, lease_seconds: float
@@ -189,25 +205,37 @@ class QueueQueries(SqlBase):
             return await self._lease(conn, due, worker, now + lease_seconds)
 
     async def has_unsubmitted(self, provider: str, now: float) -> bool:
-        return await self.count_unsubmitted(provider, now, 1) > 0
+        """Whether a task of ``provider`` waits for admission now."""
+        async with self._read() as conn:
+            found = await conn.execute(
+                sa.select(tasks.c.id)
+                .where(self._waiting(now), tasks.c.provider == provider)
+                .limit(1)
+            )
+            return found.first() is not None
 
-    async def count_unsubmitted(self, provider: str, now: float, limit: int) -> int:
-        """How many of ``provider``'s tasks wait for admission now (counted up to ``limit``)."""
+    async def count_unsubmitted(self, now: float, limit: int) -> dict[str, int]:
+        """How many tasks of each model wait for admission now (counted up to ``limit``)."""
         async with self._read() as conn:
             waiting = (
-                sa.select(tasks.c.id)
-                .where(
-                    tasks.c.provider == provider,
-                    tasks.c.status == "queued",
-                    tasks.c.upstream_id.is_(None),
-                    tasks.c.next_poll_at <= now,
-                    self._free(now),
-                )
+                sa.select(tasks.c.model)
+                .where(self._waiting(now))
+                .order_by(tasks.c.next_poll_at)
                 .limit(limit)
                 .subquery()
             )
-            found = await conn.execute(sa.select(sa.func.count()).select_from(waiting))
-            return int(found.scalar_one())
+            rows = await conn.execute(
+                sa.select(waiting.c.model, sa.func.count()).group_by(waiting.c.model)
+            )
+            return {str(model): int(n) for model, n in rows}
+
+    def _waiting(self, now: float) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            tasks.c.status == "queued",
+            tasks.c.upstream_id.is_(None),
+            tasks.c.next_poll_at <= now,
+            self._free(now),
+        )
 
     async def extend_leases(self, worker: str, now: float, until: float) -> int:
         """Push back every live lease ``worker`` holds to ``until`` (its heartbeat)."""

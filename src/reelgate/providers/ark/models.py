@@ -21,7 +21,7 @@ from reelgate.core.capabilities import (
 )
 from reelgate.core.errors import InvalidRequest
 from reelgate.core.request import VideoRequest, invalid
-from reelgate.providers.ark_catalog import (
+from reelgate.providers.ark.catalog import (
     BY_NAME,
     MODELS,
     PROVIDER,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reelgate.core.accounts import DEFAULT_ACCOUNT, AdmissionCaps
+from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import Mode, ModelCapabilities, NormalizedRequest, Option
 from reelgate.core.errors import Conflict, InvalidRequest, ReelgateError
 from reelgate.core.lifecycle import CallbackHint, Observation, UpstreamState
@@ -85,7 +85,7 @@ class _Job:
 
 class SandboxProvider:
     name = NAME
-    account = DEFAULT_ACCOUNT
+    account = NAME  # its one built-in channel
     caps = AdmissionCaps()  # local work: no upstream queue to protect
 
     def __init__(
@@ -110,6 +110,11 @@ class SandboxProvider:
 
     def models(self) -> Sequence[ModelCapabilities]:
         return MODELS
+
+    @property
+    def typical_seconds(self) -> float:
+        """How long a job takes by default: known from settings, not to be learned."""
+        return self._queue_s + self._run_s
 
     # -- the "upstream API" -------------------------------------------------------------------
     async def submit(

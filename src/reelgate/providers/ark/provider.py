@@ -27,7 +27,8 @@ from reelgate.core.errors import (
 )
 from reelgate.core.lifecycle import CallbackHint, Observation, UpstreamState
 from reelgate.metrics import METRICS
-from reelgate.providers import ark_catalog, ark_models
+from reelgate.providers.ark import catalog as ark_catalog
+from reelgate.providers.ark import models as ark_models
 
 log = logging.getLogger("reelgate.providers.ark")
 
