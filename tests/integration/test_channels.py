@@ -400,7 +400,10 @@ async def test_a_channel_that_cannot_be_built_does_not_take_the_others_down(
     book = ChannelBook(
         store,
         specs={"mem": mem_spec(make)},
-        configured=[ChannelDeclaration(chan("broken"), "k1"), ChannelDeclaration(chan("good"), "k2")],
+        configured=[
+            ChannelDeclaration(chan("broken"), "k1"),
+            ChannelDeclaration(chan("good"), "k2"),
+        ],
         clock=clock,
     )
     registry = await book.start()

@@ -76,6 +76,7 @@ def test_failover_to_an_admin_channel_and_back_with_no_key_anywhere(
             "/v1/admin/channels",
             json={
                 "name": "backup",
+                "provider": "ark",
                 "api_key": KEY_BACKUP,
                 "base_url": handle.base_url,
                 "priority": -1,
@@ -149,19 +150,31 @@ def test_failover_to_an_admin_channel_and_back_with_no_key_anywhere(
 def test_admin_channel_errors_are_clear(gateway: LiveServer) -> None:
     with admin(gateway) as a, gateway.client() as c:
         assert c.get("/v1/admin/channels").status_code == 401  # a client token is not admin
-        bad = a.post("/v1/admin/channels", json={"name": "Bad Name", "api_key": "k"})
+        bad = a.post(
+            "/v1/admin/channels", json={"name": "Bad Name", "provider": "ark", "api_key": "k"}
+        )
         assert (bad.status_code, bad.json()["code"]) == (400, "invalid_parameter")
         assert bad.json()["param"] == "name"
-        extra = a.post("/v1/admin/channels", json={"name": "x", "api_key": "k", "colour": "red"})
+        extra = a.post(
+            "/v1/admin/channels",
+            json={"name": "x", "provider": "ark", "api_key": "k", "colour": "red"},
+        )
         assert extra.json()["code"] == "unsupported_parameter"
         no_key = a.post("/v1/admin/channels", json={"name": "x"})
-        assert (no_key.status_code, no_key.json()["param"]) == (400, "api_key")
+        assert (no_key.status_code, no_key.json()["param"]) == (400, "secret")
         ok = a.post(
             "/v1/admin/channels",
-            json={"name": "spare", "api_key": "k-1", "base_url": "http://127.0.0.1:9/api/v3"},
+            json={
+                "name": "spare",
+                "provider": "ark",
+                "api_key": "k-1",
+                "base_url": "http://127.0.0.1:9/api/v3",
+            },
         )
         assert ok.status_code == 201
-        dup = a.post("/v1/admin/channels", json={"name": "spare", "api_key": "k-2"})
+        dup = a.post(
+            "/v1/admin/channels", json={"name": "spare", "provider": "ark", "api_key": "k-2"}
+        )
         assert (dup.status_code, dup.json()["code"]) == (409, "channel_exists")
         settings_owned = a.patch("/v1/admin/channels/default", json={"weight": 3})
         assert (settings_owned.status_code, settings_owned.json()["code"]) == (
@@ -193,15 +206,15 @@ def test_a_key_or_url_the_http_client_cannot_send_is_refused_and_channels_keep_w
     """Found by fuzzing: such a key was stored, then every rebuild of the channels raised, and
     each channel operation after it answered 500."""
     with admin(gateway) as a:
-        bad = a.post("/v1/admin/channels", json={"name": "odd", **fields})
-        param = "base_url" if "base_url" in fields else "api_key"
+        bad = a.post("/v1/admin/channels", json={"name": "odd", "provider": "ark", **fields})
+        param = "base_url" if "base_url" in fields else "secret"
         assert (bad.status_code, bad.json()["code"], bad.json()["param"]) == (
             400,
             "invalid_parameter",
             param,
         )
         assert "ключ" not in bad.text
-        ok = a.post("/v1/admin/channels", json={"name": "odd", "api_key": "k-1"})
+        ok = a.post("/v1/admin/channels", json={"name": "odd", "provider": "ark", "api_key": "k-1"})
         assert ok.status_code == 201
         changed = a.patch("/v1/admin/channels/odd", json=fields)
         assert (changed.status_code, changed.json()["param"]) == (400, param)
@@ -225,7 +238,9 @@ def test_without_an_encryption_key_admin_channels_are_refused(
     server.start()
     try:
         with admin(server) as a:
-            refused = a.post("/v1/admin/channels", json={"name": "x", "api_key": KEY_BACKUP})
+            refused = a.post(
+                "/v1/admin/channels", json={"name": "x", "provider": "ark", "api_key": KEY_BACKUP}
+            )
             assert refused.status_code == 409
             assert refused.json()["code"] == "encryption_key_missing"
             assert KEY_BACKUP not in refused.text
@@ -288,7 +303,12 @@ def test_a_channel_added_in_one_process_is_used_by_a_worker_in_another(
             assert (before.status_code, before.json()["code"]) == (400, "model_not_configured")
             added = a.post(
                 "/v1/admin/channels",
-                json={"name": "shared", "api_key": KEY_BACKUP, "base_url": handle.base_url},
+                json={
+                    "name": "shared",
+                    "provider": "ark",
+                    "api_key": KEY_BACKUP,
+                    "base_url": handle.base_url,
+                },
             )
             assert added.status_code == 201
             made = c.post("/v1/video/generations", json=body)
@@ -324,11 +344,24 @@ def test_channels_from_the_cli(tmp_path: Path) -> None:
             timeout=60,
         )
 
-    bad = cli("add", "cli-one", "--weight", "2", "--base-url", "ftp://x", key=KEY_BACKUP)
+    ark = ("--provider", "ark")
+    bad = cli("add", "cli-one", *ark, "--weight", "2", "--base-url", "ftp://x", key=KEY_BACKUP)
     assert bad.returncode == 2
     assert "base_url" in bad.stderr
-    made = cli("add", "cli-one", "--weight", "2", "--models", "a, b", key=KEY_BACKUP)
-    assert (made.returncode, made.stdout.strip()) == (0, "cli-one: active")
+    # Regions and options are the provider's own: checked against its declaration.
+    region = cli("add", "cli-one", *ark, "--region", "mars-1", key=KEY_BACKUP)
+    assert (region.returncode, "no region 'mars-1'" in region.stderr) == (1, True), region.stderr
+    option = cli("add", "cli-one", *ark, "--option", "colour=red", key=KEY_BACKUP)
+    assert (option.returncode, "options.colour" in option.stderr) == (1, True), option.stderr
+    unknown = cli("add", "cli-one", "--provider", "nope", key=KEY_BACKUP)
+    assert "unknown provider 'nope'" in unknown.stderr
+    secret = tmp_path / "ark.key"
+    secret.write_text(KEY_BACKUP + "\n")
+    made = cli(
+        "add", "cli-one", *ark, "--weight", "2", "--models", "a, b", "--option", "timeout=12",
+        "--secret-file", str(secret),
+    )  # fmt: skip
+    assert (made.returncode, made.stdout.strip()) == (0, "cli-one: active"), made.stderr
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("reelgate.db*"))
     assert KEY_BACKUP.encode() not in stored  # sealed at rest
     assert cli("set", "cli-one", "--rpm", "5").returncode == 0

@@ -234,7 +234,13 @@ def test_the_admin_api_answers_as_documented(gateway: LiveServer, document: dict
         added = check(
             "POST",
             "/v1/admin/channels",
-            json={"name": "backup", "api_key": "k-2", "region": "ap-southeast", "priority": -1},
+            json={
+                "name": "backup",
+                "provider": "ark",
+                "api_key": "k-2",
+                "region": "ap-southeast",
+                "priority": -1,
+            },
         )
         assert added.status_code == 201
         check("GET", "/v1/admin/channels/backup", channel)
@@ -245,7 +251,11 @@ def test_the_admin_api_answers_as_documented(gateway: LiveServer, document: dict
         probed = check("POST", "/v1/admin/channels/default/probe", act).json()["data"]
         assert probed["probe"]["ok"] is True
         check("DELETE", "/v1/admin/channels/backup", channel)
-        taken = check("POST", "/v1/admin/channels", json={"name": "Bad Name", "api_key": "k"})
+        taken = check(
+            "POST",
+            "/v1/admin/channels",
+            json={"name": "Bad Name", "provider": "ark", "api_key": "k"},
+        )
         assert taken.json() == check.example("POST", "/v1/admin/channels", 400, "invalid_parameter")
     with gateway.client() as not_admin:
         check = Checked(document, not_admin)

@@ -5,7 +5,7 @@ add or change and never returned: views show a fingerprint instead. The same ope
 the host as ``reelgate channel …``.
 
     GET    /v1/admin/channels                      list, with health, caps and load
-    POST   /v1/admin/channels                      {"name","provider","api_key",...}
+    POST   /v1/admin/channels                      {"name","provider","secret",...}
     GET    /v1/admin/channels/{name}
     PATCH  /v1/admin/channels/{name}               change fields (null clears an optional one)
     DELETE /v1/admin/channels/{name}               refused while unfinished tasks are on it
@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -30,21 +30,27 @@ from reelgate.core.errors import InvalidRequest, NotFound, ReelgateError
 from reelgate.service.channels import ChannelBook
 
 MAX_BODY = 16 * 1024
-KEY_PATTERN = r"^[\x21-\x7e]+$"  # visible ASCII, as a header value allows
 URL_PATTERN = r"^(https?://[^\s\x00-\x1f\x7f]+)?$"
 M = TypeVar("M", bound=BaseModel)
 
 
 class ChannelFields(BaseModel):
-    """What an admin may set on a channel (all optional: PATCH sends only changes)."""
+    """What an admin may set on a channel (all optional: PATCH sends only changes). The
+    channel's provider checks its region, options and secret (``ChannelBook.check``)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
-    # The key is sent as an HTTP header and the URL is parsed by the HTTP client whenever the
-    # channels are rebuilt: a control or non-ASCII character in either would fail every rebuild.
-    api_key: str | None = Field(None, max_length=4096, pattern=KEY_PATTERN)
-    region: str | None = Field(None, pattern=r"^(cn-beijing|ap-southeast)$")
+    # The credential as one string (an API key, ACCESS:SECRET, a service-account JSON);
+    # ``api_key`` is its older name. The URL is parsed by the HTTP client whenever the channels
+    # are rebuilt: a control character in it would fail every rebuild.
+    api_key: str | None = Field(
+        None,
+        max_length=65536,
+        validation_alias=AliasChoices("secret", "api_key"),
+    )
+    region: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
     base_url: str | None = Field(None, pattern=URL_PATTERN, max_length=2048)
+    options: dict[str, Any] | None = None
     priority: int | None = Field(None, ge=-1000, le=1000)
     weight: int | None = Field(None, ge=1, le=1000)
     models: list[str] | None = None
@@ -65,8 +71,8 @@ class ChannelFields(BaseModel):
 
 class NewChannel(ChannelFields):
     name: str = Field(pattern=NAME_PATTERN)
-    provider: str = Field("ark", pattern=r"^[a-z0-9_-]{1,32}$")
-    api_key: str = Field(max_length=4096, pattern=KEY_PATTERN)
+    provider: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    api_key: str = Field(max_length=65536, validation_alias=AliasChoices("secret", "api_key"))
     enabled: bool = True
 
 
@@ -95,6 +101,7 @@ def channel_view(
         "priority": c.priority,
         "weight": c.weight,
         "models": list(c.models) if c.models is not None else None,
+        "options": dict(c.options),
         "max_queued": c.caps.max_queued,
         "max_in_flight": c.caps.max_in_flight,
         "rpm": c.caps.rpm,
@@ -111,21 +118,24 @@ def channel_view(
     }
 
 
-def new_channel(spec: NewChannel) -> Channel:
+def new_channel(spec: NewChannel, defaults: AdmissionCaps) -> Channel:
+    """The channel an admin adds; caps it leaves unset are its provider's defaults."""
+    given = spec.model_fields_set
     return Channel(
         name=spec.name,
         provider=spec.provider,
         source="admin",
-        region=spec.region or "cn-beijing",
+        region=spec.region or "",
         base_url=(spec.base_url or "").rstrip("/"),
         priority=spec.priority or 0,
         weight=spec.weight or 1,
         models=tuple(spec.models) if spec.models is not None else None,
         caps=AdmissionCaps(
-            spec.max_queued if "max_queued" in spec.model_fields_set else 120,
-            spec.max_in_flight,
-            spec.rpm,
+            spec.max_queued if "max_queued" in given else defaults.max_queued,
+            spec.max_in_flight if "max_in_flight" in given else defaults.max_in_flight,
+            spec.rpm if "rpm" in given else defaults.rpm,
         ),
+        options=spec.options or {},
         enabled=spec.enabled,
     )
 
@@ -135,8 +145,10 @@ def channel_changes(spec: ChannelFields) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     for key in spec.model_fields_set:
         value = getattr(spec, key)
-        if key in ("region", "base_url", "priority", "weight", "api_key") and value is None:
+        if key in ("base_url", "priority", "weight", "api_key") and value is None:
             raise InvalidRequest(f"{key} cannot be null", code="invalid_parameter", param=key)
+        if key in ("region", "options") and value is None:
+            value = "" if key == "region" else {}  # null: back to the provider's default
         changes[key] = value.rstrip("/") if key == "base_url" else value
     return changes
 
@@ -172,7 +184,9 @@ class ChannelAdmin:
                     ]
                 )
             spec = parse_fields(NewChannel, await read_object(request, MAX_BODY))
-            row = await self.book.add(new_channel(spec), spec.api_key)
+            row = await self.book.add(
+                new_channel(spec, self.book.default_caps(spec.provider)), spec.api_key
+            )
             return self._admin.ok(await self._view(row), status=201)
         except ReelgateError as exc:
             return error_response(exc)

@@ -35,6 +35,7 @@ class ChannelView(BaseModel):
     priority: int
     weight: int
     models: list[str] | None = Field(description="null: every model of the provider.")
+    options: dict[str, Any] = Field(description="The provider's own options of the channel.")
     max_queued: int | None
     max_in_flight: int | None
     rpm: int | None
@@ -109,6 +110,7 @@ CHANNEL = {
     "priority": -1,
     "weight": 1,
     "models": [ARK_MODEL],
+    "options": {},
     "max_queued": 120,
     "max_in_flight": None,
     "rpm": None,
@@ -130,6 +132,7 @@ DEFAULT = {
     "region": "cn-beijing",
     "priority": 0,
     "models": None,
+    "options": {"timeout": 30.0},
     "key_fingerprint": "sha256:7c35c5a1785d",
 }
 DISABLED = {
@@ -196,7 +199,8 @@ def paths() -> dict[str, Any]:
                     {
                         "backup account": {
                             "name": "backup",
-                            "api_key": "<your-ark-api-key>",
+                            "provider": "ark",
+                            "secret": "<your-ark-api-key>",
                             "region": "ap-southeast",
                             "priority": -1,
                             "models": [ARK_MODEL],
@@ -246,7 +250,7 @@ def paths() -> dict[str, Any]:
         "/v1/admin/channels/{name}": {
             "get": _one("One channel", "getChannel", {"channel": CHANNEL}),
             "patch": _one(
-                "Change a channel (`api_key` replaces the key; null clears an optional field)",
+                "Change a channel (`secret` replaces the credential; null clears an optional field)",
                 "changeChannel",
                 {"changed": {**CHANNEL, "weight": 3}},
                 from_settings,

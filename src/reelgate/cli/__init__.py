@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from reelgate.cli.channels import channel_app
+from reelgate.cli.channels import channel_app, providers_command
 from reelgate.cli.main import app
 
 app.add_typer(channel_app, name="channel")
+app.command("providers")(providers_command)
 
 
 def main() -> None:

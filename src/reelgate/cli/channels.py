@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -39,8 +41,22 @@ Weight = Annotated[int | None, typer.Option(min=1, help="Share of tasks within a
 Models = Annotated[
     str | None, typer.Option(help="Models it serves, comma-separated (default: all)")
 ]
-Region = Annotated[str | None, typer.Option(help="cn-beijing (Volcengine) or ap-southeast")]
+Region = Annotated[str | None, typer.Option(help="One of the provider's regions")]
 BaseUrl = Annotated[str | None, typer.Option("--base-url", help="Overrides the region's URL")]
+Options = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        help="A provider option as KEY=VALUE (repeatable; VALUE is read as JSON when it parses)",
+    ),
+]
+SecretFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--secret-file",
+        help="Read the secret from this file (for multi-line ones: a service-account JSON)",
+    ),
+]
 MaxQueued = Annotated[int | None, typer.Option(min=1, help="Tasks in the upstream's queue")]
 MaxInFlight = Annotated[int | None, typer.Option(min=1, help="Tasks queued or running")]
 Rpm = Annotated[int | None, typer.Option(min=1, help="Upstream requests per minute")]
@@ -72,14 +88,38 @@ def _parsed(model: type[M], **given: Any) -> M:
         raise typer.Exit(2) from None
 
 
-def _api_key(prompt: bool) -> str | None:
-    """The key from REELGATE_CHANNEL_API_KEY, else asked for without echo (never an argument:
-    arguments end up in shell history and process lists)."""
+def _secret(prompt: bool, path: Path | None = None) -> str | None:
+    """The secret from ``--secret-file``, else REELGATE_CHANNEL_API_KEY, else asked for without
+    echo (never an argument: arguments end up in shell history and process lists)."""
+    if path is not None:
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            _say(f"reelgate: cannot read --secret-file {path}: {exc}")
+            raise typer.Exit(2) from None
     key = os.environ.get(KEY_ENV)
     if key or not prompt:
         return key
-    entered: str = typer.prompt("API key", hide_input=True)
+    entered: str = typer.prompt("Secret (API key)", hide_input=True)
     return entered
+
+
+def _options(pairs: list[str] | None) -> dict[str, Any] | None:
+    """``--option KEY=VALUE`` pairs as an object (VALUE as JSON when it parses, else text)."""
+    if not pairs:
+        return None
+    found: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            _say(f"reelgate: --option wants KEY=VALUE, got {pair!r}")
+            raise typer.Exit(2)
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        found[key.strip()] = value
+    return found
 
 
 def _show(row: StoredChannel) -> None:
@@ -92,9 +132,11 @@ def _show(row: StoredChannel) -> None:
 @channel_app.command("add")
 def channel_add(
     name: Annotated[str, typer.Argument(help="A short name: a-z, 0-9, - and _")],
-    provider: Annotated[str, typer.Option(help="The upstream")] = "ark",
+    provider: Annotated[str, typer.Option(help="The upstream (see `reelgate providers`)")],
     region: Region = None,
     base_url: BaseUrl = None,
+    option: Options = None,
+    secret_file: SecretFile = None,
     priority: Priority = None,
     weight: Weight = None,
     models: Models = None,
@@ -103,23 +145,27 @@ def channel_add(
     rpm: Rpm = None,
     config: ConfigOption = None,
 ) -> None:
-    """Add a channel. The key is read from REELGATE_CHANNEL_API_KEY or asked for, and stored
-    encrypted with REELGATE_ENCRYPTION_KEY."""
+    """Add a channel. The secret is read from --secret-file or REELGATE_CHANNEL_API_KEY or asked
+    for, and stored encrypted with REELGATE_ENCRYPTION_KEY."""
     spec = _parsed(
         NewChannel,
         name=name,
         provider=provider,
         region=region,
         base_url=base_url,
+        options=_options(option),
         priority=priority,
         weight=weight,
         models=models,
         max_queued=max_queued,
         max_in_flight=max_in_flight,
         rpm=rpm,
-        api_key=_api_key(prompt=True),
+        api_key=_secret(prompt=True, path=secret_file),
     )
-    row = _with_book(config, lambda book: book.add(new_channel(spec), spec.api_key))
+    row = _with_book(
+        config,
+        lambda book: book.add(new_channel(spec, book.default_caps(spec.provider)), spec.api_key),
+    )
     _show(row)
 
 
@@ -128,6 +174,7 @@ def channel_set(
     name: Annotated[str, typer.Argument(help="The channel")],
     region: Region = None,
     base_url: BaseUrl = None,
+    option: Options = None,
     priority: Priority = None,
     weight: Weight = None,
     models: Models = None,
@@ -135,8 +182,9 @@ def channel_set(
     max_in_flight: MaxInFlight = None,
     rpm: Rpm = None,
     new_key: Annotated[
-        bool, typer.Option("--new-key", help="Replace the key (from the env or a prompt)")
+        bool, typer.Option("--new-key", help="Replace the secret (from the env or a prompt)")
     ] = False,
+    secret_file: SecretFile = None,
     config: ConfigOption = None,
 ) -> None:
     """Change a channel added at run time (one from settings changes in settings)."""
@@ -144,13 +192,14 @@ def channel_set(
         ChannelFields,
         region=region,
         base_url=base_url,
+        options=_options(option),
         priority=priority,
         weight=weight,
         models=models,
         max_queued=max_queued,
         max_in_flight=max_in_flight,
         rpm=rpm,
-        api_key=_api_key(prompt=True) if new_key else None,
+        api_key=_secret(prompt=True, path=secret_file) if new_key or secret_file else None,
     )
     try:
         changes = channel_changes(spec)
@@ -249,3 +298,23 @@ def channel_remove(
     """Remove a channel (refused while it has unfinished tasks)."""
     _with_book(config, lambda book: book.remove(name))
     out.print(f"removed {name}", markup=False, highlight=False)
+
+
+def providers_command() -> None:
+    """The providers this installation knows (built in and installed plug-ins): what a channel
+    of each takes."""
+    from reelgate.providers import plugins
+
+    table = Table("provider", "what it is", "secret", "regions", "options", "features")
+    for spec in plugins.specs().values():
+        features = spec.features
+        table.add_row(
+            spec.name,
+            spec.title,
+            spec.credential.description if spec.credential else "none (built in)",
+            ", ".join(spec.regions) or "base URL only",
+            ", ".join(spec.options.model_fields) or "none",
+            f"batch {features.batch_size}, callbacks {features.callbacks}, "
+            f"cancel {features.cancel}",
+        )
+    out.print(table)

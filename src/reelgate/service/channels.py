@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reelgate.core import channels as routing
+from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.channels import Channel, ChannelState, StoredChannel
 from reelgate.core.crypto import SecretBox, fingerprint
 from reelgate.core.errors import ConfigError, Conflict, InvalidRequest, NotFound, ReelgateError
@@ -84,6 +85,11 @@ class ChannelBook:
         self._lock = asyncio.Lock()
         self._unreadable: set[str] = set()
         self.registry = Registry(self._builtin, self._hints(set()), self._aliases)
+
+    def default_caps(self, provider: str) -> AdmissionCaps:
+        """The caps a new channel of ``provider`` gets unless it sets its own."""
+        spec = self.specs.get(provider)
+        return spec.default_caps if spec is not None else AdmissionCaps()
 
     def check(self, channel: Channel, secret: str | None) -> None:
         """Refuse a channel its provider's declaration does not accept: an unknown provider or
