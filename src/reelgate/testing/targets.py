@@ -9,7 +9,7 @@ import contextlib
 import dataclasses
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
@@ -29,7 +29,7 @@ from reelgate.testing.simulator import (
 )
 from reelgate.testing.target import CancelRule, ContractTarget, Features, StartedUpstream, Timings
 
-__all__ = ["ARK", "MEMORY", "SANDBOX", "MemoryControl", "SandboxControl"]
+__all__ = ["ARK", "MEMORY", "SANDBOX", "MemoryControl", "SandboxControl", "memory_target"]
 
 # Well under Timings.hang_s: a hung answer times out, a trickled one still arrives.
 PROVIDER_TIMEOUT_S = 1.0
@@ -174,11 +174,32 @@ class MemoryControl:
         self.clock.advance(seconds)
 
 
-@contextlib.contextmanager
-def _start_memory(key: str, timings: Timings) -> Iterator[StartedUpstream]:
-    clock = ManualClock(time.time())
-    provider = InMemoryProvider(clock, queued=timings.queued_s, running=timings.running_s)
-    yield StartedUpstream("memory://", MemoryControl(provider, clock), key)
+def memory_target(
+    make: Callable[..., InMemoryProvider] = InMemoryProvider, name: str = "memory"
+) -> ContractTarget:
+    """The target of an ``InMemoryProvider`` (or of a subclass: ``make`` builds it from a
+    clock and ``queued``/``running`` seconds)."""
+
+    @contextlib.contextmanager
+    def start(key: str, timings: Timings) -> Iterator[StartedUpstream]:
+        clock = ManualClock(time.time())
+        provider = make(clock, queued=timings.queued_s, running=timings.running_s)
+        yield StartedUpstream("memory://", MemoryControl(provider, clock), key)
+
+    return ContractTarget(
+        name=name,
+        start=start,
+        build=_build_memory,
+        request=VideoRequest(model="memory-1", prompt="a paper boat"),
+        features=Features(
+            cancel=CancelRule.QUEUED, callbacks=False, batch_size=1000, credentials=False
+        ),
+        not_applicable={
+            "fault_at_create:slow": _NO_WIRE,
+            "fault_at_lookup:slow": _NO_WIRE,
+            "result_mp4": "in memory: results are placeholder URLs, not files",
+        },
+    )
 
 
 def _build_memory(upstream: StartedUpstream, secret: str) -> Provider:
@@ -187,17 +208,4 @@ def _build_memory(upstream: StartedUpstream, secret: str) -> Provider:
 
 _NO_WIRE = "in memory: there is no wire to answer slowly on"
 
-MEMORY = ContractTarget(
-    name="memory",
-    start=_start_memory,
-    build=_build_memory,
-    request=VideoRequest(model="memory-1", prompt="a paper boat"),
-    features=Features(
-        cancel=CancelRule.QUEUED, callbacks=False, batch_size=1000, credentials=False
-    ),
-    not_applicable={
-        "fault_at_create:slow": _NO_WIRE,
-        "fault_at_lookup:slow": _NO_WIRE,
-        "result_mp4": "in memory: results are placeholder URLs, not files",
-    },
-)
+MEMORY = memory_target()
