@@ -13,7 +13,6 @@ from reelgate.testing import ManualClock
 
 NAMES = [
     "ArkSimulator",
-    "CancelRule",
     "ContractTarget",
     "Fault",
     "FaultKind",

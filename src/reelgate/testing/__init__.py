@@ -10,7 +10,6 @@
   ``ContractTarget``s (reelgate's own in ``reelgate.testing.targets``).
 """
 
-from reelgate.testing.ark_server import SimulatorHandle, serve_in_thread
 from reelgate.testing.ark_simulator import ArkSimulator
 from reelgate.testing.clock import ManualClock
 from reelgate.testing.memory import InMemoryProvider, memory_model
@@ -22,14 +21,15 @@ from reelgate.testing.simulator import (
     LocalControl,
     Outcome,
     SimulatorControl,
+    SimulatorHandle,
     UpstreamCounts,
     UpstreamSimulator,
+    serve_in_thread,
 )
-from reelgate.testing.target import CancelRule, ContractTarget, Features, StartedUpstream, Timings
+from reelgate.testing.target import ContractTarget, Features, StartedUpstream, Timings
 
 __all__ = [
     "ArkSimulator",
-    "CancelRule",
     "ContractTarget",
     "Fault",
     "FaultKind",

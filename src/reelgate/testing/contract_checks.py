@@ -25,7 +25,6 @@ from reelgate.core.ids import new_task_id
 from reelgate.core.lifecycle import CallbackHint, Observation, UpstreamState
 from reelgate.testing.contract_support import CallbackReceiver, Rig, assert_mp4, other_id
 from reelgate.testing.simulator.kinds import Fault, FaultKind, Outcome
-from reelgate.testing.target import CancelRule
 
 # The Retry-After the suite's 429s carry: distinctive, so a provider that ignores it shows.
 RETRY_AFTER_S = 7.0
@@ -104,7 +103,7 @@ async def unknown_status(rig: Rig) -> None:
 # -- cancel -------------------------------------------------------------------------------------
 async def cancel_queued(rig: Rig) -> None:
     _, upstream_id = await rig.create()
-    if rig.target.features.cancel is CancelRule.NEVER:
+    if rig.target.features.cancel == "none":
         with pytest.raises(Conflict):
             await rig.provider.cancel(upstream_id)
         return
@@ -116,7 +115,7 @@ async def cancel_running(rig: Rig) -> None:
     _, upstream_id = await rig.create()
     rig.advance_past_queue()
     assert (await rig.state_of(upstream_id)).state is UpstreamState.RUNNING
-    if rig.target.features.cancel is CancelRule.ANY:
+    if rig.target.features.cancel == "any":
         await rig.provider.cancel(upstream_id)
         assert (await rig.settle(upstream_id)).state is UpstreamState.CANCELLED
         return
@@ -247,7 +246,7 @@ async def _final_callback(rig: Rig, receiver: CallbackReceiver, url: str) -> tup
 
 async def callbacks(rig: Rig) -> None:
     """Every callback names its task; the final one is confirmed by a look-up."""
-    if not rig.target.features.callbacks:
+    if rig.target.features.callbacks == "none":
         pytest.skip(f"{rig.target.name} declares no callbacks")
     receiver = CallbackReceiver()
     with receiver.serving() as url:
@@ -260,7 +259,7 @@ async def callbacks(rig: Rig) -> None:
 async def forged_callbacks(rig: Rig) -> None:
     """A callback copied onto another task, or onto an id never handed out, is at most a hint
     naming it: the look-up it leads to tells the truth."""
-    if not rig.target.features.callbacks:
+    if rig.target.features.callbacks == "none":
         pytest.skip(f"{rig.target.name} declares no callbacks")
     receiver = CallbackReceiver()
     with receiver.serving() as url:
@@ -326,7 +325,7 @@ async def probe(rig: Rig) -> None:
 
 async def bad_credentials(rig: Rig) -> None:
     """A wrong credential: probe and submit raise the error that disables the channel."""
-    if not rig.target.features.credentials:
+    if not rig.target.credentials:
         pytest.skip(f"{rig.target.name} declares no credentials")
     wrong = rig.with_secret(f"not-{rig.upstream.key}")
     for attempt in (wrong.probe(), wrong.submit(new_task_id(), rig.request())):

@@ -8,34 +8,31 @@ This module needs no pytest, so a provider's own declaration can build its targe
 from __future__ import annotations
 
 import contextlib
-import enum
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from reelgate.core.request import VideoRequest
 from reelgate.providers.base import Provider
 from reelgate.testing.simulator.control import SimulatorControl
 
-__all__ = ["CancelRule", "ContractTarget", "Features", "StartedUpstream", "Timings"]
-
-
-class CancelRule(enum.StrEnum):
-    """When the provider's ``cancel`` works (otherwise it raises ``Conflict``)."""
-
-    QUEUED = "queued"  # while queued only
-    ANY = "any"  # while queued or running
-    NEVER = "never"  # the upstream cannot cancel
+__all__ = ["ContractTarget", "Features", "StartedUpstream", "Timings"]
 
 
 @dataclass(frozen=True)
 class Features:
-    """What a provider declares it supports; the suite holds it to each claim."""
+    """What a provider declares it supports, as in its ``ProviderSpec``; the suite holds it to
+    each claim."""
 
-    cancel: CancelRule = CancelRule.QUEUED
-    callbacks: bool = False  # its upstream posts status changes to a callback URL
-    batch_size: int = 1  # ids one look-up request answers
-    reconcile: bool = True  # ``reconcile`` finds a create whose answer was lost
-    credentials: bool = True  # the upstream checks a credential (a bad one must be refused)
+    # Upstream ids one look-up request carries (1: no batch look-up).
+    batch_size: int = 1
+    # How its callbacks are trusted: none sent, unsigned (confirmed by a look-up), signed
+    # (verified, then confirmed), or behind a challenge handshake.
+    callbacks: Literal["none", "unsigned", "signed", "challenge"] = "none"
+    # Which tasks ``cancel`` works on (otherwise it raises ``Conflict``).
+    cancel: Literal["none", "queued", "any"] = "none"
+    # Whether ``reconcile`` finds a create whose answer was lost (else it answers None).
+    reconcile: bool = True
 
 
 @dataclass(frozen=True)
@@ -64,7 +61,8 @@ class ContractTarget:
 
     ``start(key, timings)`` starts the simulator accepting exactly ``key`` and yields it;
     ``build(upstream, secret)`` makes a provider on it with the credential ``secret`` (the
-    suite also tries a wrong one); ``request`` is a valid request for one of its models.
+    suite also tries a wrong one, unless ``credentials`` is False: an upstream that checks
+    none); ``request`` is a valid request for one of its models.
     ``not_applicable`` maps a check (``"moderation"``, ``"fault_at_create"``,
     ``"fault_at_create:timeout"``, …: the names in ``reelgate.testing.contract``) to why its
     situation cannot arise with this target: the suite reports it skipped with that reason.
@@ -78,6 +76,7 @@ class ContractTarget:
     build: Callable[[StartedUpstream, str], Provider]
     request: VideoRequest
     features: Features = Features()
+    credentials: bool = True
     timings: Timings = Timings()
     not_applicable: Mapping[str, str] = field(default_factory=dict)
     known_failures: Mapping[str, str] = field(default_factory=dict)

@@ -27,7 +27,7 @@ from reelgate.testing.simulator import (
     UpstreamCounts,
     serve_in_thread,
 )
-from reelgate.testing.target import CancelRule, ContractTarget, Features, StartedUpstream, Timings
+from reelgate.testing.target import ContractTarget, Features, StartedUpstream, Timings
 
 __all__ = ["ARK", "MEMORY", "SANDBOX", "MemoryControl", "SandboxControl", "memory_target"]
 
@@ -64,9 +64,7 @@ ARK = ContractTarget(
         prompt="a paper boat on a pond",
         metadata={"return_last_frame": True},
     ),
-    features=Features(
-        cancel=CancelRule.QUEUED, callbacks=True, batch_size=ark.LIST_PAGE, reconcile=True
-    ),
+    features=Features(batch_size=ark.LIST_PAGE, callbacks="unsigned", cancel="queued"),
     known_failures={
         "deep_garbage_callbacks": "ArkProvider.parse_callback lets json's RecursionError out "
         "(it catches ValueError only)",
@@ -136,9 +134,8 @@ SANDBOX = ContractTarget(
     start=_start_sandbox,
     build=_build_sandbox,
     request=VideoRequest(model="sandbox-t2v", prompt="a paper boat", duration=1, size=(160, 96)),
-    features=Features(
-        cancel=CancelRule.QUEUED, callbacks=False, batch_size=1000, credentials=False
-    ),
+    features=Features(batch_size=500, callbacks="none", cancel="queued"),
+    credentials=False,
     not_applicable={
         "fault_at_create": _LOCAL,
         "fault_at_lookup": _LOCAL,
@@ -191,9 +188,8 @@ def memory_target(
         start=start,
         build=_build_memory,
         request=VideoRequest(model="memory-1", prompt="a paper boat"),
-        features=Features(
-            cancel=CancelRule.QUEUED, callbacks=False, batch_size=1000, credentials=False
-        ),
+        features=Features(batch_size=1000, callbacks="none", cancel="queued"),
+        credentials=False,
         not_applicable={
             "fault_at_create:slow": _NO_WIRE,
             "fault_at_lookup:slow": _NO_WIRE,
