@@ -13,23 +13,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from reelgate.testing import ArkSimulator, serve_in_thread
+from reelgate.testing import ArkSimulator, ManualClock, serve_in_thread
 
 KEY = "k"
 PRO = "doubao-seedance-1-0-pro-250528"
 TASKS = "/contents/generations/tasks"
 
 
-class Clock:
-    now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def ark() -> Iterator[tuple[httpx.Client, Clock, ArkSimulator]]:
-    clock = Clock()
+def ark() -> Iterator[tuple[httpx.Client, ManualClock, ArkSimulator]]:
+    clock = ManualClock()
     sim = ArkSimulator(api_keys={KEY}, queued_seconds=10, running_seconds=20, clock=clock)
     handle = serve_in_thread(sim)
     with httpx.Client(
@@ -51,15 +44,15 @@ def test_timeline_on_an_injected_clock(ark: Any) -> None:
     client, clock, _ = ark
     task_id = create(client, resolution="720p", ratio="16:9", duration=5)
     assert client.get(f"{TASKS}/{task_id}").json()["status"] == "queued"
-    clock.now += 11
+    clock.advance(11)
     assert client.get(f"{TASKS}/{task_id}").json()["status"] == "running"
-    clock.now += 20
+    clock.advance(20)
     done = client.get(f"{TASKS}/{task_id}").json()
     assert done["status"] == "succeeded"
     assert done["usage"] == {"completion_tokens": 108900, "total_tokens": 108900}
     video = httpx.get(done["content"]["video_url"])
     assert (video.status_code, video.content[4:8]) == (200, b"ftyp")
-    clock.now += 25 * 3600
+    clock.advance(25 * 3600)
     assert httpx.get(done["content"]["video_url"]).status_code == 403  # links last 24 h
 
 
@@ -122,9 +115,9 @@ def test_cancel_rules(ark: Any) -> None:
     assert client.delete(f"{TASKS}/{queued}").status_code == 200
     assert client.get(f"{TASKS}/{queued}").json()["status"] == "cancelled"
     running = create(client)
-    clock.now += 11
+    clock.advance(11)
     assert client.delete(f"{TASKS}/{running}").status_code == 400
-    clock.now += 30
+    clock.advance(30)
     assert client.delete(f"{TASKS}/{running}").status_code == 200  # finished: record deleted
     assert client.get(f"{TASKS}/{running}").status_code == 404
 
@@ -132,7 +125,7 @@ def test_cancel_rules(ark: Any) -> None:
 def test_list_filters_paging_and_window(ark: Any) -> None:
     client, clock, _ = ark
     old = create(client)
-    clock.now += 8 * 24 * 3600
+    clock.advance(8 * 24 * 3600)
     ids = [create(client) for _ in range(3)]
     listing = client.get(TASKS, params=[("page_size", 500)]).json()
     assert listing["total"] == 3  # the 8-day-old task is outside the 7-day window
@@ -181,7 +174,7 @@ def test_execution_expires_after(ark: Any) -> None:
     client, clock, sim = ark
     sim.queued_seconds = 7200
     task_id = create(client, execution_expires_after=3600)
-    clock.now += 3601
+    clock.advance(3601)
     assert client.get(f"{TASKS}/{task_id}").json()["status"] == "expired"
 
 
@@ -192,7 +185,7 @@ def test_rpm_limit_per_key(ark: Any) -> None:
         assert client.get(TASKS).status_code == 200
     r = client.get(TASKS)
     assert (r.status_code, r.json()["error"]["code"]) == (429, "APIAccountRpmRateLimitExceeded")
-    clock.now += 61
+    clock.advance(61)
     assert client.get(TASKS).status_code == 200
 
 
@@ -216,7 +209,7 @@ def test_callbacks_on_every_change_with_retries(ark: Any) -> None:
     try:
         create(client, callback_url=f"{receiver.url}/hook")
         for step, seen in ((0, 1), (11, 2), (20, 3)):
-            clock.now += step
+            clock.advance(step)
             _wait_for(lambda n=seen: len({s for s, _ in received}) >= n)
         _wait_for(lambda: received.count(("succeeded", 200)) == 1)
     finally:
@@ -292,7 +285,7 @@ def test_time_scale_runs_long_tasks_fast(ark: Any) -> None:
     client, clock, sim = ark
     sim.time_scale = 100.0  # 30 s in the simulator's world per 0.3 s of the clock
     task_id = create(client)
-    clock.now += 0.11
+    clock.advance(0.11)
     assert client.get(f"{TASKS}/{task_id}").json()["status"] == "running"
-    clock.now += 0.2
+    clock.advance(0.2)
     assert client.get(f"{TASKS}/{task_id}").json()["status"] == "succeeded"

@@ -20,13 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from reelgate.testing import ArkSimulator, serve_in_thread
+from reelgate.testing import ArkSimulator, ManualClock, serve_in_thread
 from reelgate.testing.ark_simulator import SimTask
 from tests.integration.test_ark_simulator import (
     KEY,
     PRO,
     TASKS,
-    Clock,
     _Receiver,
     _wait_for,
     create,
@@ -48,7 +47,7 @@ class _CountingSim(ArkSimulator):
 @dataclass
 class Ark:
     client: httpx.Client
-    clock: Clock
+    clock: ManualClock
     sim: _CountingSim
     url: str
 
@@ -62,7 +61,7 @@ class Ark:
 
 @pytest.fixture
 def ark() -> Iterator[Ark]:
-    clock = Clock()
+    clock = ManualClock()
     sim = _CountingSim(
         api_keys={KEY, OTHER},
         queued_seconds=10,
@@ -100,6 +99,7 @@ def test_creates_counted_per_safety_identifier(ark: Ark) -> None:
     assert set(stats) == {
         "calls",
         "creates",
+        "lookup_requests",
         "creates_by_prompt",
         "max_creates_per_body",
         "max_creates_per_marker",
@@ -114,7 +114,7 @@ def test_lookups_counted_per_task(ark: Ark) -> None:
     ids = []
     for _ in range(3):
         ids.append(create(ark.client))
-        ark.clock.now += 1  # distinct created_at: c is the newest
+        ark.clock.advance(1)  # distinct created_at: c is the newest
     a, b, c = ids
     for _ in range(2):
         assert ark.client.get(f"{TASKS}/{a}").status_code == 200
@@ -172,7 +172,7 @@ def test_concurrent_lookups_of_one_task(ark: Ark) -> None:
 
 def test_finished_at_and_the_task_table(ark: Ark) -> None:
     ark.sim.time_scale = 10.0  # 10 s queued + 20 s running of Ark time: 3 s of the clock
-    t0 = ark.clock.now
+    t0 = ark.clock()
     ok = create(ark.client, safety_identifier="rg-task_ok")
     failed = create(ark.client, "x [sim:fail=OutputVideoSensitiveContentDetected]")
     expired = create(ark.client, "x [sim:expire]")  # expires as its queue time runs out
@@ -186,11 +186,11 @@ def test_finished_at_and_the_task_table(ark: Ark) -> None:
     def status(task_id: str) -> str:
         return str(ark.client.get(f"{TASKS}/{task_id}").json()["status"])
 
-    ark.clock.now = t0 + 2.99
+    ark.clock.set(t0 + 2.99)
     assert (status(ok), status(failed), status(expired)) == ("running", "running", "expired")
-    ark.clock.now = t0 + 3
+    ark.clock.set(t0 + 3)
     assert (status(ok), status(failed)) == ("succeeded", "failed")
-    ark.clock.now = t0 + 1000  # past 7220 s of Ark time: an expired task stays expired
+    ark.clock.set(t0 + 1000)  # past 7220 s of Ark time: an expired task stays expired
     assert status(late) == "expired"
     rows = httpx.get(f"{ark.url}/_sim/tasks").json()["items"]
     assert [r["id"] for r in rows] == [ok, failed, expired, late, cancelled]
@@ -217,7 +217,7 @@ def test_durations_from_a_callable_markers_win(ark: Ark) -> None:
         return 5.0, 7.0
 
     ark.sim.durations = durations
-    t0 = ark.clock.now
+    t0 = ark.clock()
     drawn = create(ark.client)
     marked = create(ark.client, "x [sim:queued=1]")
     rejected = ark.client.post(
@@ -226,9 +226,9 @@ def test_durations_from_a_callable_markers_win(ark: Ark) -> None:
     assert rejected.status_code == 400
     assert [b["content"][0]["text"] for b in bodies] == ["a boat", "x [sim:queued=1]"]
     assert (ark.sim.finished_at(drawn), ark.sim.finished_at(marked)) == (t0 + 12, t0 + 8)
-    ark.clock.now = t0 + 4.99
+    ark.clock.set(t0 + 4.99)
     assert ark.client.get(f"{TASKS}/{drawn}").json()["status"] == "queued"
-    ark.clock.now = t0 + 5
+    ark.clock.set(t0 + 5)
     assert ark.client.get(f"{TASKS}/{drawn}").json()["status"] == "running"
 
 
@@ -241,18 +241,18 @@ def test_queued_cap_frees_slots_as_tasks_leave_the_queue(ark: Ark) -> None:
     assert ark.client.delete(f"{TASKS}/{ids[0]}").status_code == 200
     create(ark.client)  # the cancelled task's slot
     assert ark.client.post(TASKS, json=body).status_code == 429
-    ark.clock.now += 10  # all of them start running
+    ark.clock.advance(10)  # all of them start running
     create(ark.client)
 
 
 def test_queued_cap_check_does_not_scan_every_task() -> None:
-    clock = Clock()
+    clock = ManualClock()
     sim = _CountingSim(api_keys={KEY}, queued_seconds=0.5, running_seconds=1, clock=clock)
     body = {"model": PRO, "content": [{"type": "text", "text": "x"}]}
     n = 5000
     for _ in range(n):
         sim.create(KEY, body)
-        clock.now += 1  # each task has left the queue before the next create
+        clock.advance(1)  # each task has left the queue before the next create
     assert sim.status_calls < 2 * n  # a scan of every task would be n * n / 2
 
 
@@ -275,7 +275,7 @@ def test_callback_scan_drops_tasks_with_nothing_left_to_post(ark: Ark) -> None:
         assert plain not in ark.sim.callback_watch  # no callback_url: never scanned
         cancelled = create(ark.client, callback_url=hook_url)
         assert ark.client.delete(f"{TASKS}/{cancelled}").status_code == 200
-        ark.clock.now += 30
+        ark.clock.advance(30)
         _wait_for(lambda: {(done, "succeeded"), (cancelled, "cancelled")} <= set(received))
         assert not ark.sim.callback_watch
     finally:

@@ -27,10 +27,9 @@ from reelgate.providers.ark.provider import ArkProvider
 from reelgate.providers.registry import Registry
 from reelgate.service import VideoService
 from reelgate.store.sql import SqlStore, open_store
-from reelgate.testing import ArkSimulator, serve_in_thread
+from reelgate.testing import ArkSimulator, ManualClock, serve_in_thread
 from tests.conftest import LiveServer, server_env
-from tests.integration.test_engine import Clock
-from tests.integration.test_engine_queue import Upstream
+from tests.integration.test_engine_queue import upstream
 from tests.pg import _drop, _pg_database, pg_url
 from tests.unit.test_pricing import PRO, TABLE, V2, V15, M
 
@@ -55,7 +54,7 @@ async def charges(store: SqlStore, owner: ApiToken) -> dict[str, dict[str, dict[
 
 @contextlib.asynccontextmanager
 async def ark_rig(
-    store: SqlStore, clock: Clock, **service_kw: Any
+    store: SqlStore, clock: ManualClock, **service_kw: Any
 ) -> AsyncIterator[tuple[VideoService, Worker]]:
     """A service and worker on ``clock`` whose Seedance models go to an Ark simulator (real
     HTTP on loopback) running on the same clock."""
@@ -78,7 +77,9 @@ async def ark_rig(
         handle.stop()
 
 
-async def until_done(service: VideoService, worker: Worker, clock: Clock, owner: ApiToken) -> None:
+async def until_done(
+    service: VideoService, worker: Worker, clock: ManualClock, owner: ApiToken
+) -> None:
     """Run the worker on the injected clock until the token has no unfinished task."""
     for _ in range(40):
         await worker.tick()
@@ -87,7 +88,7 @@ async def until_done(service: VideoService, worker: Worker, clock: Clock, owner:
         ]
         if not unfinished:
             return
-        clock.now += 3
+        clock.advance(3)
     raise AssertionError("tasks did not finish")
 
 
@@ -112,7 +113,7 @@ async def until_done(service: VideoService, worker: Worker, clock: Clock, owner:
 async def test_a_success_is_settled_to_its_usage(
     store: SqlStore, dimension: str, body: dict[str, Any], price: float
 ) -> None:
-    clock = Clock()
+    clock = ManualClock()
     async with ark_rig(store, clock) as (service, worker):
         owner, _ = await service.create_token("t")
         await service.store.change_quota(owner.id, clock(), grant=GRANT)
@@ -135,7 +136,7 @@ async def test_a_success_is_settled_to_its_usage(
 
 
 async def test_failure_cancel_and_expiry_are_refunded_in_full(store: SqlStore) -> None:
-    clock = Clock()
+    clock = ManualClock()
     async with ark_rig(store, clock, max_task_seconds=600) as (service, worker):
         owner, _ = await service.create_token("t")
         await service.store.change_quota(owner.id, clock(), grant=GRANT)
@@ -170,11 +171,11 @@ async def test_failure_cancel_and_expiry_are_refunded_in_full(store: SqlStore) -
 
 
 async def test_a_task_past_its_deadline_is_refunded(store: SqlStore) -> None:
-    clock = Clock()
-    upstream = Upstream(clock, queued=10**6)  # accepted upstream, never starts
+    clock = ManualClock()
+    up = upstream(clock, queued=10**6)  # accepted upstream, never starts
     service = VideoService(
         store,
-        Registry([upstream]),
+        Registry([up]),
         prices=PriceTable.parse({"mem-1": {"per_second": 70}}),
         max_task_seconds=600,
         clock=clock,
@@ -185,9 +186,9 @@ async def test_a_task_past_its_deadline_is_refunded(store: SqlStore) -> None:
     await store.change_quota(owner.id, clock(), grant=1000)
     task = await service.create(owner, VideoRequest(model="mem-1", prompt="x", duration=3))
     await worker.tick()
-    assert upstream.submits == [task.id]
+    assert up.submits == [task.id]
     assert (await store.balance(owner.id)).amount == 1000 - 210
-    clock.now += 601  # the injected clock passes the deadline; nothing sleeps
+    clock.advance(601)  # the injected clock passes the deadline; nothing sleeps
     await worker.tick()
     done = await service.get(owner, task.id)
     assert (done.status, done.error_code) == (Status.FAILURE, "timeout")
@@ -198,7 +199,7 @@ async def test_a_task_past_its_deadline_is_refunded(store: SqlStore) -> None:
 async def test_a_short_balance_is_refused_with_nothing_created_or_charged(
     store: SqlStore,
 ) -> None:
-    clock = Clock()
+    clock = ManualClock()
     async with ark_rig(store, clock) as (service, _):
         owner, _ = await service.create_token("t")
         request = VideoRequest(model=V2, prompt="a fox", metadata={"ratio": "16:9"})
@@ -223,10 +224,10 @@ async def test_a_short_balance_is_refused_with_nothing_created_or_charged(
 
 
 async def test_the_database_refuses_a_second_closing_entry(store: SqlStore) -> None:
-    clock = Clock()
+    clock = ManualClock()
     service = VideoService(
         store,
-        Registry([Upstream(clock)]),
+        Registry([upstream(clock)]),
         prices=PriceTable.parse({"mem-1": {"per_task": 40}}),
         clock=clock,
     )
@@ -264,17 +265,17 @@ async def test_tasks_from_before_billing_and_free_models_settle_nothing(
     store = await open_store(url)
     try:
         await store.migrate()
-        clock = Clock()
+        clock = ManualClock()
         priced = VideoService(
             store,
-            Registry([Upstream(clock)]),
+            Registry([upstream(clock)]),
             prices=PriceTable.parse({"mem-1": {"per_task": 5}}),
             clock=clock,
         )
         old_task = await store.find_task("t_old")
         assert old_task is not None
         await priced.fail(old_task, "upstream_failed", "gone")
-        free = VideoService(store, Registry([Upstream(clock)]), clock=clock)
+        free = VideoService(store, Registry([upstream(clock)]), clock=clock)
         owner = next(iter(await store.list_tokens()))
         task = await free.create(owner, VideoRequest(model="mem-1", prompt="x"))
         await free.fail(task, "upstream_failed", "gone")
@@ -283,7 +284,7 @@ async def test_tasks_from_before_billing_and_free_models_settle_nothing(
         with pytest.raises(ConfigError, match="no model 'mem-2'"):
             VideoService(
                 store,
-                Registry([Upstream(clock)]),
+                Registry([upstream(clock)]),
                 prices=PriceTable.parse({"mem-2": {"per_task": 5}}),
             )
     finally:
@@ -296,10 +297,10 @@ async def test_concurrent_creates_and_settlements_on_postgresql() -> None:
     stores = [await open_store(pg_url(name)) for _ in range(2)]
     try:
         await stores[0].migrate()
-        clock = Clock()
+        clock = ManualClock()
         prices = PriceTable.parse({"mem-1": {"per_task": 100}})
         services = [
-            VideoService(s, Registry([Upstream(clock)]), prices=prices, clock=clock) for s in stores
+            VideoService(s, Registry([upstream(clock)]), prices=prices, clock=clock) for s in stores
         ]
         owner, _ = await services[0].create_token("t")
         await stores[0].change_quota(owner.id, clock(), grant=550)

@@ -27,8 +27,8 @@ from reelgate.providers.registry import Registry
 from reelgate.service import VideoService
 from reelgate.store.schema import ledger
 from reelgate.store.sql import SqlStore, open_store
-from tests.integration.test_engine import Clock
-from tests.integration.test_engine_queue import Upstream
+from reelgate.testing import ManualClock
+from tests.integration.test_engine_queue import upstream
 
 PRICE = 7_000_000  # per million tokens: mem-1's 64x64 frames are 4 tokens each
 PRICES = PriceTable.parse({"mem-1": {"per_million_tokens": PRICE}})
@@ -47,7 +47,7 @@ class World:
     """Two stores ("workers") on one SQLite file, and what the ledger must say."""
 
     path: Path
-    clock: Clock = field(default_factory=Clock)
+    clock: ManualClock = field(default_factory=ManualClock)
     stores: list[SqlStore] = field(default_factory=list)
     services: list[VideoService] = field(default_factory=list)
     crash_on: str | None = None
@@ -62,7 +62,7 @@ class World:
         for store in self.stores:
             sa.event.listen(store._engine.sync_engine, "before_cursor_execute", self._maybe_crash)
         self.services = [
-            VideoService(s, Registry([Upstream(self.clock)]), prices=PRICES, clock=self.clock)
+            VideoService(s, Registry([upstream(self.clock)]), prices=PRICES, clock=self.clock)
             for s in self.stores
         ]
 
@@ -233,7 +233,7 @@ async def run(path: Path, ops: list[tuple[Any, ...]]) -> None:
                 await create(w, op)
             else:
                 await end(w, op)
-            w.clock.now += 1
+            w.clock.advance(1)
             await check(w)
     finally:
         await w.close()

@@ -5,16 +5,13 @@ request is bad"), stickiness, health (disable, cool-down, probe) and model lists
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 
 import pytest
 
 from reelgate.core.accounts import AdmissionCaps
-from reelgate.core.capabilities import Mode, ModelCapabilities, Option
 from reelgate.core.channels import Channel, ChannelState
 from reelgate.core.errors import (
     InvalidRequest,
-    ReelgateError,
     UpstreamError,
     UpstreamUnavailable,
 )
@@ -31,8 +28,8 @@ from reelgate.providers.base import (
 from reelgate.service import VideoService
 from reelgate.service.channels import ChannelBook
 from reelgate.store.sql import SqlStore
-from tests.integration.test_engine import Clock, owner
-from tests.integration.test_engine_queue import Upstream
+from reelgate.testing import Fault, FaultKind, InMemoryProvider, ManualClock, memory_model
+from tests.integration.test_engine import owner
 
 pytestmark = pytest.mark.anyio
 
@@ -42,48 +39,15 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _caps(name: str) -> ModelCapabilities:
-    return ModelCapabilities(
-        name=name,
-        provider="mem",
-        description="",
-        modes=frozenset({Mode.TEXT_TO_VIDEO}),
-        min_duration=1,
-        max_duration=5,
-        default_duration=1,
-        default_size=(64, 64),
-        options={"execution_expires_after": Option(int, "s", minimum=3600, maximum=259200)},
+def account(clock: ManualClock, name: str) -> InMemoryProvider:
+    """An in-memory upstream account serving mem-1 and mem-2 (its submits, probes and faults
+    scripted by each test)."""
+    return InMemoryProvider(
+        clock,
+        name="mem",
+        account=name,
+        models=[memory_model("mem-1", "mem"), memory_model("mem-2", "mem")],
     )
-
-
-class Account(Upstream):
-    """An upstream account whose submits and probes fail as scripted."""
-
-    def __init__(self, clock: Clock, name: str, **kw: object) -> None:
-        super().__init__(clock, account=name, **kw)  # type: ignore[arg-type]
-        self.errors: list[ReelgateError] = []  # raised by the next submits, in order
-        self.created_then_failed = 0  # submits that create upstream, then answer an error
-        self.probe_error: ReelgateError | None = None
-        self.probes = 0
-
-    def models(self) -> Sequence[ModelCapabilities]:
-        return [_caps("mem-1"), _caps("mem-2")]
-
-    async def submit(
-        self, task_id: str, request: object, *, callback_url: str | None = None
-    ) -> str:
-        if self.created_then_failed:
-            self.created_then_failed -= 1
-            await super().submit(task_id, request, callback_url=callback_url)  # type: ignore[arg-type]
-            raise UpstreamUnavailable("Ark 500: InternalServiceError")
-        if self.errors:
-            raise self.errors.pop(0)
-        return await super().submit(task_id, request, callback_url=callback_url)  # type: ignore[arg-type]
-
-    async def probe(self) -> None:
-        self.probes += 1
-        if self.probe_error is not None:
-            raise self.probe_error
 
 
 AUTH = UpstreamError(
@@ -96,7 +60,7 @@ MODERATION = InvalidRequest("Ark InputTextSensitiveContentDetected", code="conte
 
 
 async def rig(
-    store: SqlStore, clock: Clock, *accounts: tuple[Account, Channel], seed: int = 7
+    store: SqlStore, clock: ManualClock, *accounts: tuple[InMemoryProvider, Channel], seed: int = 7
 ) -> tuple[VideoService, Worker, ChannelBook]:
     by_name = {a.account: a for a, _ in accounts}
 
@@ -121,7 +85,7 @@ def mem_spec(build: Builder) -> ProviderSpec:
     return ProviderSpec(
         name="mem",
         title="in-memory test upstream",
-        catalogue=lambda: [_caps("mem-1"), _caps("mem-2")],
+        catalogue=lambda: [memory_model("mem-1", "mem"), memory_model("mem-2", "mem")],
         build=build,
         credential=Credential("a test key"),
         regions={"local": "http://mem.invalid"},
@@ -137,15 +101,15 @@ def request(model: str = "mem-1") -> VideoRequest:
     return VideoRequest(model=model, prompt="a cat")
 
 
-async def run(worker: Worker, clock: Clock, rounds: int = 3, step: float = 1.0) -> None:
+async def run(worker: Worker, clock: ManualClock, rounds: int = 3, step: float = 1.0) -> None:
     for _ in range(rounds):
         await worker.tick()
-        clock.now += step
+        clock.advance(step)
 
 
 async def test_higher_priority_first_and_lower_only_beyond_its_room(store: SqlStore) -> None:
-    clock = Clock()
-    main, spare = Account(clock, "main"), Account(clock, "spare")
+    clock = ManualClock()
+    main, spare = account(clock, "main"), account(clock, "spare")
     service, worker, _ = await rig(
         store,
         clock,
@@ -160,8 +124,8 @@ async def test_higher_priority_first_and_lower_only_beyond_its_room(store: SqlSt
 
 
 async def test_weights_share_tasks_within_a_priority(store: SqlStore) -> None:
-    clock = Clock()
-    heavy, light = Account(clock, "heavy"), Account(clock, "light")
+    clock = ManualClock()
+    heavy, light = account(clock, "heavy"), account(clock, "light")
     service, worker, _ = await rig(
         store, clock, (heavy, chan("heavy", weight=3)), (light, chan("light", weight=1))
     )
@@ -174,8 +138,8 @@ async def test_weights_share_tasks_within_a_priority(store: SqlStore) -> None:
 
 
 async def test_an_auth_error_disables_the_channel_and_the_task_moves_on(store: SqlStore) -> None:
-    clock = Clock()
-    bad, good = Account(clock, "bad"), Account(clock, "good")
+    clock = ManualClock()
+    bad, good = account(clock, "bad"), account(clock, "good")
     bad.errors = [AUTH]
     service, worker, _book = await rig(
         store, clock, (bad, chan("bad", priority=1)), (good, chan("good", priority=0))
@@ -197,7 +161,7 @@ async def test_an_auth_error_disables_the_channel_and_the_task_moves_on(store: S
     await run(worker, clock)
     assert good.submits == [task.id, second.id]
     # Sticky: the task is looked up on the channel that created it, and only there.
-    clock.now += 60
+    clock.advance(60)
     await run(worker, clock)
     assert (await service.get(me, task.id)).status is Status.SUCCESS
     assert bad.lookups == 0
@@ -205,8 +169,8 @@ async def test_an_auth_error_disables_the_channel_and_the_task_moves_on(store: S
 
 
 async def test_a_disabled_channel_comes_back_when_its_probe_succeeds(store: SqlStore) -> None:
-    clock = Clock()
-    acct = Account(clock, "only")
+    clock = ManualClock()
+    acct = account(clock, "only")
     acct.errors = [OVERDUE]
     acct.probe_error = OVERDUE
     service, worker, _ = await rig(store, clock, (acct, chan("only")))
@@ -219,14 +183,14 @@ async def test_a_disabled_channel_comes_back_when_its_probe_succeeds(store: SqlS
     with pytest.raises(UpstreamUnavailable) as refused:
         await service.create(me, request())  # every channel is disabled: refused at once
     assert refused.value.code == "no_channel_available"
-    clock.now += 301
+    clock.advance(301)
     await run(worker, clock, rounds=1)
     assert acct.probes == 1  # still overdue: stays disabled, next probe later
     row = await store.get_channel("only")
     assert row is not None
     assert not row.channel.enabled
     acct.probe_error = None
-    clock.now += 301
+    clock.advance(301)
     await run(worker, clock, rounds=1)
     assert acct.probes == 2
     row = await store.get_channel("only")
@@ -239,8 +203,8 @@ async def test_a_disabled_channel_comes_back_when_its_probe_succeeds(store: SqlS
 
 
 async def test_a_429_cools_the_channel_down_and_a_peer_takes_the_task(store: SqlStore) -> None:
-    clock = Clock()
-    busy, free = Account(clock, "busy"), Account(clock, "free")
+    clock = ManualClock()
+    busy, free = account(clock, "busy"), account(clock, "free")
     busy.errors = [QUOTA]
     service, worker, _ = await rig(
         store, clock, (busy, chan("busy", priority=1)), (free, chan("free", priority=0))
@@ -256,15 +220,15 @@ async def test_a_429_cools_the_channel_down_and_a_peer_takes_the_task(store: Sql
     during = await service.create(me, request())
     await run(worker, clock, rounds=2)
     assert free.submits == [first.id, during.id]  # still cooling: the peer takes new work
-    clock.now += 30
+    clock.advance(30)
     after = await service.create(me, request())
     await run(worker, clock, rounds=2)
     assert busy.submits == [after.id]  # rested: the preferred channel is back
 
 
 async def test_a_5xx_is_reconciled_on_its_channel_before_the_task_moves(store: SqlStore) -> None:
-    clock = Clock()
-    flaky, steady = Account(clock, "flaky"), Account(clock, "steady")
+    clock = ManualClock()
+    flaky, steady = account(clock, "flaky"), account(clock, "steady")
     flaky.errors = [SERVER]
     service, worker, _ = await rig(
         store, clock, (flaky, chan("flaky", priority=1)), (steady, chan("steady", priority=0))
@@ -280,9 +244,9 @@ async def test_a_5xx_is_reconciled_on_its_channel_before_the_task_moves(store: S
 
 
 async def test_a_5xx_that_did_create_the_task_keeps_it_where_it_is(store: SqlStore) -> None:
-    clock = Clock()
-    flaky, steady = Account(clock, "flaky"), Account(clock, "steady")
-    flaky.created_then_failed = 1
+    clock = ManualClock()
+    flaky, steady = account(clock, "flaky"), account(clock, "steady")
+    flaky.inject(Fault("create", FaultKind.RESET))  # created upstream, then the answer lost
     service, worker, _ = await rig(
         store, clock, (flaky, chan("flaky", priority=1)), (steady, chan("steady", priority=0))
     )
@@ -296,8 +260,8 @@ async def test_a_5xx_that_did_create_the_task_keeps_it_where_it_is(store: SqlSto
 
 
 async def test_a_bad_request_fails_the_task_and_no_channel_is_blamed(store: SqlStore) -> None:
-    clock = Clock()
-    first, second = Account(clock, "first"), Account(clock, "second")
+    clock = ManualClock()
+    first, second = account(clock, "first"), account(clock, "second")
     first.errors = [MODERATION]
     service, worker, _ = await rig(
         store, clock, (first, chan("first", priority=1)), (second, chan("second"))
@@ -314,8 +278,8 @@ async def test_a_bad_request_fails_the_task_and_no_channel_is_blamed(store: SqlS
 
 
 async def test_every_channel_refusing_the_model_ends_the_task(store: SqlStore) -> None:
-    clock = Clock()
-    a, b = Account(clock, "a"), Account(clock, "b")
+    clock = ManualClock()
+    a, b = account(clock, "a"), account(clock, "b")
     unavailable = UpstreamError("Ark ModelNotOpen", code="upstream_model_unavailable")
     a.errors, b.errors = [unavailable], [unavailable]
     service, worker, _ = await rig(store, clock, (a, chan("a")), (b, chan("b")))
@@ -332,8 +296,8 @@ async def test_every_channel_refusing_the_model_ends_the_task(store: SqlStore) -
 
 
 async def test_a_channel_takes_only_the_models_it_lists(store: SqlStore) -> None:
-    clock = Clock()
-    general, special = Account(clock, "general"), Account(clock, "special")
+    clock = ManualClock()
+    general, special = account(clock, "general"), account(clock, "special")
     service, worker, _ = await rig(
         store,
         clock,
@@ -348,8 +312,8 @@ async def test_a_channel_takes_only_the_models_it_lists(store: SqlStore) -> None
 
 
 async def test_an_admin_disabled_channel_still_tracks_its_tasks(store: SqlStore) -> None:
-    clock = Clock()
-    old, new = Account(clock, "old"), Account(clock, "new")
+    clock = ManualClock()
+    old, new = account(clock, "old"), account(clock, "new")
     service, worker, book = await rig(
         store, clock, (old, chan("old", priority=1)), (new, chan("new"))
     )
@@ -362,7 +326,7 @@ async def test_an_admin_disabled_channel_still_tracks_its_tasks(store: SqlStore)
     assert row is not None
     assert row.channel.next_probe_at is None
     later = await service.create(me, request())
-    clock.now += 60
+    clock.advance(60)
     await run(worker, clock)
     assert (await service.get(me, task.id)).status is Status.SUCCESS
     assert old.lookups >= 1  # followed on the channel that created it
@@ -372,8 +336,8 @@ async def test_an_admin_disabled_channel_still_tracks_its_tasks(store: SqlStore)
 
 
 async def test_channels_from_settings_keep_their_health_across_restarts(store: SqlStore) -> None:
-    clock = Clock()
-    acct = Account(clock, "kept")
+    clock = ManualClock()
+    acct = account(clock, "kept")
     _, _, book = await rig(store, clock, (acct, chan("kept", weight=2)))
     await book.disable("kept", "upstream_auth_failed: bad key")
     # A restart with a changed definition: the weight follows settings, the health stays.
@@ -389,8 +353,8 @@ async def test_channels_from_settings_keep_their_health_across_restarts(store: S
 async def test_a_channel_that_cannot_be_built_does_not_take_the_others_down(
     store: SqlStore,
 ) -> None:
-    clock = Clock()
-    good = Account(clock, "good")
+    clock = ManualClock()
+    good = account(clock, "good")
 
     def make(channel: Channel, key: str, _options: object, _ctx: object) -> Provider:
         if channel.name == "broken":

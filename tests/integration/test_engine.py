@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reelgate.core.accounts import AdmissionCaps
-from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest
 from reelgate.core.errors import UpstreamUnavailable
 from reelgate.core.ids import ApiToken
-from reelgate.core.lifecycle import CallbackHint, Observation, Status, UpstreamState
+from reelgate.core.lifecycle import Status
 from reelgate.core.request import VideoRequest
 from reelgate.core.schedule import MAX_MISSING_LOOKS, MAX_SUBMIT_ATTEMPTS
 from reelgate.engine.worker import Worker
 from reelgate.providers.registry import Registry
-from reelgate.providers.sandbox.provider import MODELS, SandboxProvider
+from reelgate.providers.sandbox.provider import SandboxProvider
 from reelgate.service import VideoService
 from reelgate.store.sql import SqlStore
+from reelgate.testing import InMemoryProvider, ManualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -31,12 +29,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+T0 = 1_000_000.0  # the tests' "now": timestamps below are counted from it
 
 
 async def owner(service: VideoService) -> ApiToken:
@@ -46,22 +39,22 @@ async def owner(service: VideoService) -> ApiToken:
 
 @dataclass
 class Rig:
-    clock: Clock
+    clock: ManualClock
     service: VideoService
     worker: Worker
     sandbox: SandboxProvider | None = None
 
 
-def rig(store: SqlStore, provider: Any, clock: Clock | None = None) -> Rig:
+def rig(store: SqlStore, provider: Any, clock: ManualClock | None = None) -> Rig:
     """A service and worker around ``provider``, all on one injected clock."""
-    clock = clock or Clock()
+    clock = clock or ManualClock(T0)
     service = VideoService(store, Registry([provider]), clock=clock, monotonic=clock)
     sandbox = provider if isinstance(provider, SandboxProvider) else None
     return Rig(clock, service, Worker(service, clock=clock), sandbox)
 
 
 def sandbox_rig(store: SqlStore, tmp_path: Path, queue: float, run: float) -> Rig:
-    clock = Clock()
+    clock = ManualClock(T0)
     return rig(
         store, SandboxProvider(tmp_path, queue_seconds=queue, run_seconds=run, clock=clock), clock
     )
@@ -86,13 +79,13 @@ async def test_a_task_lives_its_whole_life(store: SqlStore, tmp_path: Path) -> N
     assert submitted.upstream_id.startswith("sbx-")
     assert submitted.status is Status.QUEUED
 
-    clock.now += 7  # past the queue phase, and past the first poll delay
+    clock.advance(7)  # past the queue phase, and past the first poll delay
     await worker.tick()
     running = await service.get(me, task.id)
     assert (running.status, running.start_time) == (Status.IN_PROGRESS, 1_000_007)
 
     await asyncio.gather(*list(sandbox._renders.values()))  # the render is real work
-    clock.now += 30  # the next look closes in on the expected finish (a minute by default)
+    clock.advance(30)  # the next look closes in on the expected finish (a minute by default)
     await worker.tick()
     done = await service.get(me, task.id)
     assert done.status is Status.SUCCESS
@@ -100,7 +93,7 @@ async def test_a_task_lives_its_whole_life(store: SqlStore, tmp_path: Path) -> N
     assert done.result_url == f"local://sandbox/{submitted.upstream_id}.mp4"
     assert (tmp_path / "sandbox" / "media" / f"{submitted.upstream_id}.mp4").stat().st_size > 0
 
-    clock.now += 60
+    clock.advance(60)
     assert await worker.tick() == 0  # terminal tasks are never claimed again
 
 
@@ -110,7 +103,7 @@ async def test_due_times_are_respected(store: SqlStore, tmp_path: Path) -> None:
     await service.create(await owner(service), t2v())
     assert await worker.tick() == 1
     assert await worker.tick() == 0  # the first look is scheduled ahead, not now
-    clock.now += 10
+    clock.advance(10)
     assert await worker.tick() == 1
 
 
@@ -123,98 +116,52 @@ async def test_a_vanished_upstream_task_ends_as_lost(store: SqlStore, tmp_path: 
     for job in (tmp_path / "sandbox" / "jobs").glob("*.json"):
         job.unlink()
     for _ in range(MAX_MISSING_LOOKS):
-        clock.now += 60
+        clock.advance(60)
         await worker.tick()
     lost = await service.get(me, task.id)
     assert (lost.status, lost.error_code) == (Status.FAILURE, "upstream_lost")
 
 
-class Flaky:
-    """An in-memory provider whose submit fails ``failures`` times with a 503."""
-
-    name = "flaky"
-    account = "default"
-
-    def __init__(self, failures: int, caps: AdmissionCaps | None = None) -> None:
-        self.failures = failures
-        self.submits = 0
-        self.caps = caps or AdmissionCaps()
-        self.created: dict[str, str] = {}
-        self.reconciles = 0
-        self.model = ModelCapabilities(
-            name="flaky-1",
-            provider="flaky",
-            description="",
-            modes=MODELS[0].modes,
-            min_duration=1,
-            max_duration=5,
-            default_duration=1,
-            default_size=(64, 64),
-        )
-
-    def models(self) -> Sequence[ModelCapabilities]:
-        return [self.model]
-
-    async def submit(
-        self, task_id: str, request: NormalizedRequest, *, callback_url: str | None = None
-    ) -> str:
-        self.submits += 1
-        if self.submits <= self.failures:
-            raise UpstreamUnavailable("busy", retry_after=30)
-        self.created[task_id] = f"up-{task_id}"
-        return f"up-{task_id}"
-
-    async def reconcile(self, task_id: str, request: NormalizedRequest, since: float) -> str | None:
-        self.reconciles += 1
-        return self.created.get(task_id)
-
-    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
-        return {
-            u: Observation(UpstreamState.SUCCEEDED, video_url="https://x/v.mp4")
-            for u in upstream_ids
-        }
-
-    async def cancel(self, upstream_id: str) -> None:
-        return None
-
-    def parse_callback(self, body: bytes) -> CallbackHint | None:
-        return None
-
-    async def close(self) -> None:
-        return None
+def flaky(clock: ManualClock, failures: int) -> InMemoryProvider:
+    """An in-memory upstream whose first ``failures`` submits answer a 503 (Retry-After 30)."""
+    up = InMemoryProvider(clock, name="flaky", queued=0, running=0)
+    up.errors = [UpstreamUnavailable("busy", retry_after=30) for _ in range(failures)]
+    return up
 
 
 async def test_submission_is_retried_after_retry_after(store: SqlStore) -> None:
-    flaky = Flaky(failures=2)
-    r = rig(store, flaky)
+    clock = ManualClock(T0)
+    up = flaky(clock, failures=2)
+    r = rig(store, up, clock)
     clock, service, worker = r.clock, r.service, r.worker
     me = await owner(service)
     task = await service.create(me, VideoRequest(model="flaky-1", prompt="x"))
     await worker.tick()
     await worker.tick()
-    assert flaky.submits == 1  # waiting out Retry-After
-    clock.now += 31
+    assert up.submit_calls == 1  # waiting out Retry-After
+    clock.advance(31)
     await worker.tick()
-    clock.now += 31
+    clock.advance(31)
     await worker.tick()
-    assert flaky.submits == 3
-    clock.now += 10
+    assert up.submit_calls == 3
+    clock.advance(10)
     await worker.tick()
     assert (await service.get(me, task.id)).status is Status.SUCCESS
 
 
 async def test_submission_gives_up_with_a_clear_code(store: SqlStore) -> None:
-    flaky = Flaky(failures=10_000)
-    r = rig(store, flaky)
+    clock = ManualClock(T0)
+    up = flaky(clock, failures=10_000)
+    r = rig(store, up, clock)
     clock, service, worker = r.clock, r.service, r.worker
     me = await owner(service)
     task = await service.create(me, VideoRequest(model="flaky-1", prompt="x"))
     for _ in range(MAX_SUBMIT_ATTEMPTS):
         await worker.tick()
-        clock.now += 120
+        clock.advance(120)
     ended = await service.get(me, task.id)
     assert (ended.status, ended.error_code) == (Status.FAILURE, "upstream_unavailable")
-    assert flaky.submits == MAX_SUBMIT_ATTEMPTS
+    assert up.submit_calls == MAX_SUBMIT_ATTEMPTS
 
 
 async def test_a_crashed_workers_lease_expires(store: SqlStore, tmp_path: Path) -> None:
@@ -222,9 +169,9 @@ async def test_a_crashed_workers_lease_expires(store: SqlStore, tmp_path: Path) 
     clock, service, worker = r.clock, r.service, r.worker
     await service.create(await owner(service), t2v())
     await worker.tick()  # submitted
-    clock.now += 60
+    clock.advance(60)
     claimed = await store.claim_due(clock(), 10, "dead-worker", lease_seconds=60)
     assert len(claimed) == 1
     assert await store.claim_due(clock(), 10, "other", lease_seconds=60) == []
-    clock.now += 61
+    clock.advance(61)
     assert len(await store.claim_due(clock(), 10, "other", lease_seconds=60)) == 1

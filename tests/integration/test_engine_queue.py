@@ -5,23 +5,24 @@ graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pytest
 
 from reelgate.core import schedule
 from reelgate.core.accounts import AdmissionCaps
-from reelgate.core.capabilities import Mode, ModelCapabilities, NormalizedRequest, Option
+from reelgate.core.capabilities import NormalizedRequest
 from reelgate.core.errors import UpstreamError, UpstreamUnavailable
 from reelgate.core.ids import ApiToken
-from reelgate.core.lifecycle import CallbackHint, Observation, Status, Task, UpstreamState
+from reelgate.core.lifecycle import Status, Task
 from reelgate.core.request import VideoRequest
 from reelgate.engine.callbacks import CallbackUrls
 from reelgate.engine.worker import MIN_WAIT, Worker
 from reelgate.providers.registry import Registry
 from reelgate.service import VideoService
 from reelgate.store.sql import SqlStore
-from tests.integration.test_engine import Clock, owner
+from reelgate.testing import InMemoryProvider, ManualClock
+from tests.integration.test_engine import owner
 
 pytestmark = pytest.mark.anyio
 
@@ -31,97 +32,13 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class Upstream:
-    """An in-memory upstream account: tasks queue, run and succeed on the test's clock."""
-
-    name = "mem"
-
-    def __init__(
-        self,
-        clock: Clock,
-        *,
-        account: str = "default",
-        caps: AdmissionCaps | None = None,
-        queued: float = 10.0,
-        running: float = 10.0,
-    ) -> None:
-        self.clock = clock
-        self.account = account
-        self.caps = caps or AdmissionCaps()
-        self.queued, self.running = queued, running
-        self.jobs: dict[str, tuple[str, float]] = {}  # upstream id -> (task id, created at)
-        self.submits: list[str] = []
-        self.lookups = 0
-        self.reconciles = 0
-        self.callback_urls: list[str | None] = []
-        self.fail_submits = 0
-        self.fail_reconciles: list[UpstreamError] = []  # raised by the next reconciles, in turn
-        self.gate: asyncio.Event | None = None
-
-    def models(self) -> Sequence[ModelCapabilities]:
-        return [
-            ModelCapabilities(
-                name="mem-1",
-                provider="mem",
-                description="",
-                modes=frozenset({Mode.TEXT_TO_VIDEO}),
-                min_duration=1,
-                max_duration=5,
-                default_duration=1,
-                default_size=(64, 64),
-                options={"execution_expires_after": Option(int, "s", minimum=3600, maximum=259200)},
-            )
-        ]
-
-    async def submit(
-        self, task_id: str, request: NormalizedRequest, *, callback_url: str | None = None
-    ) -> str:
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail_submits:
-            self.fail_submits -= 1
-            raise UpstreamUnavailable("timed out", code="upstream_timeout")
-        upstream_id = f"{self.account}-{len(self.jobs)}"
-        self.jobs[upstream_id] = (task_id, self.clock())
-        self.submits.append(task_id)
-        self.callback_urls.append(callback_url)
-        return upstream_id
-
-    async def reconcile(self, task_id: str, request: NormalizedRequest, since: float) -> str | None:
-        self.reconciles += 1
-        if self.fail_reconciles:
-            raise self.fail_reconciles.pop(0)
-        return next((u for u, (t, _) in self.jobs.items() if t == task_id), None)
-
-    def state(self, upstream_id: str) -> UpstreamState:
-        age = self.clock() - self.jobs[upstream_id][1]
-        if age < self.queued:
-            return UpstreamState.QUEUED
-        if age < self.queued + self.running:
-            return UpstreamState.RUNNING
-        return UpstreamState.SUCCEEDED
-
-    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
-        self.lookups += 1
-        return {
-            u: Observation(self.state(u), video_url=f"https://cdn.example/{u}.mp4")
-            for u in upstream_ids
-            if u in self.jobs
-        }
-
-    async def cancel(self, upstream_id: str) -> None:
-        return None
-
-    def parse_callback(self, body: bytes) -> CallbackHint | None:
-        text = body.decode()
-        return CallbackHint(text.removesuffix(":running"), not text.endswith(":running"))
-
-    async def close(self) -> None:
-        return None
+def upstream(clock: ManualClock, **kw: Any) -> InMemoryProvider:
+    """The in-memory upstream of these tests: provider "mem", model "mem-1"."""
+    return InMemoryProvider(clock, name="mem", **kw)
 
 
 def engine(
-    store: SqlStore, *accounts: Upstream, clock: Clock, **worker_kw: object
+    store: SqlStore, *accounts: InMemoryProvider, clock: ManualClock, **worker_kw: object
 ) -> tuple[VideoService, Worker]:
     service = VideoService(store, Registry(list(accounts)), clock=clock, monotonic=clock)
     return service, Worker(service, clock=clock, **worker_kw)  # type: ignore[arg-type]
@@ -132,37 +49,37 @@ def request(**kw: object) -> VideoRequest:
 
 
 async def test_the_admission_queue_holds_tasks_beyond_an_accounts_caps(store: SqlStore) -> None:
-    clock = Clock()
-    up = Upstream(clock, caps=AdmissionCaps(max_queued=2), queued=10, running=100)
+    clock = ManualClock()
+    up = upstream(clock, caps=AdmissionCaps(max_queued=2), queued=10, running=100)
     service, worker = engine(store, up, clock=clock)
     me = await owner(service)
     ids = []
     for _ in range(5):
         ids.append((await service.create(me, request())).id)
-        clock.now += 0.01
+        clock.advance(0.01)
     await worker.tick()
     assert set(up.submits) == set(ids[:2])  # the rest wait in reelgate, not in a 429 upstream
     waiting = await service.get(me, ids[2])
     assert (waiting.status, waiting.upstream_id) == (Status.QUEUED, None)
-    clock.now += 5
+    clock.advance(5)
     await worker.tick()
     assert set(up.submits) == set(ids[:2])
-    clock.now += 40  # the first two run now: once reelgate has looked, room opens
+    clock.advance(40)  # the first two run now: once reelgate has looked, room opens
     await worker.tick()
     await worker.tick()
     # In order: each round admits the oldest waiting tasks (sent concurrently within a round).
     assert set(up.submits[:2]) == set(ids[:2])
     assert set(up.submits[2:]) == set(ids[2:4])
-    clock.now += 60
+    clock.advance(60)
     for _ in range(3):
         await worker.tick()
     assert set(up.submits[4:]) == {ids[4]}
 
 
 async def test_a_second_account_takes_what_the_first_has_no_room_for(store: SqlStore) -> None:
-    clock = Clock()
-    a = Upstream(clock, account="a", caps=AdmissionCaps(max_in_flight=1))
-    b = Upstream(clock, account="b", caps=AdmissionCaps(max_in_flight=2))
+    clock = ManualClock()
+    a = upstream(clock, account="a", caps=AdmissionCaps(max_in_flight=1))
+    b = upstream(clock, account="b", caps=AdmissionCaps(max_in_flight=2))
     service, worker = engine(store, a, b, clock=clock)
     me = await owner(service)
     for _ in range(4):
@@ -172,14 +89,14 @@ async def test_a_second_account_takes_what_the_first_has_no_room_for(store: SqlS
     tasks = [await service.get(me, t) for t in a.submits + b.submits]
     assert [t.account for t in tasks] == ["a", "b", "b"]
     # Looks stick to the account that submitted: each account is asked about its own tasks.
-    clock.now += 30
+    clock.advance(30)
     await worker.tick()
     assert a.lookups == 1
     assert b.lookups == 1
 
 
 async def made_by_a_dead_worker(
-    store: SqlStore, up: Upstream
+    store: SqlStore, up: InMemoryProvider
 ) -> tuple[VideoService, Worker, ApiToken, Task]:
     """A task a worker claimed (lease 30 s) and the upstream created, the worker dying before it
     recorded the upstream id."""
@@ -194,12 +111,12 @@ async def made_by_a_dead_worker(
 async def test_a_crash_after_the_upstream_call_does_not_make_a_second_task(
     store: SqlStore,
 ) -> None:
-    clock = Clock()
-    up = Upstream(clock)
+    clock = ManualClock()
+    up = upstream(clock)
     service, worker, me, task = await made_by_a_dead_worker(store, up)
     await worker.tick()
     assert len(up.submits) == 1  # still leased by the dead worker: nothing happens
-    clock.now += 31
+    clock.advance(31)
     await worker.tick()
     assert len(up.submits) == 1  # reconciled, not re-sent
     assert up.reconciles == 1
@@ -209,14 +126,14 @@ async def test_a_crash_after_the_upstream_call_does_not_make_a_second_task(
 
 
 async def test_a_lost_reply_is_reconciled_before_the_retry(store: SqlStore) -> None:
-    clock = Clock()
-    up = Upstream(clock)
-    up.fail_submits = 1
+    clock = ManualClock()
+    up = upstream(clock)
+    up.errors.append(UpstreamUnavailable("timed out", code="upstream_timeout"))
     service, worker = engine(store, up, clock=clock)
     me = await owner(service)
     task = await service.create(me, request())
     await worker.tick()
-    clock.now += 120
+    clock.advance(120)
     await worker.tick()
     assert up.reconciles == 1  # looked before sending again
     assert up.submits == [task.id]
@@ -236,14 +153,14 @@ async def test_a_failed_reconcile_leaves_the_earlier_attempt_in_doubt(
     # Found by the chaos suite: a 429 to the look for a crashed worker's attempt was taken as
     # "the upstream made nothing" (true of a 429 to a create), so the next attempt sent the
     # create again without looking, and the task was made twice.
-    clock = Clock()
-    up = Upstream(clock)
+    clock = ManualClock()
+    up = upstream(clock)
     service, worker, me, task = await made_by_a_dead_worker(store, up)
-    clock.now += 31  # the dead worker's lease is over
+    clock.advance(31)  # the dead worker's lease is over
     up.fail_reconciles.append(answer)
     await worker.tick()
     assert (up.reconciles, up.submits) == (1, [task.id])
-    clock.now += 120
+    clock.advance(120)
     await worker.tick()
     assert up.reconciles == 2  # looked again before any create
     assert up.submits == [task.id]
@@ -252,28 +169,28 @@ async def test_a_failed_reconcile_leaves_the_earlier_attempt_in_doubt(
 
 
 async def test_every_task_ends_by_its_deadline(store: SqlStore) -> None:
-    clock = Clock()
-    up = Upstream(clock, caps=AdmissionCaps(max_in_flight=1), queued=10_000, running=10)
+    clock = ManualClock()
+    up = upstream(clock, caps=AdmissionCaps(max_in_flight=1), queued=10_000, running=10)
     service = VideoService(
         store, Registry([up]), clock=clock, monotonic=clock, max_task_seconds=7200
     )
     worker = Worker(service, clock=clock)
     me = await owner(service)
     expiring = await service.create(me, request(metadata={"execution_expires_after": 3600}))
-    clock.now += 0.01
+    clock.advance(0.01)
     await service.create(me, request())
-    clock.now += 0.01
+    clock.advance(0.01)
     stuck_in_queue = await service.create(me, request())
     await worker.tick()
     submitted = await service.get(me, expiring.id)
-    assert submitted.deadline_at == pytest.approx(clock.now + 3600 + 300)
-    clock.now += 3600 + 301
+    assert submitted.deadline_at == pytest.approx(clock() + 3600 + 300)
+    clock.advance(3600 + 301)
     await worker.tick()
     ended = await service.get(me, expiring.id)
     assert (ended.status, ended.error_code) == (Status.FAILURE, "timeout")
     waiting = await service.get(me, stuck_in_queue.id)
     assert waiting.status is Status.QUEUED
-    clock.now += 7200
+    clock.advance(7200)
     await worker.tick()
     ended = await service.get(me, stuck_in_queue.id)
     assert (ended.status, ended.error_code) == (Status.FAILURE, "timeout")
@@ -281,61 +198,65 @@ async def test_every_task_ends_by_its_deadline(store: SqlStore) -> None:
 
 
 async def test_a_callback_brings_the_confirming_look_forward(store: SqlStore) -> None:
-    clock = Clock()
-    up = Upstream(clock, queued=5, running=5)
+    clock = ManualClock()
+    up = upstream(clock, queued=5, running=5)
     urls = CallbackUrls(b"k" * 32, "https://gw.example")
     service, worker = engine(store, up, clock=clock, callbacks=urls, poll_interval=5.0)
     me = await owner(service)
     task = await service.create(me, request())
     await worker.tick()
     assert up.callback_urls == [urls.url("mem", task.id)]
-    clock.now += 2
+    clock.advance(2)
     await worker.tick()  # the first look: still queued
     looks = up.lookups
-    clock.now += 10  # done upstream; the safety-net schedule would look much later
+    clock.advance(10)  # done upstream; the safety-net schedule would look much later
     assert await worker.tick() == 0
-    assert not await service.callback("mem", task.id, b"someone-else")  # names another task
-    assert not await service.callback("other", task.id, b"default-0")
-    assert await service.callback("mem", task.id, b"default-0")
-    assert not await service.callback("mem", task.id, b"default-0")  # a burst: one look
-    due = schedule.callback_look(clock.now, final=True)
-    assert clock.now + schedule.CALLBACK_COALESCE <= due
-    assert due <= clock.now + schedule.CALLBACK_COALESCE + schedule.CALLBACK_GRID
-    assert await worker.idle_wait() == pytest.approx(due - clock.now)  # sleeps until then
-    clock.now = due
+    assert not await service.callback(
+        "mem", task.id, up.callback_body("someone-else", "succeeded")
+    )  # names another task
+    assert not await service.callback("other", task.id, up.callback_body("default-0"))
+    assert await service.callback("mem", task.id, up.callback_body("default-0"))
+    assert not await service.callback(
+        "mem", task.id, up.callback_body("default-0")
+    )  # a burst: one look
+    due = schedule.callback_look(clock(), final=True)
+    assert clock() + schedule.CALLBACK_COALESCE <= due
+    assert due <= clock() + schedule.CALLBACK_COALESCE + schedule.CALLBACK_GRID
+    assert await worker.idle_wait() == pytest.approx(due - clock())  # sleeps until then
+    clock.set(due)
     await worker.tick()
     assert up.lookups == looks + 1
     done = await service.get(me, task.id)
     assert done.status is Status.SUCCESS
     # Replayed after the end: changes nothing, costs nothing.
-    assert not await service.callback("mem", task.id, b"default-0")
-    clock.now += 1
+    assert not await service.callback("mem", task.id, done)
+    clock.advance(1)
     await worker.tick()
     assert up.lookups == looks + 1
 
 
 async def test_an_idle_worker_sleeps_until_the_next_look_falls_due(store: SqlStore) -> None:
-    clock = Clock()
-    up = Upstream(clock, queued=5, running=100)
+    clock = ManualClock()
+    up = upstream(clock, queued=5, running=100)
     service, worker = engine(store, up, clock=clock, poll_interval=30.0)
     assert await worker.idle_wait() == 30.0  # nothing in flight: the idle interval
     me = await owner(service)
     task = await service.create(me, request())
     await worker.tick()  # submitted; its first look is scheduled
     due = (await service.get(me, task.id)).next_poll_at
-    assert clock.now < due < clock.now + 30
-    assert await worker.idle_wait() == pytest.approx(due - clock.now)
+    assert clock() < due < clock() + 30
+    assert await worker.idle_wait() == pytest.approx(due - clock())
     worker.clock_rate = 10.0  # a benchmark's clock, 10x fast: the wall wait is 10x shorter
-    assert await worker.idle_wait() == pytest.approx((due - clock.now) / 10)
+    assert await worker.idle_wait() == pytest.approx((due - clock()) / 10)
     worker.poll_interval = 0.05  # never longer than the idle interval
     assert await worker.idle_wait() == 0.05
-    clock.now = due + 1  # overdue: at once (a floor keeps a loop from spinning)
+    clock.set(due + 1)  # overdue: at once (a floor keeps a loop from spinning)
     assert await worker.idle_wait() == MIN_WAIT
 
 
 async def test_an_accounts_request_rate_is_shared_and_kept(store: SqlStore) -> None:
-    clock = Clock()
-    up = Upstream(clock, caps=AdmissionCaps(rpm=60))  # 1 per second, bursts of 6
+    clock = ManualClock()
+    up = upstream(clock, caps=AdmissionCaps(rpm=60))  # 1 per second, bursts of 6
     service, worker = engine(store, up, clock=clock)
     _, other_worker = engine(store, up, clock=clock)
     me = await owner(service)
@@ -344,27 +265,27 @@ async def test_an_accounts_request_rate_is_shared_and_kept(store: SqlStore) -> N
     await worker.tick()
     await other_worker.tick()  # a second worker shares the same bucket
     assert len(up.submits) == 6
-    clock.now += 5  # five more tokens: the four waiting submissions and one batch look-up
+    clock.advance(5)  # five more tokens: the four waiting submissions and one batch look-up
     await worker.tick()
     assert len(up.submits) == 10
 
 
 async def test_the_schedule_learns_each_models_typical_duration(store: SqlStore) -> None:
-    clock = Clock()
-    up = Upstream(clock, queued=100, running=100)
+    clock = ManualClock()
+    up = upstream(clock, queued=100, running=100)
     service, worker = engine(store, up, clock=clock)
     me = await owner(service)
     await service.create(me, request())
     await worker.tick()
     for _ in range(40):
-        clock.now += 15
+        clock.advance(15)
         await worker.tick()
     assert (await store.typical_durations())[("mem", "mem-1")] == pytest.approx(200, abs=31)
 
 
 async def test_waiters_wake_on_a_change(store: SqlStore) -> None:
-    clock = Clock()
-    up = Upstream(clock, queued=1, running=100)
+    clock = ManualClock()
+    up = upstream(clock, queued=1, running=100)
     service, worker = engine(store, up, clock=clock)
     me = await owner(service)
     task = await service.create(me, request())
@@ -381,8 +302,8 @@ async def test_waiters_wake_on_a_change(store: SqlStore) -> None:
 
 
 async def test_shutdown_finishes_the_round_and_releases_leases(store: SqlStore) -> None:
-    clock = Clock()
-    up = Upstream(clock)
+    clock = ManualClock()
+    up = upstream(clock)
     up.gate = asyncio.Event()
     service, worker = engine(store, up, clock=clock, poll_interval=0.01)
     me = await owner(service)
@@ -408,8 +329,8 @@ async def test_shutdown_finishes_the_round_and_releases_leases(store: SqlStore) 
 
 
 async def test_a_hanging_create_does_not_hold_back_look_ups(store: SqlStore) -> None:
-    clock = Clock()
-    up = Upstream(clock, queued=1, running=1)
+    clock = ManualClock()
+    up = upstream(clock, queued=1, running=1)
     service, worker = engine(store, up, clock=clock, poll_interval=0.01)
     me = await owner(service)
     first = await service.create(me, request())
@@ -425,7 +346,7 @@ async def test_a_hanging_create_does_not_hold_back_look_ups(store: SqlStore) -> 
             hanging = await store.find_task(second.id)
             if hanging is not None and hanging.submit_started_at is not None:
                 break  # its create is under way
-        clock.now += 60  # meanwhile the first is done upstream, and its look falls due
+        clock.advance(60)  # meanwhile the first is done upstream, and its look falls due
         done = await service.wait_status(me, first.id, submitted.version, 5)
         assert done.status is Status.SUCCESS  # looked up while the create still hangs
         assert (await store.find_task(second.id)).upstream_id is None  # type: ignore[union-attr]
@@ -437,8 +358,8 @@ async def test_a_hanging_create_does_not_hold_back_look_ups(store: SqlStore) -> 
 
 
 async def test_a_long_poll_answers_within_100ms_of_a_status_change(store: SqlStore) -> None:
-    clock = Clock()
-    up = Upstream(clock, queued=5, running=100)
+    clock = ManualClock()
+    up = upstream(clock, queued=5, running=100)
     service, worker = engine(store, up, clock=clock)
     me = await owner(service)
     task = await service.create(me, request())
@@ -447,7 +368,7 @@ async def test_a_long_poll_answers_within_100ms_of_a_status_change(store: SqlSto
     waiting = asyncio.create_task(service.wait_status(me, task.id, submitted.version, 30))
     await asyncio.sleep(0.05)
     assert not waiting.done()
-    clock.now += 40
+    clock.advance(40)
     await worker.tick()  # running now: the waiter must hear of it at once
     changed = await asyncio.wait_for(waiting, 0.1)
     assert changed.status is Status.IN_PROGRESS
@@ -457,8 +378,8 @@ async def test_a_long_poll_answers_within_100ms_of_a_status_change(store: SqlSto
 
 
 async def test_a_long_poll_sees_a_change_it_could_not_hear_of(store: SqlStore) -> None:
-    clock = Clock()
-    up = Upstream(clock, queued=5, running=100)
+    clock = ManualClock()
+    up = upstream(clock, queued=5, running=100)
     service, worker = engine(store, up, clock=clock)
     _, other_worker = engine(store, up, clock=clock)  # another process's service and worker
     me = await owner(service)
@@ -467,24 +388,24 @@ async def test_a_long_poll_sees_a_change_it_could_not_hear_of(store: SqlStore) -
     service.recheck = 0.05
     waiting = asyncio.create_task(service.wait_status(me, task.id, None, 30))
     await asyncio.sleep(0.05)
-    clock.now += 40
+    clock.advance(40)
     await other_worker.tick()  # written by the other service: no event reaches this one
     assert (await asyncio.wait_for(waiting, 2)).status is Status.IN_PROGRESS
 
 
 async def test_a_task_still_in_reelgates_queue_is_cancelled_locally(store: SqlStore) -> None:
-    clock = Clock()
-    up = Upstream(clock, caps=AdmissionCaps(max_in_flight=1))
+    clock = ManualClock()
+    up = upstream(clock, caps=AdmissionCaps(max_in_flight=1))
     service, worker = engine(store, up, clock=clock)
     me = await owner(service)
     first = await service.create(me, request())
-    clock.now += 0.01
+    clock.advance(0.01)
     waiting = await service.create(me, request())
     await worker.tick()  # the first is submitted; the second waits for room
     assert up.submits == [first.id]
     cancelled = await service.cancel(me, waiting.id)
     assert (cancelled.status, cancelled.error_code) == (Status.FAILURE, "cancelled")
-    clock.now += 3600
+    clock.advance(3600)
     for _ in range(3):
         await worker.tick()
     assert waiting.id not in up.submits  # never sent upstream
@@ -494,8 +415,8 @@ async def test_a_task_still_in_reelgates_queue_is_cancelled_locally(store: SqlSt
 async def test_a_create_that_waited_past_its_lease_is_not_sent_twice(store: SqlStore) -> None:
     """A worker that claimed a task but waited for a submit slot longer than its lease checks
     that the task is still its own before sending it: another worker took it over meanwhile."""
-    clock = Clock()
-    up = Upstream(clock)
+    clock = ManualClock()
+    up = upstream(clock)
     service, slow = engine(store, up, clock=clock, lease_seconds=30)
     other = Worker(service, clock=clock, lease_seconds=30)
     me = await owner(service)
@@ -510,7 +431,7 @@ async def test_a_create_that_waited_past_its_lease_is_not_sent_twice(store: SqlS
             break  # claimed, and now waiting for a slot
     else:
         raise AssertionError("the slow worker never claimed the task")
-    clock.now += 31  # the slow worker's lease has run out: the other takes the task over
+    clock.advance(31)  # the slow worker's lease has run out: the other takes the task over
     assert await other.admit() == 1
     assert up.submits == [task.id]
     slow._submit_slots.release()

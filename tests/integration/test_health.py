@@ -14,6 +14,7 @@ from reelgate.api.health import Readiness
 from reelgate.assembly import start_runtime
 from reelgate.settings import Settings
 from reelgate.store.sql import SqlStore, open_store
+from reelgate.testing import ManualClock
 from tests.conftest import LiveServer, server_env
 from tests.pg import _drop, _pg_database, pg_url
 
@@ -33,8 +34,8 @@ async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
 
 @pytest.mark.anyio
 async def test_readiness_follows_the_workers_heartbeat(store: SqlStore) -> None:
-    now = [1000.0]
-    ready = Readiness(store, stale_after=60, clock=lambda: now[0])
+    clock = ManualClock(1000.0)
+    ready = Readiness(store, stale_after=60, clock=clock)
     assert await ready.checks() == {
         "database": "ok",
         "migrations": "ok",
@@ -42,7 +43,7 @@ async def test_readiness_follows_the_workers_heartbeat(store: SqlStore) -> None:
     }
     await store.worker_seen("w1", 1000.0)
     assert (await ready.checks())["worker"] == "ok"
-    now[0] = 1061.0
+    clock.set(1061.0)
     assert (await ready.checks())["worker"] == "last seen 61 s ago (stale)"
     await store.worker_seen("w2", 1060.0)
     assert (await ready.checks())["worker"] == "ok"  # any live worker will do

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import tracemalloc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +13,18 @@ import pytest
 
 from reelgate.api.media import MediaLinks
 from reelgate.api.seed import task_data
-from reelgate.core.lifecycle import Observation, Status
+from reelgate.core.lifecycle import Status
 from reelgate.engine.mirror import MediaMirror
 from reelgate.engine.worker import Worker
 from reelgate.providers.registry import Registry
 from reelgate.service import VideoService
 from reelgate.storage import LocalStorage, MediaStorage, S3Storage
 from reelgate.store.sql import SqlStore
+from reelgate.testing import InMemoryProvider, ManualClock
 from reelgate.testing.s3_simulator import S3Simulator, serve_s3_in_thread
 from tests.files import FileServer
-from tests.integration.test_engine import Clock, owner
-from tests.integration.test_engine_queue import Upstream, request
+from tests.integration.test_engine import owner
+from tests.integration.test_engine_queue import request, upstream
 
 pytestmark = pytest.mark.anyio
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
@@ -42,41 +43,32 @@ def cdn() -> Iterator[FileServer]:
     server.stop()
 
 
-class CdnUpstream(Upstream):
+def cdn_upstream(clock: ManualClock, cdn: FileServer, video: str = "/v.mp4") -> InMemoryProvider:
     """The in-memory upstream, handing out video and last-frame URLs on a real file server."""
-
-    def __init__(self, clock: Clock, cdn: FileServer, video: str = "/v.mp4") -> None:
-        super().__init__(clock, queued=1, running=1)
-        self.cdn = cdn
-        self.video = video
-
-    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
-        return {
-            u: Observation(
-                self.state(u),
-                video_url=self.cdn.url(self.video) + "?X-Tos-Expires=1&sig=abc",
-                last_frame_url=self.cdn.url("/f.png"),
-            )
-            for u in upstream_ids
-            if u in self.jobs
-        }
+    return upstream(
+        clock,
+        queued=1,
+        running=1,
+        video_url=cdn.url(video) + "?X-Tos-Expires=1&sig=abc",
+        last_frame_url=cdn.url("/f.png"),
+    )
 
 
 async def succeeded(
     store: SqlStore,
     tmp_path: Path,
     cdn: FileServer,
-    clock: Clock,
+    clock: ManualClock,
     storage: MediaStorage | None = None,
     **kw: Any,
 ) -> tuple[VideoService, MediaMirror, Any, Any]:
-    up = CdnUpstream(clock, cdn, **kw)
+    up = cdn_upstream(clock, cdn, **kw)
     service = VideoService(store, Registry([up]), clock=clock, monotonic=clock, mirror_media=True)
     worker = Worker(service, clock=clock)
     me = await owner(service)
     task = await service.create(me, request())
     await worker.tick()
-    clock.now += 100
+    clock.advance(100)
     await worker.tick()
     done = await service.get(me, task.id)
     assert (done.status, done.media_state) == (Status.SUCCESS, "pending")
@@ -94,7 +86,7 @@ async def test_results_are_copied_and_offered_at_durable_links(
     store: SqlStore, tmp_path: Path, cdn: FileServer
 ) -> None:
     cdn.files.update({"/v.mp4": MP4, "/f.png": b"\x89PNG frame"})
-    clock = Clock()
+    clock = ManualClock()
     service, mirror, me, task = await succeeded(store, tmp_path, cdn, clock)
     assert await mirror.tick() == 2
     kept = await service.refresh(me, task.id)
@@ -121,22 +113,24 @@ async def test_a_failed_copy_is_retried_and_never_fails_the_task(
 ) -> None:
     cdn.files.update({"/v.mp4": MP4, "/f.png": b"png"})
     cdn.failures.extend([503, 503])
-    clock = Clock()
+    clock = ManualClock()
     service, mirror, me, task = await succeeded(store, tmp_path, cdn, clock)
     await mirror.tick()  # both copies fail once (503)
     assert (await service.refresh(me, task.id)).media_state == "pending"
     assert await mirror.tick() == 0  # not before the retry time
-    clock.now += 31
+    clock.advance(31)
     await mirror.tick()
     kept = await service.refresh(me, task.id)
     assert kept.media_state == "stored"
     # A file that never comes: given up after the attempts, the task stays a success.
     cdn.files.clear()
     cdn.files["/f.png"] = b"png"
-    service2, mirror2, me2, task2 = await succeeded(store, tmp_path, cdn, Clock(), video="/gone")
+    service2, mirror2, me2, task2 = await succeeded(
+        store, tmp_path, cdn, ManualClock(), video="/gone"
+    )
     for _ in range(12):
         await mirror2.tick()
-        service2.clock.now += 3600  # type: ignore[attr-defined]
+        service2.clock.advance(3600)  # type: ignore[attr-defined]
     gone = await service2.refresh(me2, task2.id)
     assert (gone.status, gone.media_state, gone.video_ref) == (Status.SUCCESS, "failed", None)
     assert gone.result_url.startswith("http://127.0.0.1")
@@ -146,12 +140,12 @@ async def test_copies_expire_after_the_retention(
     store: SqlStore, tmp_path: Path, cdn: FileServer
 ) -> None:
     cdn.files.update({"/v.mp4": MP4, "/f.png": b"png"})
-    clock = Clock()
+    clock = ManualClock()
     service, mirror, me, task = await succeeded(store, tmp_path, cdn, clock)
     await mirror.tick()
     path = tmp_path / "mirror" / f"{task.id}.video.mp4"
     assert path.exists()
-    clock.now += 86400 + 1
+    clock.advance(86400 + 1)
     await mirror.tick()
     assert not path.exists()
     expired = await service.refresh(me, task.id)
@@ -164,7 +158,7 @@ async def test_a_large_file_is_streamed_with_bounded_memory(
     size = 200 * 1024 * 1024
     cdn.generated["/big.mp4"] = size
     cdn.files["/f.png"] = b"png"
-    clock = Clock()
+    clock = ManualClock()
     service, mirror, me, task = await succeeded(store, tmp_path, cdn, clock, video="/big.mp4")
     tracemalloc.start()
     try:
@@ -182,14 +176,14 @@ async def test_private_and_redirected_sources_are_guarded(
 ) -> None:
     cdn.files.update({"/v.mp4": MP4, "/f.png": b"png"})
     cdn.redirects["/v.mp4"] = "http://169.254.169.254/latest/meta-data"
-    clock = Clock()
+    clock = ManualClock()
     service, mirror, me, task = await succeeded(store, tmp_path, cdn, clock)
     await mirror.tick()
     assert (await service.refresh(me, task.id)).media_state == "pending"  # refused, retried
     assert not (tmp_path / "mirror" / f"{task.id}.video.mp4").exists()
     strict = MediaMirror(service, LocalStorage(tmp_path / "mirror"), worker_id="w2", retention_s=60)
     cdn.redirects.clear()
-    clock.now += 31
+    clock.advance(31)
     await strict.tick()  # loopback is not allowed by default
     assert not (tmp_path / "mirror" / f"{task.id}.video.mp4").exists()
 
@@ -208,7 +202,7 @@ async def test_copies_can_live_in_an_s3_compatible_bucket(
             access_key_id="AKIDTEST",
             secret_access_key="secret",
         )
-        clock = Clock()
+        clock = ManualClock()
         service, mirror, me, task = await succeeded(store, tmp_path, cdn, clock, storage=bucket)
         await mirror.tick()
         kept = await service.refresh(me, task.id)
@@ -219,7 +213,7 @@ async def test_copies_can_live_in_an_s3_compatible_bucket(
         assert bucket.local_path(name) is None
         assert await bucket.size(name) == len(video)
         assert b"".join([c async for c in bucket.read(name, 100, 199)]) == video[100:200]
-        clock.now += 86400 + 1
+        clock.advance(86400 + 1)
         await mirror.tick()  # retention: deleted from the bucket
         assert ("media", f"reelgate/{name}") not in s3.objects
     finally:

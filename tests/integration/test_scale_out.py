@@ -34,7 +34,7 @@ from reelgate.core.ids import ApiToken, NewToken
 from reelgate.core.lifecycle import Status, Task
 from reelgate.core.request import VideoRequest
 from reelgate.settings import Settings
-from reelgate.testing import ArkSimulator, SimulatorHandle, serve_in_thread
+from reelgate.testing import ArkSimulator, ManualClock, SimulatorHandle, serve_in_thread
 from tests.conftest import LiveServer
 from tests.pg import _drop, _pg_database, pg_url
 
@@ -470,7 +470,7 @@ async def test_an_api_replica_and_a_worker_share_one_database(cluster: Cluster) 
 def test_the_simulator_never_gives_two_creates_one_id() -> None:
     # Every check above that upstream ids are distinct relies on it: Ark's ids are unique.
     sim = ArkSimulator(
-        api_keys={ARK_KEY}, queued_seconds=0, running_seconds=1, clock=lambda: 1_763_937_600.0
+        api_keys={ARK_KEY}, queued_seconds=0, running_seconds=1, clock=ManualClock(1_763_937_600.0)
     )
     body = {"model": MODEL, "content": [{"type": "text", "text": "same second"}]}
     ids = [sim.create(ARK_KEY, body).id for _ in range(5000)]

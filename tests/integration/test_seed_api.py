@@ -122,7 +122,7 @@ def test_failure_path_is_reported_like_the_seed(live_server: LiveServer) -> None
 def test_rejected_at_submission_ends_as_failure(live_server: LiveServer) -> None:
     task_id = create(live_server, prompt="no thanks [sandbox:reject]")["task_id"]
     data = live_server.wait_terminal(task_id)
-    assert (data["status"], data["error"]["code"]) == ("failure", "content_rejected")
+    assert (data["status"], data["error"]["code"]) == ("failure", "content_moderation")
 
 
 def error_of(response: httpx.Response) -> tuple[int, str]:

@@ -14,8 +14,8 @@ from reelgate.core.request import VideoRequest
 from reelgate.providers.registry import Registry
 from reelgate.service import VideoService
 from reelgate.store.sql import SqlStore, open_store
-from tests.integration.test_engine import Clock
-from tests.integration.test_engine_queue import Upstream
+from reelgate.testing import ManualClock
+from tests.integration.test_engine_queue import upstream
 
 pytestmark = pytest.mark.anyio
 
@@ -54,13 +54,13 @@ async def store(tmp_path: Path) -> AsyncIterator[CountingStore]:
 
 
 async def test_concurrent_pollers_share_one_read(store: CountingStore) -> None:
-    clock = Clock()
+    clock = ManualClock()
     service = VideoService(
-        store, Registry([Upstream(clock)]), clock=clock, monotonic=clock, task_cache_ttl=1.0
+        store, Registry([upstream(clock)]), clock=clock, monotonic=clock, task_cache_ttl=1.0
     )
     owner, token = await service.create_token("t")
     task = await service.create(owner, VideoRequest(model="mem-1", prompt="a cat"))
-    clock.now += 5  # the cached row and token have expired
+    clock.advance(5)  # the cached row and token have expired
     service.forget_tokens()
     store.task_reads = store.token_reads = 0
     tokens = await asyncio.gather(*(service.authenticate(token.plaintext) for _ in range(50)))
@@ -69,7 +69,7 @@ async def test_concurrent_pollers_share_one_read(store: CountingStore) -> None:
     assert {t.id for t in seen} == {task.id}
     assert (store.token_reads, store.task_reads) == (1, 1)
     # Later misses read again (nothing is kept beyond the cache's own rules).
-    clock.now += 5
+    clock.advance(5)
     await service.get(owner, task.id)
     assert store.task_reads == 2
 
@@ -77,18 +77,18 @@ async def test_concurrent_pollers_share_one_read(store: CountingStore) -> None:
 async def test_a_just_expired_row_is_answered_and_reread_in_the_background(
     store: CountingStore, tmp_path: Path
 ) -> None:
-    clock = Clock()
+    clock = ManualClock()
     service = VideoService(
-        store, Registry([Upstream(clock)]), clock=clock, monotonic=clock, task_cache_ttl=1.0
+        store, Registry([upstream(clock)]), clock=clock, monotonic=clock, task_cache_ttl=1.0
     )
     owner, _ = await service.create_token("t")
     task = await service.create(owner, VideoRequest(model="mem-1", prompt="a cat"))
     # Another process changes the task (a second service on the same database).
-    other = VideoService(store, Registry([Upstream(clock)]), clock=clock, monotonic=clock)
+    other = VideoService(store, Registry([upstream(clock)]), clock=clock, monotonic=clock)
     changed = await other.cancel(owner, task.id)
     assert changed.version > task.version
     store.task_reads = 0
-    clock.now += 1.5  # expired half a lifetime ago: within the grace
+    clock.advance(1.5)  # expired half a lifetime ago: within the grace
     served = await service.get(owner, task.id)
     assert served.version == task.version  # answered at once, from memory
     await asyncio.gather(*service._loading.values())  # the background read completes
@@ -98,7 +98,7 @@ async def test_a_just_expired_row_is_answered_and_reread_in_the_background(
     # Past the grace, a poller waits for the read: a row is never more than two lifetimes old.
     waiting = await service.create(owner, VideoRequest(model="mem-1", prompt="a dog"))
     await service.get(owner, waiting.id)
-    clock.now += 2.5
+    clock.advance(2.5)
     store.task_reads = 0
     assert (await service.get(owner, waiting.id)).id == waiting.id
     assert store.task_reads == 1

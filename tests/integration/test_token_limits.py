@@ -16,9 +16,9 @@ import pytest
 from reelgate.core.errors import PermissionDenied, RateLimited
 from reelgate.core.lifecycle import Status
 from reelgate.store.sql import SqlStore
+from reelgate.testing import ManualClock
 from tests.conftest import LiveServer, server_env
-from tests.integration.test_engine import Clock
-from tests.integration.test_engine_queue import Upstream, engine, request
+from tests.integration.test_engine_queue import engine, request, upstream
 from tests.pg import _drop, _pg_database, pg_url
 
 pytestmark = pytest.mark.anyio
@@ -30,8 +30,8 @@ def anyio_backend() -> str:
 
 
 async def test_a_token_may_only_use_its_models(store: SqlStore) -> None:
-    clock = Clock()
-    service, _ = engine(store, Upstream(clock), clock=clock)
+    clock = ManualClock()
+    service, _ = engine(store, upstream(clock), clock=clock)
     narrow, _ = await service.create_token("narrow", models=("other-model",))
     with pytest.raises(PermissionDenied) as err:
         await service.create(narrow, request())
@@ -41,8 +41,8 @@ async def test_a_token_may_only_use_its_models(store: SqlStore) -> None:
 
 
 async def test_creates_per_minute(store: SqlStore) -> None:
-    clock = Clock()
-    service, _ = engine(store, Upstream(clock), clock=clock)
+    clock = ManualClock()
+    service, _ = engine(store, upstream(clock), clock=clock)
     token, _ = await service.create_token("t", rpm=3)
     for _ in range(3):
         await service.create(token, request())
@@ -50,13 +50,13 @@ async def test_creates_per_minute(store: SqlStore) -> None:
         await service.create(token, request())
     assert (err.value.code, err.value.http_status) == ("rate_limited", 429)
     assert err.value.retry_after == pytest.approx(20.0)
-    clock.now += 20
+    clock.advance(20)
     await service.create(token, request())  # one more per 20 s
 
 
 async def test_unfinished_tasks_at_once(store: SqlStore) -> None:
-    clock = Clock()
-    service, worker = engine(store, Upstream(clock, queued=1, running=1), clock=clock)
+    clock = ManualClock()
+    service, worker = engine(store, upstream(clock, queued=1, running=1), clock=clock)
     token, _ = await service.create_token("t", max_concurrent=2)
     results = await asyncio.gather(
         *(service.create(token, request()) for _ in range(6)), return_exceptions=True
@@ -66,7 +66,7 @@ async def test_unfinished_tasks_at_once(store: SqlStore) -> None:
     assert (len(made), len(refused)) == (2, 4)
     assert refused[0].code == "too_many_tasks"
     await worker.tick()
-    clock.now += 100
+    clock.advance(100)
     await worker.tick()  # both end
     assert {(await service.get(token, t.id)).status for t in made} == {Status.SUCCESS}
     await service.create(token, request())  # room again

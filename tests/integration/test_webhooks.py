@@ -16,8 +16,9 @@ from reelgate.core.lifecycle import Status, Task
 from reelgate.engine.webhooks import WebhookSender
 from reelgate.service import VideoService
 from reelgate.store.sql import SqlStore
-from tests.integration.test_engine import Clock, owner
-from tests.integration.test_engine_queue import Upstream, engine, request
+from reelgate.testing import ManualClock
+from tests.integration.test_engine import owner
+from tests.integration.test_engine_queue import engine, request, upstream
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.anyio
@@ -44,22 +45,22 @@ def sender(service: VideoService, **kw: Any) -> WebhookSender:
     return WebhookSender(service, render, worker_id="w1", **{"allow_networks": LOOPBACK, **kw})
 
 
-async def finished_task(store: SqlStore, clock: Clock, **create: Any) -> tuple[Any, Any, Any]:
+async def finished_task(store: SqlStore, clock: ManualClock, **create: Any) -> tuple[Any, Any, Any]:
     """A service (loopback allowed), its token, and one task run to success."""
-    up = Upstream(clock, queued=1, running=1)
+    up = upstream(clock, queued=1, running=1)
     service, worker = engine(store, up, clock=clock)
     service._allow = LOOPBACK
     me = await owner(service)
     task = await service.create(me, request(**create))
     await worker.tick()
-    clock.now += 90
+    clock.advance(90)
     await worker.tick()
     assert (await service.get(me, task.id)).status is Status.SUCCESS
     return service, me, task
 
 
 async def test_a_finished_task_is_delivered_signed(store: SqlStore, receiver: Receiver) -> None:
-    clock = Clock(time.time())
+    clock = ManualClock(time.time())
     service, me, task = await finished_task(store, clock, callback_url=receiver.url)
     endpoint = await service.webhook(me)
     assert await sender(service).tick() == 1
@@ -81,7 +82,7 @@ async def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_attempts_bo
     # receiver could hold a delivery past the sender's lease.
     slow = Receiver(trickle_s=5.0).start()
     try:
-        clock = Clock(time.time())
+        clock = ManualClock(time.time())
         service, me, task = await finished_task(store, clock, callback_url=slow.url)
         started = time.monotonic()
         assert await sender(service, timeout_s=0.5).tick() == 1
@@ -96,7 +97,7 @@ async def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_attempts_bo
 async def test_failures_are_retried_on_the_schedule_with_one_id(
     store: SqlStore, receiver: Receiver
 ) -> None:
-    clock = Clock(time.time())
+    clock = ManualClock(time.time())
     service, me, task = await finished_task(store, clock)
     await service.set_webhook(me, receiver.url)  # the token's endpoint this time
     cancelled_me = await service.create(me, request())
@@ -105,13 +106,13 @@ async def test_failures_are_retried_on_the_schedule_with_one_id(
     hooks = sender(service)
     # Only the cancel happened after the endpoint was set.
     assert await hooks.tick() == 1
-    clock.now += 4
+    clock.advance(4)
     assert await hooks.tick() == 0  # the second attempt comes 5 s after the first
-    clock.now += 1
+    clock.advance(1)
     assert await hooks.tick() == 1
-    clock.now += 299
+    clock.advance(299)
     assert await hooks.tick() == 0
-    clock.now += 1
+    clock.advance(1)
     assert await hooks.tick() == 1
     ids = {r.headers["webhook-id"] for r in receiver.received}
     bodies = {r.body for r in receiver.received}
@@ -125,7 +126,7 @@ async def test_failures_are_retried_on_the_schedule_with_one_id(
 
 
 async def test_410_disables_the_endpoint(store: SqlStore, receiver: Receiver) -> None:
-    clock = Clock(time.time())
+    clock = ManualClock(time.time())
     service, me, _ = await finished_task(store, clock)
     await service.set_webhook(me, receiver.url)
     receiver.answers.append((410, {}))
@@ -154,19 +155,19 @@ async def test_410_disables_the_endpoint(store: SqlStore, receiver: Receiver) ->
 async def test_a_delivery_survives_a_crash_of_its_sender(
     store: SqlStore, receiver: Receiver
 ) -> None:
-    clock = Clock(time.time())
+    clock = ManualClock(time.time())
     service, _, _ = await finished_task(store, clock, callback_url=receiver.url)
     claimed = await store.claim_deliveries(clock(), 10, "dead-worker", 120)
     assert len(claimed) == 1  # ... and the worker dies before sending
     assert await sender(service).tick() == 0  # leased
-    clock.now += 121
+    clock.advance(121)
     assert await sender(service).tick() == 1
     assert len(receiver.received) == 1
     assert receiver.received[0].headers["webhook-id"] == claimed[0].id
 
 
 async def test_replay_sends_the_same_delivery_again(store: SqlStore, receiver: Receiver) -> None:
-    clock = Clock(time.time())
+    clock = ManualClock(time.time())
     service, me, task = await finished_task(store, clock, callback_url=receiver.url)
     await sender(service).tick()
     (delivery,) = await service.deliveries(me, task.id)
@@ -192,8 +193,8 @@ async def test_replay_sends_the_same_delivery_again(store: SqlStore, receiver: R
     ],
 )
 async def test_private_callback_urls_are_refused(store: SqlStore, url: str) -> None:
-    clock = Clock(time.time())
-    service, _ = engine(store, Upstream(clock), clock=clock)  # no allowlist: the default
+    clock = ManualClock(time.time())
+    service, _ = engine(store, upstream(clock), clock=clock)  # no allowlist: the default
     me = await owner(service)
     with pytest.raises(InvalidRequest) as err:
         await service.create(me, request(callback_url=url))
@@ -206,7 +207,7 @@ async def test_private_callback_urls_are_refused(store: SqlStore, url: str) -> N
 async def test_the_sender_checks_addresses_again_and_follows_no_redirect(
     store: SqlStore, receiver: Receiver
 ) -> None:
-    clock = Clock(time.time())
+    clock = ManualClock(time.time())
     service, me, task = await finished_task(store, clock, callback_url=receiver.url)
     strict = sender(service, allow_networks=())  # the address became private since create
     await strict.tick()
@@ -216,7 +217,7 @@ async def test_the_sender_checks_addresses_again_and_follows_no_redirect(
     assert "private" in delivery.log[0].error
     # A redirect (here to a private address) is a failed attempt, never followed.
     receiver.answers.append((302, {"Location": "http://169.254.169.254/"}))
-    clock.now += 5
+    clock.advance(5)
     await sender(service).tick()
     (delivery,) = await service.deliveries(me, task.id)
     assert delivery.log[-1].status == 302

@@ -14,6 +14,7 @@ from reelgate.api.bodies import RenderCache
 from reelgate.api.media import LINK_BUCKET_SECONDS, MediaLinks
 from reelgate.core.signing import expiry_for
 from reelgate.metrics import HttpStats
+from reelgate.testing import ManualClock
 from tests.unit.test_lifecycle import make_task
 
 
@@ -63,9 +64,9 @@ def test_a_render_is_kept_for_the_same_task_value_and_inputs_only() -> None:
 
 
 def test_the_link_epoch_is_the_expiry_for_now_whatever_the_clock_does(tmp_path: Path) -> None:
-    now = [1_000_000.0]
-    links = MediaLinks(b"k" * 32, "http://x", {"m": tmp_path}, ttl=86_400, clock=lambda: now[0])
+    clock = ManualClock(1_000_000.0)
+    links = MediaLinks(b"k" * 32, "http://x", {"m": tmp_path}, ttl=86_400, clock=clock)
     readings = [0.0, 1.0, 3599.0, 3600.0, 3601.0, 7300.0, 10.0, -5000.0, 50_000.0, 49_999.5]
     for offset in readings:
-        now[0] = 1_000_000.0 + offset
-        assert links.epoch() == expiry_for(now[0], 86_400, LINK_BUCKET_SECONDS), offset
+        clock.set(1_000_000.0 + offset)
+        assert links.epoch() == expiry_for(clock(), 86_400, LINK_BUCKET_SECONDS), offset

@@ -20,6 +20,7 @@ from reelgate.core.schedule import (
     learn,
     on_grid,
 )
+from reelgate.testing import ManualClock
 
 
 def test_backoff_grows_to_the_cap_within_jitter() -> None:
@@ -33,11 +34,11 @@ def test_backoff_grows_to_the_cap_within_jitter() -> None:
 
 
 def test_cache_expires_on_the_injected_clock() -> None:
-    now = [0.0]
-    cache: TtlCache[str, int] = TtlCache(2, lambda: now[0])
+    clock = ManualClock(0.0)
+    cache: TtlCache[str, int] = TtlCache(2, clock)
     cache.put("a", 1, ttl=5)
     assert cache.get("a") == 1
-    now[0] = 5.1
+    clock.set(5.1)
     assert cache.get("a") is None
 
 

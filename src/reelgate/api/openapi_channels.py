@@ -250,7 +250,7 @@ def paths() -> dict[str, Any]:
         "/v1/admin/channels/{name}": {
             "get": _one("One channel", "getChannel", {"channel": CHANNEL}),
             "patch": _one(
-                "Change a channel (`secret` replaces the credential; null clears an optional field)",
+                "Change a channel (`secret` replaces the credential; null clears optional fields)",
                 "changeChannel",
                 {"changed": {**CHANNEL, "weight": 3}},
                 from_settings,

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reelgate import logs
+from reelgate.cli.simulate import simulate
 from reelgate.cli.video import video_app
 from reelgate.core.errors import ReelgateError
 from reelgate.core.ids import ApiToken, new_token
@@ -35,12 +36,9 @@ token_app = typer.Typer(
 task_app = typer.Typer(
     help="Look at tasks (operator view, across all tokens).", no_args_is_help=True
 )
-simulate_app = typer.Typer(
-    help="Run a wire-level upstream simulator (for tests and demos).", no_args_is_help=True
-)
 app.add_typer(token_app, name="token")
 app.add_typer(task_app, name="task")
-app.add_typer(simulate_app, name="simulate")
+app.command("simulate")(simulate)
 app.add_typer(video_app, name="video")
 
 out = Console()
@@ -391,22 +389,3 @@ def task_get(
     data["progress"] = task.progress
     with contextlib.suppress(BrokenPipeError):
         out.print_json(json.dumps(data))
-
-
-@simulate_app.command("ark")
-def simulate_ark(
-    port: Annotated[int, typer.Option(help="Listen port")] = 9100,
-    host: Annotated[str, typer.Option(help="Listen address")] = "127.0.0.1",
-    key: Annotated[
-        list[str] | None, typer.Option("--key", help="Accepted API key (repeatable)")
-    ] = None,
-    queued_seconds: Annotated[float, typer.Option(help="Seconds a task stays queued")] = 2.0,
-    running_seconds: Annotated[float, typer.Option(help="Seconds a task runs")] = 5.0,
-) -> None:
-    """Serve the Ark simulator: point REELGATE_ARK_BASE_URL at http://HOST:PORT/api/v3."""
-    from reelgate.testing.ark_simulator import main as run_simulator
-
-    keys = tuple(key or ["sim-key"])
-    print(f"Ark simulator on http://{host}:{port}/api/v3 (API keys: {', '.join(keys)})")
-    sys.stdout.flush()
-    run_simulator(host, port, keys, queued_seconds=queued_seconds, running_seconds=running_seconds)

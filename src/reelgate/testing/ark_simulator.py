@@ -1,17 +1,20 @@
 """A wire-level simulator of Ark's video-generation task API (Volcengine / BytePlus), in memory:
 the service's state and rules as ``shared/spec/ark-video-api.md`` documents them, and the counts
-tests assert on. HTTP: ``ark_server``; faults: ``ark_faults``; models and options: ``ark_rules``.
+tests assert on. HTTP: ``ark_server``; models and options: ``ark_rules``; faults, time, scripted
+outcomes, counts and serving: the shared base in ``reelgate.testing.simulator``.
 
-Scripting: prompt markers ``[sim:queued=S]``, ``[sim:running=S]`` (else ``durations(body)``,
-else ``queued_seconds``/``running_seconds``), ``[sim:fail=CODE]``, ``[sim:reject=CODE]`` (a 400
-at create), ``[sim:expire]``, ``[sim:status=TEXT]`` (an unknown status while running); faults by
-``POST /_sim/faults {"endpoint","kind","count"}`` with endpoint create|get|list|delete|any_read|any
-and kind 500|429|reset|timeout|malformed|slow; ``GET /_sim/stats``, ``GET /_sim/tasks``,
-``POST /_sim/reset``.
+Scripting: ``script(outcome)`` (or ``POST /_sim/script``) for the next tasks; prompt markers
+``[sim:queued=S]``, ``[sim:running=S]`` (else ``durations(body)``, else
+``queued_seconds``/``running_seconds``), ``[sim:fail=CODE]``, ``[sim:reject=CODE]`` (a 400 at
+create), ``[sim:expire]``, ``[sim:status=TEXT]`` (an unknown status while running), which win
+over a scripted outcome; faults by ``POST /_sim/faults {"endpoint","kind","count"}`` with endpoint
+create|get|list|delete|lookup|any_read|any and kind 500|429|429-bare|reset|timeout|malformed|slow;
+``GET /_sim/stats``, ``GET /_sim/tasks``, ``POST /_sim/reset``, ``POST /_sim/clock``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import itertools
@@ -20,18 +23,22 @@ import re
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
 
+from reelgate.testing.ark_callbacks import CallbackSender
 from reelgate.testing.ark_errors import ArkError
-from reelgate.testing.ark_faults import Fault
+from reelgate.testing.ark_faults import injected_error
 from reelgate.testing.ark_rules import check_body
-from reelgate.testing.ark_server import SimulatorHandle, build_app, main, serve_in_thread
+from reelgate.testing.ark_server import SimulatorHandle, ark_routes, named_tasks, serve_in_thread
+from reelgate.testing.simulator import Outcome, UpstreamSimulator
 
-__all__ = ["ArkSimulator", "SimTask", "SimulatorHandle", "main", "serve_in_thread"]
+__all__ = ["ArkSimulator", "SimTask", "SimulatorHandle", "serve_in_thread"]
 
 QUEUED_CAP = 120
 WINDOW_S = 7 * 24 * 3600
@@ -39,6 +46,15 @@ URL_TTL_S = 24 * 3600
 TERMINAL = ("succeeded", "failed", "expired")
 _PIXELS = {"480p": (864, 480), "720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
 _MARK = re.compile(r"\[sim:(\w+)(?:=([^\]]*))?\]")
+# What a scripted outcome looks like on Ark: (outcome, error code, status shown while running).
+_SCRIPTED = {
+    Outcome.SUCCESS: ("success", "", ""),
+    Outcome.FAILURE: ("fail", "InternalServiceError", ""),
+    Outcome.MODERATION: ("fail", "OutputVideoSensitiveContentDetected", ""),
+    Outcome.EXPIRY: ("expire", "", ""),
+    Outcome.UNKNOWN_STATUS: ("success", "", "suspended"),
+}
+_READS = frozenset({"get", "list"})
 
 
 @dataclass
@@ -58,13 +74,9 @@ class SimTask:
 
 
 @dataclass
-class ArkSimulator:
-    api_keys: set[str]
+class ArkSimulator(UpstreamSimulator):
     queued_seconds: float = 2.0
     running_seconds: float = 5.0
-    clock: Callable[[], float] = time.time
-    time_scale: float = 1.0
-    timeout_hang_s: float = 5.0
     callback_timeout_s: float = 5.0
     callback_retry_s: float = 5.0
     callback_interval_s: float = 0.05  # how often status changes are checked for callbacks
@@ -74,11 +86,8 @@ class ArkSimulator:
     overdue_keys: set[str] = field(default_factory=set)
     _recent: dict[str, list[float]] = field(default_factory=dict)
     tasks: dict[str, SimTask] = field(default_factory=dict)
-    faults: list[Fault] = field(default_factory=list)
-    calls: Counter[str] = field(default_factory=Counter)
     creates_by_prompt: Counter[str] = field(default_factory=Counter)
     creates_by_body: Counter[str] = field(default_factory=Counter)
-    public_url: str = ""
     # (queued_s, running_s) for a create body, e.g. drawn from a distribution; prompt markers win.
     durations: Callable[[dict[str, Any]], tuple[float, float]] | None = None
     # Creates per safety_identifier (reelgate sets rg-<task id>): more than one is a double submit.
@@ -94,9 +103,17 @@ class ArkSimulator:
     _maybe_queued: dict[str, list[SimTask]] = field(default_factory=dict, init=False, repr=False)
     _serial: Iterator[int] = field(default_factory=itertools.count, init=False, repr=False)
 
+    base_path: ClassVar[str] = "/api/v3"
+    endpoint_groups: ClassVar[Mapping[str, frozenset[str]]] = {
+        "create": frozenset({"create"}),
+        "lookup": _READS,
+        "any_read": _READS,
+        "cancel": frozenset({"delete"}),
+    }
+
     # -- time and status ----------------------------------------------------------------------
     def _elapsed(self, task: SimTask) -> float:
-        return (self.clock() - task.created_at) * self.time_scale
+        return (self.now() - task.created_at) * self.time_scale
 
     def _ending(self, task: SimTask) -> tuple[float, str]:
         """When (elapsed seconds) and how the task ends, cancelling aside."""
@@ -120,7 +137,7 @@ class ArkSimulator:
         return task.odd_status or "running"
 
     def finished_at(self, task_id: str) -> float | None:
-        """The ``clock()`` time at which the task reaches (or reached) succeeded, failed or
+        """The ``now()`` time at which the task reaches (or reached) succeeded, failed or
         expired; None for a cancelled task or an id the simulator does not hold."""
         task = self.tasks.get(task_id)
         if task is None or task.cancelled:
@@ -140,7 +157,7 @@ class ArkSimulator:
             "status": status,
             "error": None,
             "created_at": int(task.created_at),
-            "updated_at": int(self.clock()),
+            "updated_at": int(self.now()),
             "seed": int(body.get("seed", 12345)),
             "resolution": resolution,
             "ratio": body.get("ratio", "adaptive"),
@@ -162,7 +179,7 @@ class ArkSimulator:
         return out
 
     def _link(self, name: str) -> str:
-        expires = int(self.clock()) + URL_TTL_S
+        expires = int(self.now()) + URL_TTL_S
         sig = hashlib.sha256(f"{name}:{expires}".encode()).hexdigest()[:16]
         return f"{self.public_url}/tos/{name}?X-Tos-Expires={expires}&X-Tos-Signature={sig}"
 
@@ -170,14 +187,14 @@ class ArkSimulator:
     def authorize(self, authorization: str) -> str:
         """The API key of an ``Authorization`` header, counted against the RPM limit."""
         scheme, _, key = authorization.partition(" ")
-        if scheme.lower() != "bearer" or key not in self.api_keys:
+        if scheme.lower() != "bearer" or not self.accepts(key):
             raise ArkError(401, "AuthenticationError", "The API key is invalid.")
         if key in self.overdue_keys:
             raise ArkError(
                 403, "AccountOverdueError", "The account is overdue; top it up to continue."
             )
         if self.rpm is not None:
-            now = self.clock()
+            now = self.now()
             recent = [t for t in self._recent.get(key, []) if now - t < 60]
             if len(recent) >= self.rpm:
                 raise ArkError(
@@ -190,7 +207,7 @@ class ArkSimulator:
 
     def _new_id(self) -> str:
         """``cgt-<UTC time>-<random>``, as Ark's look; never one already handed out."""
-        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(self.clock()))
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(self.now()))
         while True:
             task_id = f"cgt-{stamp}-{secrets.token_hex(3)[:5]}"
             if task_id not in self.tasks:
@@ -215,20 +232,26 @@ class ArkSimulator:
             if self.durations is not None
             else (self.queued_seconds, self.running_seconds)
         )
+        outcome, fail_code, odd_status = _SCRIPTED[self.next_outcome()]
+        if "fail" in marks:
+            outcome, fail_code = "fail", marks["fail"] or "OutputVideoSensitiveContentDetected"
+        elif "expire" in marks:
+            outcome = "expire"
         task = SimTask(
             id=self._new_id(),
             key=key,
             model=model,
             body=body,
-            created_at=self.clock(),
+            created_at=self.now(),
             queued_s=float(marks.get("queued") or queued_s),
             running_s=float(marks.get("running") or running_s),
-            outcome="fail" if "fail" in marks else "expire" if "expire" in marks else "success",
-            fail_code=marks.get("fail") or "OutputVideoSensitiveContentDetected",
-            odd_status=marks.get("status", ""),
+            outcome=outcome,
+            fail_code=fail_code,
+            odd_status=marks.get("status", odd_status),
             seq=next(self._serial),
         )
         self.tasks[task.id] = task
+        self.record_create()
         self._maybe_queued.setdefault(key, []).append(task)
         if isinstance(body.get("callback_url"), str):
             self.callback_watch[task.id] = task
@@ -253,7 +276,7 @@ class ArkSimulator:
 
     def _find(self, key: str, task_id: str) -> SimTask:
         task = self.tasks.get(task_id)
-        if task is None or task.key != key or self.clock() - task.created_at > WINDOW_S:
+        if task is None or task.key != key or self.now() - task.created_at > WINDOW_S:
             raise ArkError(404, "ResourceNotFound", f"The task {task_id} was not found.")
         return task
 
@@ -290,7 +313,7 @@ class ArkSimulator:
             raise ArkError(400, "InvalidParameter", "page_num and page_size are 1..500.")
         # With task ids, look those up instead of sorting every task: polls stay cheap at 100k.
         pool = [t for t in map(self.tasks.get, ids) if t] if ids else self.tasks.values()
-        now = self.clock()
+        now = self.now()
         items = [
             self.view(t)
             for t in sorted(pool, key=lambda t: (-t.created_at, t.seq))
@@ -328,8 +351,7 @@ class ArkSimulator:
 
     def stats(self) -> dict[str, Any]:
         return {
-            "calls": dict(self.calls),
-            "creates": sum(self.creates_by_prompt.values()),
+            **super().stats(),
             "creates_by_prompt": dict(self.creates_by_prompt),
             "max_creates_per_body": max(self.creates_by_body.values(), default=0),
             "max_creates_per_marker": self.max_creates_per_marker,
@@ -353,9 +375,8 @@ class ArkSimulator:
 
     def reset(self) -> None:
         """Forget all tasks, faults and counts (requests in flight stay counted as such)."""
+        super().reset()
         self.tasks.clear()
-        self.faults.clear()
-        self.calls.clear()
         self.creates_by_prompt.clear()
         self.creates_by_body.clear()
         self.creates_by_marker.clear()
@@ -364,6 +385,25 @@ class ArkSimulator:
         self.callback_watch.clear()
         self._maybe_queued.clear()
 
-    @property
-    def app(self) -> Starlette:
-        return build_app(self)
+    # -- HTTP (the shared base serves it, with faults, counts and the /_sim routes) ----------
+    def api_routes(self) -> list[BaseRoute]:
+        return ark_routes(self)
+
+    def injected_error(self, status: int) -> Response:
+        return injected_error(status)
+
+    def in_flight(self, endpoint: str, request: Request) -> contextlib.AbstractContextManager[None]:
+        return self.lookups_in_flight(named_tasks(endpoint, request))
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Post callbacks while served."""
+        sender = asyncio.get_running_loop().create_task(
+            CallbackSender(self, interval_s=self.callback_interval_s).run()
+        )
+        try:
+            yield
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender

@@ -25,6 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from reelgate.testing.simulator.server import start_server
+
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -173,18 +175,5 @@ class S3Handle:
 
 def serve_s3_in_thread(sim: S3Simulator, port: int = 0) -> S3Handle:
     """Serve ``sim`` on loopback in a background thread (``port=0``: any free port)."""
-    import socket
-
-    if port == 0:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-    server = uvicorn.Server(
-        uvicorn.Config(sim.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return S3Handle(server, thread, port)
+    server, thread, bound = start_server(sim.app, port=port, lifespan="off")
+    return S3Handle(server, thread, bound)

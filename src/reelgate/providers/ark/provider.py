@@ -361,7 +361,7 @@ class ArkProvider:
     def parse_callback(self, body: bytes) -> CallbackHint | None:
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # anyone may post here: garbage is no hint
             return None
         if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):
             return None

@@ -129,7 +129,7 @@ class SandboxProvider:
         if REJECT_MARKER in prompt:
             raise InvalidRequest(
                 "the sandbox refused this prompt (it contains [sandbox:reject])",
-                code="content_rejected",
+                code="content_moderation",
                 param="prompt",
             )
         outcome = "success"
