@@ -28,11 +28,12 @@ def simulate(
 ) -> None:
     """Run an upstream simulator; it accepts exactly the --key values given."""
     from reelgate.testing.simulator import run_foreground
-    from reelgate.testing.simulators import SIMULATORS, SimulatorOptions
+    from reelgate.testing.simulators import SimulatorOptions, simulators
 
-    entry = SIMULATORS.get(name)
+    table = simulators()
+    entry = table.get(name)
     if entry is None:
-        known = ", ".join(sorted(SIMULATORS))
+        known = ", ".join(sorted(table))
         print(f"reelgate: no simulator '{name}' (known: {known})", file=sys.stderr)
         raise typer.Exit(2)
     keys = tuple(key or [DEFAULT_KEY])

@@ -164,8 +164,11 @@ class ProviderSpec:
     # Caps a new channel gets unless it sets its own.
     default_caps: AdmissionCaps = field(default_factory=AdmissionCaps)
     features: Features = field(default_factory=Features)
-    # "module:attribute" of its wire-level simulator factory (``reelgate simulate NAME``).
+    # "module:attribute" of its wire-level simulator's ``reelgate.testing.SimulatorEntry``
+    # (``reelgate simulate NAME``), and of its ``reelgate.testing.ContractTarget`` (the
+    # provider contract suite runs over every declared one).
     simulator: str = ""
+    contract: str = ""
     # One instance that needs no channel row (the sandbox), built when its settings enable it.
     builtin: Callable[[Settings, BuildContext], Provider | None] | None = None
     # Channels its own settings shorthand defines (``REELGATE_ARK_*``), given the settings.

@@ -1,18 +1,22 @@
-"""The simulators ``reelgate simulate NAME`` starts, by name.
+"""The simulators ``reelgate simulate NAME`` starts, by name: each provider declaration's own
+(``ProviderSpec.simulator`` names its ``SimulatorEntry``), built-in and installed alike.
 
 An entry builds its simulator from the command's options (every simulator accepts exactly the
 keys it is given) and says what to point at it. Building imports the simulator only then, so
-reading the table is cheap. Provider declarations add their simulators here.
+reading the table is cheap.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from reelgate.providers import plugins
 from reelgate.testing.simulator.base import UpstreamSimulator
 
-__all__ = ["SIMULATORS", "SimulatorEntry", "SimulatorOptions"]
+__all__ = ["ARK_SIMULATOR", "SimulatorEntry", "SimulatorOptions", "load", "simulators"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,23 @@ def _ark(options: SimulatorOptions) -> UpstreamSimulator:
     return sim
 
 
-SIMULATORS: dict[str, SimulatorEntry] = {
-    "ark": SimulatorEntry("ark", _ark, "point REELGATE_ARK_BASE_URL at it"),
-}
+ARK_SIMULATOR = SimulatorEntry(
+    "ark", _ark, "point REELGATE_ARK_BASE_URL (or a channel's base_url) at it"
+)
+
+
+def load(reference: str) -> Any:
+    """The object a declaration names as ``"module:attribute"``."""
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def simulators() -> dict[str, SimulatorEntry]:
+    """Every declared provider's simulator, by provider name."""
+    found: dict[str, SimulatorEntry] = {}
+    for spec in plugins.specs().values():
+        if spec.simulator:
+            entry = load(spec.simulator)
+            if isinstance(entry, SimulatorEntry):
+                found[spec.name] = entry
+    return found

@@ -2,7 +2,9 @@
 ``ContractTarget`` says how to start a provider's simulator, how to build the provider on it,
 what to ask it for, and what the provider declares it supports.
 
-This module needs no pytest, so a provider's own declaration can build its target.
+This module needs no pytest, so a provider's own declaration can build its target; the
+``Features`` a target holds the provider to are its declaration's own
+(``reelgate.providers.base.Features``).
 """
 
 from __future__ import annotations
@@ -10,29 +12,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 from reelgate.core.request import VideoRequest
-from reelgate.providers.base import Provider
+from reelgate.providers.base import Features, Provider
 from reelgate.testing.simulator.control import SimulatorControl
 
 __all__ = ["ContractTarget", "Features", "StartedUpstream", "Timings"]
-
-
-@dataclass(frozen=True)
-class Features:
-    """What a provider declares it supports, as in its ``ProviderSpec``; the suite holds it to
-    each claim."""
-
-    # Upstream ids one look-up request carries (1: no batch look-up).
-    batch_size: int = 1
-    # How its callbacks are trusted: none sent, unsigned (confirmed by a look-up), signed
-    # (verified, then confirmed), or behind a challenge handshake.
-    callbacks: Literal["none", "unsigned", "signed", "challenge"] = "none"
-    # Which tasks ``cancel`` works on (otherwise it raises ``Conflict``).
-    cancel: Literal["none", "queued", "any"] = "none"
-    # Whether ``reconcile`` finds a create whose answer was lost (else it answers None).
-    reconcile: bool = True
 
 
 @dataclass(frozen=True)
@@ -75,7 +60,7 @@ class ContractTarget:
     start: Callable[[str, Timings], contextlib.AbstractContextManager[StartedUpstream]]
     build: Callable[[StartedUpstream, str], Provider]
     request: VideoRequest
-    features: Features = Features()
+    features: Features = field(default_factory=Features)
     credentials: bool = True
     timings: Timings = Timings()
     not_applicable: Mapping[str, str] = field(default_factory=dict)

@@ -9,14 +9,17 @@ import contextlib
 import dataclasses
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from reelgate.core.capabilities import NormalizedRequest
+from reelgate.core.channels import Channel
 from reelgate.core.request import VideoRequest
-from reelgate.providers.ark import provider as ark
-from reelgate.providers.base import Provider
+from reelgate.providers import plugins
+from reelgate.providers.ark import SPEC as ARK_SPEC
+from reelgate.providers.base import BuildContext, Features, Provider
+from reelgate.providers.sandbox import SPEC as SANDBOX_SPEC
 from reelgate.providers.sandbox import provider as sandbox
 from reelgate.testing.ark_simulator import ArkSimulator
 from reelgate.testing.clock import ManualClock
@@ -28,9 +31,19 @@ from reelgate.testing.simulator import (
     UpstreamCounts,
     serve_in_thread,
 )
-from reelgate.testing.target import ContractTarget, Features, StartedUpstream, Timings
+from reelgate.testing.simulators import load
+from reelgate.testing.target import ContractTarget, StartedUpstream, Timings
 
-__all__ = ["ARK", "MEMORY", "SANDBOX", "MemoryControl", "SandboxControl", "memory_target"]
+__all__ = [
+    "ARK",
+    "MEMORY",
+    "SANDBOX",
+    "MemoryControl",
+    "SandboxControl",
+    "built_by_declaration",
+    "declared_targets",
+    "memory_target",
+]
 
 # Well under Timings.hang_s: a hung answer times out, a trickled one still arrives.
 PROVIDER_TIMEOUT_S = 1.0
@@ -53,7 +66,29 @@ def _start_ark(key: str, timings: Timings) -> Iterator[StartedUpstream]:
 
 
 def _build_ark(upstream: StartedUpstream, secret: str) -> Provider:
-    return ark.ArkProvider(secret, base_url=upstream.base_url, timeout_s=PROVIDER_TIMEOUT_S)
+    return built_by_declaration("ark", upstream, secret, {"timeout": PROVIDER_TIMEOUT_S})
+
+
+def built_by_declaration(
+    provider: str, upstream: StartedUpstream, secret: str, options: Mapping[str, Any]
+) -> Provider:
+    """A provider as a channel pointed at ``upstream`` gets it: through its declaration's
+    options model and builder (the suite then also proves the declaration)."""
+    spec = plugins.spec(provider)
+    assert spec is not None, f"no provider '{provider}' is declared"
+    channel = Channel(name="contract", provider=provider, base_url=upstream.base_url)
+    return spec.build(channel, secret, spec.parse_options(options), BuildContext())
+
+
+def declared_targets() -> list[ContractTarget]:
+    """The contract targets every declared provider names (built-in and installed ones)."""
+    found = []
+    for spec in plugins.specs().values():
+        if spec.contract:
+            target = load(spec.contract)
+            assert isinstance(target, ContractTarget), f"{spec.contract} is no ContractTarget"
+            found.append(target)
+    return found
 
 
 ARK = ContractTarget(
@@ -65,7 +100,7 @@ ARK = ContractTarget(
         prompt="a paper boat on a pond",
         metadata={"return_last_frame": True},
     ),
-    features=Features(batch_size=ark.LIST_PAGE, callbacks="unsigned", cancel="queued"),
+    features=ARK_SPEC.features,
 )
 
 
@@ -131,7 +166,7 @@ SANDBOX = ContractTarget(
     start=_start_sandbox,
     build=_build_sandbox,
     request=VideoRequest(model="sandbox-t2v", prompt="a paper boat", duration=1, size=(160, 96)),
-    features=Features(batch_size=500, callbacks="none", cancel="queued"),
+    features=SANDBOX_SPEC.features,
     credentials=False,
     not_applicable={
         "fault_at_create": _LOCAL,

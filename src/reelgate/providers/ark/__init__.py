@@ -106,7 +106,8 @@ SPEC = ProviderSpec(
         upstream_deadline=True,
         reconcile=True,
     ),
-    simulator="reelgate.testing.ark_simulator:ArkSimulator",
+    simulator="reelgate.testing.simulators:ARK_SIMULATOR",
+    contract="reelgate.testing.targets:ARK",
     from_settings=_from_settings,
     setup_hint="set REELGATE_ARK_API_KEY, or add an Ark channel (reelgate channel add NAME "
     "--provider ark), to enable Doubao Seedance",

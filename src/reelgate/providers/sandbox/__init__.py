@@ -37,6 +37,7 @@ SPEC = ProviderSpec(
     build=_build,
     features=Features(batch_size=500, callbacks="none", cancel="queued", reconcile=True),
     builtin=_builtin,
+    contract="reelgate.testing.targets:SANDBOX",
     setup_hint="set REELGATE_SANDBOX_ENABLED=true",
 )
 
