@@ -4,20 +4,16 @@ files (the shared base in ``reelgate.testing.simulator`` adds faults, counts and
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from reelgate.providers.render import render_video
 from reelgate.testing.ark_errors import ArkError
-from reelgate.testing.simulator import SimulatorHandle, serve_in_thread
+from reelgate.testing.simulator import SampleMedia, SimulatorHandle, serve_in_thread
 
 if TYPE_CHECKING:
     from reelgate.testing.ark_simulator import ArkSimulator
@@ -61,8 +57,7 @@ def error_response(exc: ArkError, request_id: str | None = None) -> Response:
 class _Api:
     def __init__(self, sim: ArkSimulator) -> None:
         self.sim = sim
-        self._media: Path | None = None
-        self._render_lock = asyncio.Lock()
+        self._media = SampleMedia("Ark simulator")
 
     async def _answer(self, request: Request, endpoint: str) -> Response:
         request_id = secrets.token_hex(10)
@@ -125,26 +120,7 @@ class _Api:
         expires = request.query_params.get("X-Tos-Expires", "0")
         if not expires.isdigit() or int(expires) < self.sim.now():
             return Response(b"AccessDenied: Request has expired", status_code=403)
-        media = await self._rendered()
-        path = media / ("video.mp4" if name.endswith(".mp4") else "frame.png")
-        return FileResponse(path, media_type="video/mp4" if name.endswith(".mp4") else "image/png")
-
-    async def _rendered(self) -> Path:
-        """The served MP4 and PNG, rendered once (concurrent first requests wait for it)."""
-        async with self._render_lock:
-            if self._media is None:
-                media = Path(tempfile.mkdtemp(prefix="ark-sim-"))
-                await asyncio.to_thread(
-                    render_video,
-                    media / "video.mp4",
-                    prompt="Ark simulator",
-                    duration_s=2,
-                    width=160,
-                    height=90,
-                    last_frame_path=media / "frame.png",
-                )
-                self._media = media
-            return self._media
+        return await self._media.response(name)
 
 
 def named_tasks(endpoint: str, request: Request) -> set[str]:

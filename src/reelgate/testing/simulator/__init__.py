@@ -10,6 +10,7 @@ from reelgate.testing.simulator.control import (
     UpstreamCounts,
 )
 from reelgate.testing.simulator.kinds import Fault, FaultKind, Outcome
+from reelgate.testing.simulator.media import SampleMedia
 from reelgate.testing.simulator.server import (
     SimulatorHandle,
     run_foreground,
@@ -23,6 +24,7 @@ __all__ = [
     "HttpControl",
     "LocalControl",
     "Outcome",
+    "SampleMedia",
     "SimulatorControl",
     "SimulatorHandle",
     "UpstreamCounts",
