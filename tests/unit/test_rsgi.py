@@ -38,6 +38,9 @@ class Headers:
     def items(self) -> list[tuple[str, str]]:
         return list(self.pairs)
 
+    def keys(self) -> list[str]:
+        return list(dict.fromkeys(k for k, _ in self.pairs))
+
 
 class Scope:
     proto = "http"

@@ -11,9 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from reelgate.api.ark_native import ark_error
-from reelgate.api.errors import error_response
-from reelgate.api.openai import openai_error
+from reelgate.api.errors import ark_error, error_response, openai_error
 from reelgate.core import errors
 
 REF = "#/components/schemas/{model}"

@@ -19,8 +19,9 @@ from reelgate.core.capabilities import (
     check_duration,
     check_options,
 )
+from reelgate.core import canonical
 from reelgate.core.errors import InvalidRequest
-from reelgate.core.request import VideoRequest, invalid
+from reelgate.core.request import DURATION_RANGE, VideoRequest, invalid
 from reelgate.providers.ark_catalog import (
     BY_NAME,
     MODELS,
@@ -91,6 +92,11 @@ def _sizes(m: ArkModel) -> dict[str, list[str]]:
     return {res: [f"{w}x{h}" for (w, h) in m.table[res].values()] for res in m.resolutions}
 
 
+def _frames(m: ArkModel) -> tuple[tuple[int, int], ...]:
+    """Every frame size the model produces (its resolutions × ratios), largest resolution last."""
+    return tuple(size for res in m.resolutions for size in m.table[res].values())
+
+
 def capabilities() -> list[ModelCapabilities]:
     caps = []
     for m in MODELS:
@@ -99,6 +105,7 @@ def capabilities() -> list[ModelCapabilities]:
             modes.add(Mode.IMAGE_TO_VIDEO)
         max_images = {"first_frame": 1, "first_last_frame": 2}
         most = max([max_images.get(x, m.max_reference) for x in m.image_modes], default=0)
+        frames = _frames(m)
         caps.append(
             ModelCapabilities(
                 name=m.name,
@@ -108,9 +115,13 @@ def capabilities() -> list[ModelCapabilities]:
                 min_duration=m.durations[0],
                 max_duration=m.durations[1],
                 default_duration=5,
-                default_size=(0, 0),
-                max_side=6000,
-                max_pixels=5040 * 2160,
+                # What text-to-video makes without a size, ratio or resolution (Ark's 16:9 at the
+                # model's default resolution); images without a ratio keep theirs ("adaptive").
+                default_size=m.table[m.default_resolution]["16:9"],
+                min_side=min(min(size) for size in frames),
+                max_side=max(max(size) for size in frames),
+                max_pixels=max(w * h for w, h in frames),
+                sizes=frames,
                 min_images=0 if m.text else 1,
                 max_images=most,
                 options=_options(m),
@@ -118,6 +129,10 @@ def capabilities() -> list[ModelCapabilities]:
                 normalizer=normalize_ark,
                 extra={
                     "sizes": _sizes(m),
+                    "resolutions": {
+                        res: {ratio: f"{w}x{h}" for ratio, (w, h) in m.table[res].items()}
+                        for res in m.resolutions
+                    },
                     "image_modes": list(m.image_modes),
                     "auto_duration": m.auto_duration,
                 },
@@ -147,9 +162,7 @@ def _flag_value(option: str, raw: str, spec: Option) -> Any:
             raise invalid(f"prompt --{option}", "must be true or false")
         return raw.lower() == "true"
     if spec.kind is int:
-        if not raw.lstrip("-").isdecimal():
-            raise invalid(f"prompt --{option}", "must be an integer")
-        return int(raw)
+        return canonical.integer(raw, f"prompt --{option}")
     return raw
 
 
@@ -193,9 +206,14 @@ def normalize_ark(request: VideoRequest, caps: ModelCapabilities) -> NormalizedR
     duration_raw = flags.get("duration")
     requested = request.duration
     if duration_raw is not None:
-        if not duration_raw.lstrip("-").isdecimal():
-            raise invalid("prompt --duration", "must be an integer number of seconds")
-        requested = int(duration_raw)
+        low, high = DURATION_RANGE
+        requested = canonical.integer(
+            duration_raw,
+            "prompt --duration",
+            low=low,
+            high=high,
+            what="an integer number of seconds",
+        )
     duration = check_duration(requested, caps, frozenset({-1}) if m.auto_duration else frozenset())
     if m.fixed_durations and duration not in m.fixed_durations:
         raise invalid("duration", f"must be one of {m.fixed_durations} for '{m.name}'")
