@@ -38,9 +38,10 @@ MAX_KEY_CHARS = 256  # a JSON object's keys
 MAX_TOKEN_CHARS = 255  # Idempotency-Key, X-Client-Request-Id
 MAX_SHOWN_CHARS = 80  # how much of a refused value an error message repeats
 
-# What no text may hold: C0 controls other than tab and newline, DEL, C1 controls, and lone
-# surrogates (which no UTF-8 encoder accepts: an upstream body holding one cannot be sent).
-_BAD_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+# What no text may hold: C0 controls other than tab and line ends, DEL, C1 controls, and lone
+# surrogates (which no UTF-8 encoder accepts: an upstream body holding one cannot be sent). A
+# carriage return is a line end here; ``text`` turns it into a newline.
+_BAD_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 # A single line also refuses tab and newline.
 _BAD_LINE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _INTEGER = re.compile(rf"[+-]?[0-9]{{1,{MAX_DIGITS}}}")
@@ -256,7 +257,7 @@ def _host(host: str, param: str) -> None:
 # -- decoded JSON --------------------------------------------------------------------------------
 def tree(value: Any, param: str = "") -> None:
     """Check every string and number inside a decoded body (or ``metadata``): strings are text
-    (tab, newlines allowed), keys single lines of at most 256 characters, integers fit an INT64,
+    (tab and line ends allowed), keys single lines of at most 256 characters, integers fit an INT64,
     floats are finite. Raises naming the path (``metadata.seed``, ``content[0].text``)."""
     stack: list[tuple[str, Any]] = [(param, value)]
     while stack:
