@@ -233,12 +233,13 @@ class SeedSurface:
         try:
             owner = await self.service.authenticate(bearer(request))
             task_id = request.path_params["task_id"]
+            wait = None
+            if request.scope["query_string"] or "prefer" in request.headers:
+                wait = wait_seconds(request)  # checked before the look-up: a bad ask is a 400
             task = await self.service.get(owner, task_id)
             seen = request.headers.get("if-none-match")
-            if request.scope["query_string"] or "prefer" in request.headers:
-                wait = wait_seconds(request)
-                if wait and not task.status.terminal:
-                    task = await self.service.wait_status(owner, task_id, seen_version(seen), wait)
+            if wait and not task.status.terminal:
+                task = await self.service.wait_status(owner, task_id, seen_version(seen), wait)
             # (Refreshes the per-model durations the estimate and the poll hint come from.)
             await self.service.expected_remaining(task)
         except ReelgateError as exc:
