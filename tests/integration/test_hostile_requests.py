@@ -278,6 +278,13 @@ def test_nul_and_nan_never_reach_postgresql(tmp_path: Path) -> None:
             for token_body in ({"name": "n\x00"}, {"name": "n", "rpm": 2**31}):
                 made = c.post("/v1/admin/tokens", json=token_body, headers=admin)
                 assert made.status_code == 400, made.text
+            # The longest X-Client-Request-Id, namespaced, would overflow the key's column.
+            ark = "/api/v3/contents/generations/tasks"
+            once = {"model": "sandbox-t2v", "content": [{"type": "text", "text": "once"}]}
+            keyed = {"X-Client-Request-Id": "r" * 255}
+            ids = [c.post(ark, json=once, headers=keyed).json().get("id") for _ in range(2)]
+            assert ids[0] is not None
+            assert ids[0] == ids[1]
             fine = c.post(create, json={"model": "sandbox-t2v", "prompt": "a\tb\nc", "duration": 1})
             assert fine.status_code == 200, fine.text
         assert server.wait_terminal(fine.json()["id"])["status"] == "success"

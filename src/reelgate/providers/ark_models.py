@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from reelgate.core import canonical
 from reelgate.core.capabilities import (
     Mode,
     ModelCapabilities,
@@ -19,7 +20,6 @@ from reelgate.core.capabilities import (
     check_duration,
     check_options,
 )
-from reelgate.core import canonical
 from reelgate.core.errors import InvalidRequest
 from reelgate.core.request import DURATION_RANGE, VideoRequest, invalid
 from reelgate.providers.ark_catalog import (
@@ -93,7 +93,7 @@ def _sizes(m: ArkModel) -> dict[str, list[str]]:
 
 
 def _frames(m: ArkModel) -> tuple[tuple[int, int], ...]:
-    """Every frame size the model produces (its resolutions × ratios), largest resolution last."""
+    """Every frame size the model makes (each resolution in each ratio), largest last."""
     return tuple(size for res in m.resolutions for size in m.table[res].values())
 
 
