@@ -13,6 +13,7 @@ from reelgate.api.openapi_common import (
     BEARER,
     CREATE_ERRORS,
     FRAME_URL,
+    IDEMPOTENCY_KEY,
     OTHER_TASK_ID,
     T0,
     TASK_ID,
@@ -165,7 +166,10 @@ def paths() -> dict[str, Any]:
                 "operationId": "arkCreateTask",
                 "security": BEARER,
                 "parameters": [
-                    header("X-Client-Request-Id", "Honoured as an idempotency key (1-255 chars).")
+                    header(
+                        "X-Client-Request-Id",
+                        "Honoured as an idempotency key: " + IDEMPOTENCY_KEY,
+                    )
                 ],
                 "requestBody": body(
                     ArkCreateRequest,
@@ -207,6 +211,12 @@ def paths() -> dict[str, Any]:
                             "callback_url",
                         ),
                         *(e for e in CREATE_ERRORS if e not in ("missing_prompt", "unknown_field")),
+                        (
+                            400,
+                            "invalid_parameter",
+                            "X-Client-Request-Id must be 1 to 255 printable ASCII characters",
+                            "X-Client-Request-Id",
+                        ),
                     ),
                 },
             },

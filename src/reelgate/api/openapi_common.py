@@ -138,6 +138,30 @@ ERRORS: dict[str, tuple[int, str, str, str | None]] = {
         "request body is not valid JSON: Expecting value: line 1 column 1 (char 0)",
         None,
     ),
+    "json_beyond_bounds": (
+        400,
+        "invalid_json",
+        "request body is not valid JSON: it nests deeper than 32 levels",
+        None,
+    ),
+    "not_canonical": (
+        400,
+        "invalid_parameter",
+        "'prompt' must not contain control characters (a lone surrogate (U+DFFF))",
+        "prompt",
+    ),
+    "not_finite": (
+        400,
+        "invalid_parameter",
+        "'metadata.seed' must be a finite number (not NaN or Infinity)",
+        "metadata.seed",
+    ),
+    "invalid_idempotency_key": (
+        400,
+        "invalid_parameter",
+        "Idempotency-Key must be 1 to 255 printable ASCII characters",
+        "Idempotency-Key",
+    ),
     "invalid_limit": (
         400,
         "invalid_parameter",
@@ -210,7 +234,10 @@ CREATE_ERRORS = (
     "unknown_field",
     "model_not_found",
     "invalid_option",
+    "not_canonical",
+    "not_finite",
     "invalid_json",
+    "json_beyond_bounds",
     "missing_token",
     "invalid_token",
     "insufficient_quota",
@@ -223,6 +250,19 @@ CREATE_ERRORS = (
     "no_channel_available",
 )
 AUTH_ERRORS = ("missing_token", "invalid_token")
+# What every create, quote and remix refuses before it looks at a field's meaning.
+CANONICAL_INPUT = (
+    "Every value is canonical input or a 400: text without NUL, other control characters "
+    "(tab and newline aside, in a prompt) or lone surrogates; the prompt at most 4000 "
+    "characters; integers in at most 19 digits that fit 64 bits; finite numbers (no NaN or "
+    "Infinity); URLs that parse, with a host of at most 253 characters, labels of at most 63 "
+    "and a port from 1 to 65535. A JSON body nests at most 32 levels, holds at most 10,000 "
+    "values and no number longer than 100 characters."
+)
+IDEMPOTENCY_KEY = (
+    "1 to 255 printable ASCII characters. The same key and body within 24 h answer the same "
+    "task, no second one; a key that cannot be honoured is a 400, never ignored."
+)
 
 
 def ref(model: type[BaseModel]) -> dict[str, str]:

@@ -11,7 +11,9 @@ from reelgate.api.openapi_common import (
     ARK_MODEL,
     AUTH_ERRORS,
     BEARER,
+    CANONICAL_INPUT,
     CREATE_ERRORS,
+    IDEMPOTENCY_KEY,
     LIMIT,
     OTHER_TASK_ID,
     RANGE_NOT_SATISFIABLE,
@@ -130,9 +132,14 @@ def paths() -> dict[str, Any]:
             "post": {
                 "tags": [TAG],
                 "summary": "Create a video (OpenAI-style; multipart or JSON)",
+                "description": CANONICAL_INPUT + " The SDK's `edit`, `extend`, "
+                "`create_character` and `get_character` (`/v1/videos/edits`, `/extensions`, "
+                "`/characters`) answer 400 `unsupported_operation` until a provider can do "
+                "them; any other unknown path or method under /v1/videos answers 404 or 405 "
+                "in this error shape.",
                 "operationId": "createVideo",
                 "security": BEARER,
-                "parameters": [header("Idempotency-Key", "As on POST /v1/video/generations.")],
+                "parameters": [header("Idempotency-Key", IDEMPOTENCY_KEY)],
                 "requestBody": body(
                     VideoCreateRequest,
                     {
@@ -153,7 +160,7 @@ def paths() -> dict[str, Any]:
                 ),
                 "responses": {
                     "200": ok(Video, "The video, queued", video_ok, POLL),
-                    **openai_fail(*CREATE_ERRORS),
+                    **openai_fail(*CREATE_ERRORS, "invalid_idempotency_key"),
                 },
             },
             "get": {
@@ -274,9 +281,11 @@ def paths() -> dict[str, Any]:
             "post": {
                 "tags": [TAG],
                 "summary": "Remake a completed video with another prompt (where the model can)",
+                "description": "The prompt is checked exactly as a create's (canonical text, at "
+                "most 4000 characters); the body takes nothing else.",
                 "operationId": "remixVideo",
                 "security": BEARER,
-                "parameters": [VIDEO, header("Idempotency-Key", "Makes retries safe.")],
+                "parameters": [VIDEO, header("Idempotency-Key", IDEMPOTENCY_KEY)],
                 "requestBody": body(RemixRequest, {"remix": {"prompt": "the same boat at night"}}),
                 "responses": {
                     "200": ok(
@@ -294,6 +303,14 @@ def paths() -> dict[str, Any]:
                     ),
                     **openai_fail(
                         (400, "missing_parameter", "'prompt' is required", "prompt"),
+                        "not_canonical",
+                        (
+                            400,
+                            "unsupported_parameter",
+                            "unknown parameter 'seconds'; a remix takes only 'prompt'",
+                            "seconds",
+                        ),
+                        "invalid_idempotency_key",
                         (
                             400,
                             "unsupported_parameter",

@@ -11,8 +11,10 @@ from reelgate.api.openapi_common import (
     ARK_MODEL,
     AUTH_ERRORS,
     BEARER,
+    CANONICAL_INPUT,
     CREATE_ERRORS,
     FRAME_URL,
+    IDEMPOTENCY_KEY,
     LIMIT,
     OTHER_TASK_ID,
     RANGE_NOT_SATISFIABLE,
@@ -196,15 +198,10 @@ def paths() -> dict[str, Any]:
                 "summary": "Create a video generation task",
                 "description": "JSON or multipart/form-data (file parts become data: URIs). "
                 "Everything is checked against the model's capabilities: an option the model "
-                "does not take is a 400 naming it.",
+                "does not take is a 400 naming it. " + CANONICAL_INPUT,
                 "operationId": "createVideoGeneration",
                 "security": BEARER,
-                "parameters": [
-                    header(
-                        "Idempotency-Key",
-                        "Same key and body within 24 h: the same task, no second one.",
-                    )
-                ],
+                "parameters": [header("Idempotency-Key", IDEMPOTENCY_KEY)],
                 "requestBody": body(CreateRequest, CREATE_EXAMPLES, form=True),
                 "responses": {
                     "200": ok(
@@ -222,7 +219,7 @@ def paths() -> dict[str, Any]:
                             }
                         },
                     ),
-                    **fail(*CREATE_ERRORS),
+                    **fail(*CREATE_ERRORS, "invalid_idempotency_key"),
                 },
             },
             "get": {
