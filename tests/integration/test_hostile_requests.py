@@ -291,3 +291,53 @@ def test_nul_and_nan_never_reach_postgresql(tmp_path: Path) -> None:
     finally:
         server.stop()
         asyncio.run(_drop(name))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"\xc3\xa9\xe2\x80\x8b", b"\xff\xfe", b"9" * 5000, b'W/"\xd9\xa3.0"', b"bytes=\xd9\xa3-"],
+)
+def test_odd_values_in_every_header_reelgate_reads_are_never_a_500(
+    gateway: LiveServer, done: dict[str, Any], value: bytes
+) -> None:
+    task_id = done["task_id"].encode()
+    names = (
+        b"If-None-Match",
+        b"Last-Event-ID",
+        b"Range",
+        b"Prefer",
+        b"Idempotency-Key",
+        b"X-Client-Request-Id",
+        b"X-Request-Id",
+        b"Content-Type",
+    )
+    auth = b"Authorization: Bearer " + gateway.token.encode()
+    routes = (
+        (b"GET", b"/v1/video/generations/" + task_id),
+        (b"GET", b"/v1/video/generations/" + task_id + b"/content"),
+        (b"GET", b"/v1/video/generations/" + task_id + b"/events"),
+        (b"GET", b"/v1/videos/" + task_id),
+        (b"POST", b"/v1/video/generations"),
+        (b"POST", b"/api/v3/contents/generations/tasks"),
+    )
+    for method, path in routes:
+        for name in names:
+            status, answer = raw_request(
+                gateway,
+                method
+                + b" "
+                + path
+                + b" HTTP/1.1\r\nHost: x\r\n"
+                + auth
+                + b"\r\n"
+                + name
+                + b": "
+                + value,
+                b'{"model": "sandbox-t2v", "prompt": "x"}' if method == b"POST" else b"",
+            )
+            assert status < 500, (method, path, name, answer[:200])
+    # A bearer token that is not ASCII is a 401.
+    status, _ = raw_request(
+        gateway, b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + value
+    )
+    assert status == 401
