@@ -110,8 +110,9 @@ class SizeInfo(BaseModel):
     max_side: int
     max_pixels: int
     allowed: list[str] | None = Field(
-        description="The frame sizes the model makes (WIDTHxHEIGHT); null: any size within "
-        "`min_side`, `max_side` and `max_pixels` (even sides)."
+        description="The frame sizes the model makes (WIDTHxHEIGHT); a size with one of its "
+        "resolutions' short side near one of its ratios maps to the nearest. Null: any size "
+        "within `min_side`, `max_side` and `max_pixels` (even sides)."
     )
 
 
@@ -246,8 +247,8 @@ ARK_MODEL_INFO = {
     "size": {
         "default": "1920x1088",
         "min_side": 416,
-        "max_side": 2176,
-        "max_pixels": 2088960,
+        "max_side": 2541,
+        "max_pixels": 2744280,
         "allowed": ["864x480", "1248x704", "1920x1088", "1440x1440", "1088x1920", "2176x928"],
     },
     "images": {"min": 0, "max": 2},

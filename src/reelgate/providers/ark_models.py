@@ -47,6 +47,8 @@ _FLAGS = {
     "wm": "watermark",
 }
 _FLAG = re.compile(r"\s--([a-z]+)\s+(\S+)")
+# How far from a listed ratio a size that is not in the table may be and still map to it.
+_RATIO_SLACK = 0.02
 
 
 def _options(m: ArkModel) -> dict[str, Option]:
@@ -97,6 +99,22 @@ def _frames(m: ArkModel) -> tuple[tuple[int, int], ...]:
     return tuple(size for res in m.resolutions for size in m.table[res].values())
 
 
+def _bounds(m: ArkModel) -> tuple[int, int, int]:
+    """The shortest and longest side and the most pixels a size may have: the table's, and
+    those ``_size_to_resolution`` also maps (a resolution's short side, near a ratio)."""
+    sizes = list(_frames(m))
+    for res in m.resolutions:
+        short = SHORT_SIDE[res]
+        for ratio in RATIOS:
+            a, b = (int(x) for x in ratio.split(":"))
+            sizes.append((short, int(short * (max(a, b) / min(a, b) + _RATIO_SLACK))))
+    return (
+        min(min(size) for size in sizes),
+        max(max(size) for size in sizes),
+        max(w * h for w, h in sizes),
+    )
+
+
 def capabilities() -> list[ModelCapabilities]:
     caps = []
     for m in MODELS:
@@ -106,6 +124,7 @@ def capabilities() -> list[ModelCapabilities]:
         max_images = {"first_frame": 1, "first_last_frame": 2}
         most = max([max_images.get(x, m.max_reference) for x in m.image_modes], default=0)
         frames = _frames(m)
+        min_side, max_side, max_pixels = _bounds(m)
         caps.append(
             ModelCapabilities(
                 name=m.name,
@@ -118,9 +137,9 @@ def capabilities() -> list[ModelCapabilities]:
                 # What text-to-video makes without a size, ratio or resolution (Ark's 16:9 at the
                 # model's default resolution); images without a ratio keep theirs ("adaptive").
                 default_size=m.table[m.default_resolution]["16:9"],
-                min_side=min(min(size) for size in frames),
-                max_side=max(max(size) for size in frames),
-                max_pixels=max(w * h for w, h in frames),
+                min_side=min_side,
+                max_side=max_side,
+                max_pixels=max_pixels,
                 sizes=frames,
                 min_images=0 if m.text else 1,
                 max_images=most,
@@ -177,7 +196,7 @@ def _size_to_resolution(m: ArkModel, width: int, height: int) -> tuple[str, str]
             continue
         for ratio in RATIOS:
             a, b = (int(x) for x in ratio.split(":"))
-            if abs(width / height - a / b) < 0.02:
+            if abs(width / height - a / b) < _RATIO_SLACK:
                 return res, ratio
     sizes = ", ".join(s for group in _sizes(m).values() for s in group)
     raise invalid("size", f"is not a size '{m.name}' can produce; use one of: {sizes}")
