@@ -52,7 +52,7 @@ class ChannelFields(BaseModel):
     base_url: str | None = Field(None, pattern=URL_PATTERN, max_length=2048)
     priority: int | None = Field(None, ge=-1000, le=1000)
     weight: int | None = Field(None, ge=1, le=1000)
-    models: list[str] | None = Field(None, max_length=1000)
+    models: list[str] | None = None
     max_queued: int | None = Field(None, ge=1, le=INT)
     max_in_flight: int | None = Field(None, ge=1, le=INT)
     rpm: int | None = Field(None, ge=1, le=INT)

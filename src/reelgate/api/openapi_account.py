@@ -12,6 +12,7 @@ from reelgate.api.openapi_common import (
     AUTH_ERRORS,
     BEARER,
     T0,
+    TASK_ERRORS,
     body,
     fail,
     ok,
@@ -346,7 +347,7 @@ def paths() -> dict[str, Any]:
                             "none yet": {"code": "success", "data": []},
                         },
                     ),
-                    **fail(*AUTH_ERRORS, "task_not_found"),
+                    **fail(*AUTH_ERRORS, *TASK_ERRORS),
                 },
             }
         },
@@ -374,7 +375,7 @@ def paths() -> dict[str, Any]:
                     ),
                     **fail(
                         *AUTH_ERRORS,
-                        "task_not_found",
+                        *TASK_ERRORS,
                         (
                             404,
                             "delivery_not_found",

@@ -16,6 +16,7 @@ from reelgate.api.openapi_common import (
     IDEMPOTENCY_KEY,
     OTHER_TASK_ID,
     T0,
+    TASK_ERRORS,
     TASK_ID,
     VIDEO_URL,
     ark_fail,
@@ -281,7 +282,7 @@ def paths() -> dict[str, Any]:
                         "The task",
                         {"queued": QUEUED, "succeeded": SUCCEEDED, "failed": FAILED},
                     ),
-                    **ark_fail(*AUTH_ERRORS, "task_not_found"),
+                    **ark_fail(*AUTH_ERRORS, *TASK_ERRORS),
                 },
             },
             "delete": {
@@ -293,7 +294,7 @@ def paths() -> dict[str, Any]:
                 "responses": {
                     "200": ok(ArkDeleted, "Deleted", {"deleted": {}}),
                     **ark_fail(
-                        *AUTH_ERRORS, "task_not_found", "not_cancellable", "upstream_unavailable"
+                        *AUTH_ERRORS, *TASK_ERRORS, "not_cancellable", "upstream_unavailable"
                     ),
                 },
             },

@@ -107,6 +107,13 @@ ERRORS: dict[str, tuple[int, str, str, str | None]] = {
     "invalid_token": (401, "invalid_token", "invalid or revoked API token", None),
     "invalid_admin_token": (401, "invalid_token", "invalid admin token", None),
     "task_not_found": (404, "task_not_found", f"no task '{OTHER_TASK_ID}' for this token", None),
+    # A path segment that is not canonical text (edge check, before any look-up).
+    "invalid_segment": (
+        400,
+        "invalid_parameter",
+        "'task_id' must not contain a control character (U+0000)",
+        "task_id",
+    ),
     "missing_prompt": (400, "missing_parameter", "'prompt' is required", "prompt"),
     "unknown_field": (
         400,
@@ -147,7 +154,7 @@ ERRORS: dict[str, tuple[int, str, str, str | None]] = {
     "not_canonical": (
         400,
         "invalid_parameter",
-        "'prompt' must not contain control characters (a lone surrogate (U+DFFF))",
+        "'prompt' must not contain a lone surrogate (U+DFFF)",
         "prompt",
     ),
     "not_finite": (
@@ -250,6 +257,8 @@ CREATE_ERRORS = (
     "no_channel_available",
 )
 AUTH_ERRORS = ("missing_token", "invalid_token")
+# What every route naming a task in its path may answer about it.
+TASK_ERRORS = ("invalid_segment", "task_not_found")
 # What every create, quote and remix refuses before it looks at a field's meaning.
 CANONICAL_INPUT = (
     "Every value is canonical input or a 400: text without NUL, other control characters "

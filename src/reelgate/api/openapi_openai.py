@@ -18,6 +18,7 @@ from reelgate.api.openapi_common import (
     OTHER_TASK_ID,
     RANGE_NOT_SATISFIABLE,
     T0,
+    TASK_ERRORS,
     TASK_ID,
     binary,
     body,
@@ -217,7 +218,7 @@ def paths() -> dict[str, Any]:
                         POLL,
                     ),
                     "304": {"description": "Unchanged since the ETag sent"},
-                    **openai_fail(*AUTH_ERRORS, "task_not_found"),
+                    **openai_fail(*AUTH_ERRORS, *TASK_ERRORS),
                 },
             },
             "delete": {
@@ -234,7 +235,7 @@ def paths() -> dict[str, Any]:
                         {"deleted": {"id": TASK_ID, "object": "video.deleted", "deleted": True}},
                     ),
                     **openai_fail(
-                        *AUTH_ERRORS, "task_not_found", "not_cancellable", "upstream_unavailable"
+                        *AUTH_ERRORS, *TASK_ERRORS, "not_cancellable", "upstream_unavailable"
                     ),
                 },
             },
@@ -266,7 +267,7 @@ def paths() -> dict[str, Any]:
                             "variant",
                         ),
                         *AUTH_ERRORS,
-                        "task_not_found",
+                        *TASK_ERRORS,
                         (
                             409,
                             "content_not_ready",
@@ -318,7 +319,7 @@ def paths() -> dict[str, Any]:
                             "model",
                         ),
                         *AUTH_ERRORS,
-                        "task_not_found",
+                        *TASK_ERRORS,
                         (409, "not_remixable", "only a completed video can be remixed", None),
                     ),
                 },

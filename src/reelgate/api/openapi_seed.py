@@ -19,6 +19,7 @@ from reelgate.api.openapi_common import (
     OTHER_TASK_ID,
     RANGE_NOT_SATISFIABLE,
     T0,
+    TASK_ERRORS,
     TASK_ID,
     VIDEO_URL,
     binary,
@@ -301,7 +302,7 @@ def paths() -> dict[str, Any]:
                             "wait",
                         ),
                         *AUTH_ERRORS,
-                        "task_not_found",
+                        *TASK_ERRORS,
                     ),
                 },
             }
@@ -321,9 +322,7 @@ def paths() -> dict[str, Any]:
                         "The task, now failure with error.code cancelled",
                         {"cancelled": {"code": "success", "data": CANCELLED}},
                     ),
-                    **fail(
-                        *AUTH_ERRORS, "task_not_found", "not_cancellable", "upstream_unavailable"
-                    ),
+                    **fail(*AUTH_ERRORS, *TASK_ERRORS, "not_cancellable", "upstream_unavailable"),
                 },
             }
         },
@@ -349,7 +348,7 @@ def paths() -> dict[str, Any]:
                             }
                         },
                     },
-                    **fail(*AUTH_ERRORS, "task_not_found"),
+                    **fail(*AUTH_ERRORS, *TASK_ERRORS),
                 },
             }
         },
@@ -377,7 +376,7 @@ def paths() -> dict[str, Any]:
                             "variant",
                         ),
                         *AUTH_ERRORS,
-                        "task_not_found",
+                        *TASK_ERRORS,
                         "content_not_ready",
                     ),
                 },

@@ -92,7 +92,7 @@ def text(
         value = value.replace("\r\n", "\n").replace("\r", "\n")
     problem = fault(value, multiline=multiline)
     if problem is not None:
-        raise invalid(param, f"must not contain control characters ({problem})")
+        raise invalid(param, f"must not contain {problem}")
     value = value.strip()
     if not value and not blank_ok:
         raise invalid(param, "must not be blank")
