@@ -147,3 +147,46 @@ def test_an_input_reference_file_starts_the_video(c: OpenAI, tmp_path: Path) -> 
     with pytest.raises(openai.BadRequestError) as err:  # i2v without its image
         c.videos.create(model="sandbox-i2v", prompt="no frame")  # type: ignore[arg-type]
     assert err.value.body["code"] == "missing_parameter"  # type: ignore[index]
+
+
+def test_operations_no_provider_offers_are_a_clear_400(c: OpenAI) -> None:
+    """The SDK's edit, extend and character routes: ``unsupported_operation`` in OpenAI's shape
+    (not a body-less 404/405 the SDK reports as a broken server)."""
+    clip = ("clip.mp4", b"\x00\x00\x00\x18ftypmp42", "video/mp4")
+    calls = {
+        "edit": lambda: c.videos.edit(prompt="make it night", video=clip),
+        "extend": lambda: c.videos.extend(prompt="go on", seconds="4", video=clip),
+        "create_character": lambda: c.videos.create_character(name="captain", video=clip),
+        "get_character": lambda: c.videos.get_character("char_123"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(openai.BadRequestError) as err:
+            call()
+        assert err.value.code == "unsupported_operation", name
+        assert err.value.type == "invalid_request_error", name
+        assert "not supported" in err.value.message, name
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/v1/videos/a/b/c", 404, "not_found"),
+        ("PUT", "/v1/videos/video_123", 405, "method_not_allowed"),
+        ("POST", "/v1/videos/video_123/content", 405, "method_not_allowed"),
+        ("GET", "/v1/videos/video_123/remix", 405, "method_not_allowed"),
+        ("PATCH", "/v1/videos", 405, "method_not_allowed"),
+    ],
+)
+def test_every_videos_path_answers_openai_s_error_shape(
+    c: OpenAI, method: str, path: str, status: int, code: str
+) -> None:
+    """Unknown sub-paths and wrong methods too: the SDK reads their code and message."""
+    send = getattr(c, method.lower())
+    with pytest.raises(openai.APIStatusError) as err:
+        send(path.removeprefix("/v1"), cast_to=object)
+    assert err.value.status_code == status
+    assert err.value.code == code
+    assert err.value.type == "invalid_request_error"
+    body = err.value.response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}

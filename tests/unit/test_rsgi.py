@@ -26,8 +26,12 @@ from reelgate.metrics import HttpStats
 
 
 class Headers:
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+    """granian's header map: ``keys`` names every header, ``items`` and ``get`` leave out a
+    value that is not visible ASCII (``unreadable``)."""
+
+    def __init__(self, pairs: list[tuple[str, str]], unreadable: tuple[str, ...] = ()) -> None:
         self.pairs = pairs
+        self.unreadable = unreadable
 
     def get(self, key: str, default: Any = None) -> Any:
         return next((v for k, v in self.pairs if k == key), default)
@@ -37,6 +41,9 @@ class Headers:
 
     def items(self) -> list[tuple[str, str]]:
         return list(self.pairs)
+
+    def keys(self) -> list[str]:
+        return list(dict.fromkeys([*(k for k, _ in self.pairs), *self.unreadable]))
 
 
 class Scope:
@@ -258,6 +265,21 @@ def test_the_bridge_streams_a_request_body_in_and_passes_the_request_on() -> Non
         b'{"bytes":140001,"path":"/echo/x y","query":"q=%20v&w=1",'
         b'"client":"127.0.0.1","agent":"tester/1"}'
     )
+
+
+def test_a_header_granian_could_not_read_reaches_the_application_as_unreadable() -> None:
+    """Not as missing: a route honouring it (Idempotency-Key) must refuse it, not ignore it."""
+    gw, _, _ = gateway()
+    proto = Proto()
+    scope = Scope("GET", "/echo/x", user_agent="tester/1")
+    scope.headers.unreadable = ("user-agent", "idempotency-key")
+    run(gw, scope, proto)
+    assert proto.status == 200
+    assert b'"agent":"tester/1"' in proto.body  # a readable value is kept as it came
+    scope = Scope("GET", "/echo/x")
+    scope.headers.unreadable = ("user-agent",)
+    run(gw, scope, proto)
+    assert '"agent":"\u00ff"'.encode() in proto.body  # granian's name, a value no client sends
 
 
 def test_the_bridge_streams_an_answer_out() -> None:

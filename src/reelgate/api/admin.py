@@ -27,12 +27,20 @@ from reelgate.api.billing import balance_view
 from reelgate.api.body import read_object
 from reelgate.api.errors import error_response
 from reelgate.api.seed import bearer, list_limit, usage_response
+from reelgate.core import canonical
+from reelgate.core.canonical import INT32
 from reelgate.core.errors import AuthenticationError, InvalidRequest, NotFound, ReelgateError
 from reelgate.core.ids import ApiToken, new_token
+from reelgate.core.request import MAX_MODEL_CHARS
 from reelgate.service import VideoService
 
 MAX_BODY = 16 * 1024
 _LIMITS = ("models", "rpm", "max_concurrent")
+MAX_NAME_CHARS = 200  # the api_tokens.name column
+MAX_NOTE_CHARS = 500
+# A quota change, in the billing currency's smallest unit: far beyond any real grant, and far
+# enough inside a BIGINT that no sum of a ledger's entries can overflow it.
+MAX_AMOUNT = 10**15
 
 
 def token_view(t: ApiToken) -> dict[str, Any]:
@@ -63,7 +71,7 @@ def _webhook_url(fields: dict[str, Any]) -> tuple[str | None] | None:
             code="invalid_parameter",
             param="webhook_url",
         )
-    return (url,)
+    return (None if url is None else canonical.url(url, "webhook_url"),)
 
 
 def _limits(fields: dict[str, Any], *, partial: bool) -> dict[str, Any]:
@@ -87,13 +95,18 @@ def _limits(fields: dict[str, Any], *, partial: bool) -> dict[str, Any]:
                 raise InvalidRequest(
                     "models must be a list of model names", code="invalid_parameter", param=key
                 )
-            out[key] = tuple(value or ())
+            out[key] = tuple(
+                canonical.text(m, f"models[{i}]", max_chars=MAX_MODEL_CHARS)
+                for i, m in enumerate(value or ())
+            )
         else:
             if value is not None and (
-                not isinstance(value, int) or isinstance(value, bool) or value < 1
+                not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= INT32[1]
             ):
                 raise InvalidRequest(
-                    f"{key} must be a positive integer or null", code="invalid_parameter", param=key
+                    f"{key} must be a positive integer (at most {INT32[1]}) or null",
+                    code="invalid_parameter",
+                    param=key,
                 )
             out[key] = value
     return out
@@ -120,6 +133,12 @@ def quota_changes(fields: dict[str, Any]) -> dict[str, Any]:
                 code="invalid_parameter",
                 param=key,
             )
+        if not -MAX_AMOUNT <= value <= MAX_AMOUNT:
+            raise InvalidRequest(
+                f"{key} must be an amount from {-MAX_AMOUNT} to {MAX_AMOUNT}",
+                code="invalid_parameter",
+                param=key,
+            )
         out[arg] = value
     if fields.get("limited") is not None:
         if not isinstance(fields["limited"], bool):
@@ -128,13 +147,15 @@ def quota_changes(fields: dict[str, Any]) -> dict[str, Any]:
             )
         out["limited"] = fields["limited"]
     note = fields.get("note", "")
-    if not isinstance(note, str) or len(note) > 500:
+    if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
         raise InvalidRequest(
-            "note must be a string of at most 500 characters",
+            f"note must be a string of at most {MAX_NOTE_CHARS} characters",
             code="invalid_parameter",
             param="note",
         )
-    out["note"] = note
+    out["note"] = canonical.text(
+        note, "note", max_chars=MAX_NOTE_CHARS, multiline=True, blank_ok=True
+    )
     return out
 
 
@@ -170,10 +191,13 @@ class AdminSurface:
                 # Checked before the token exists: a refused URL must not leave a token behind.
                 await self.service.check_webhook_url(hook[0], "webhook_url")
             name = fields.get("name", "default")
-            if not isinstance(name, str) or not 1 <= len(name) <= 200:
+            if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_CHARS:
                 raise InvalidRequest(
-                    "name must be 1 to 200 characters", code="invalid_parameter", param="name"
+                    f"name must be 1 to {MAX_NAME_CHARS} characters",
+                    code="invalid_parameter",
+                    param="name",
                 )
+            name = canonical.text(name, "name", max_chars=MAX_NAME_CHARS)
             record, token = await self.service.create_token(name, **_limits(fields, partial=False))
             if hook is not None:
                 await self.service.set_webhook(record, hook[0], param="webhook_url")
@@ -250,14 +274,14 @@ class AdminSurface:
                 if len(matches) != 1:
                     raise NotFound(f"no single token matches '{ref}'", code="token_not_found")
                 owner_id = matches[0].id
-            after = q.get("after")
-            if after is not None and not after.isdecimal():
+            after = q.get("after") or None
+            if after is not None and canonical.digits(after) is None:
                 raise InvalidRequest(
                     "after must be a ledger entry id", code="invalid_parameter", param="after"
                 )
             limit = list_limit(q.get("limit"))
             rows = await self.service.store.ledger_entries(
-                owner_id, limit=limit + 1, before=int(after) if after else None
+                owner_id, limit=limit + 1, before=canonical.digits(after)
             )
         except ReelgateError as exc:
             return error_response(exc)

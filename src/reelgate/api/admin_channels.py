@@ -24,14 +24,19 @@ from starlette.responses import Response
 from reelgate.api.admin import AdminSurface
 from reelgate.api.body import json_object, read_limited, read_object
 from reelgate.api.errors import error_response
+from reelgate.core import canonical
 from reelgate.core.accounts import AdmissionCaps
+from reelgate.core.canonical import INT32
 from reelgate.core.channels import NAME_PATTERN, Channel, StoredChannel
 from reelgate.core.errors import InvalidRequest, NotFound, ReelgateError
+from reelgate.core.request import MAX_MODEL_CHARS
 from reelgate.service.channels import ChannelBook
 
 MAX_BODY = 16 * 1024
 URL_PATTERN = r"^(https?://[^\s\x00-\x1f\x7f]+)?$"
 M = TypeVar("M", bound=BaseModel)
+MAX_REASON_CHARS = 500
+INT = INT32[1]  # the channels table's INTEGER columns
 
 
 class ChannelFields(BaseModel):
@@ -54,16 +59,29 @@ class ChannelFields(BaseModel):
     priority: int | None = Field(None, ge=-1000, le=1000)
     weight: int | None = Field(None, ge=1, le=1000)
     models: list[str] | None = None
-    max_queued: int | None = Field(None, ge=1)
-    max_in_flight: int | None = Field(None, ge=1)
-    rpm: int | None = Field(None, ge=1)
+    max_queued: int | None = Field(None, ge=1, le=INT)
+    max_in_flight: int | None = Field(None, ge=1, le=INT)
+    rpm: int | None = Field(None, ge=1, le=INT)
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        try:
+            return [canonical.text(m, "models", max_chars=MAX_MODEL_CHARS) for m in value]
+        except InvalidRequest as exc:
+            raise ValueError(exc.message) from None
 
     @field_validator("base_url")
     @classmethod
     def _parses(cls, value: str | None) -> str | None:
         if value:
             try:
+                canonical.url(value, "base_url")
                 httpx.URL(value)
+            except InvalidRequest as exc:
+                raise ValueError(f"not a usable URL ({exc.message})") from None
             except httpx.InvalidURL as exc:
                 raise ValueError(f"not a usable URL ({exc})") from None
         return value
@@ -209,14 +227,15 @@ class ChannelAdmin:
                 found = await self.book.enable(name)
             elif action == "disable":
                 raw = await read_limited(request, MAX_BODY)
-                fields = json_object(raw) if raw.strip() else {}
+                fields = await json_object(raw) if raw.strip() else {}
                 reason = fields.get("reason", "disabled by an admin")
-                if not isinstance(reason, str) or len(reason) > 500:
+                if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
                     raise InvalidRequest(
-                        "reason must be a string of at most 500 characters",
+                        f"reason must be a string of at most {MAX_REASON_CHARS} characters",
                         code="invalid_parameter",
                         param="reason",
                     )
+                reason = canonical.text(reason, "reason", max_chars=MAX_REASON_CHARS)
                 await self.book.disable(name, reason, by="admin")
                 found = await self.book.store.get_channel(name)
             elif action == "probe":

@@ -28,11 +28,12 @@ from reelgate.api.billing import BillingSurface
 from reelgate.api.callbacks import CallbackSurface
 from reelgate.api.console import console_mount
 from reelgate.api.context import RequestObserver
-from reelgate.api.errors import on_http_exception, on_reelgate_error, on_unexpected
+from reelgate.api.edge import check_request
+from reelgate.api.errors import on_http_exception, on_reelgate_error, on_unexpected, surface_error
 from reelgate.api.events import TaskEvents
 from reelgate.api.health import Readiness, healthz
 from reelgate.api.hotpath import HotRoutes
-from reelgate.api.openai import OpenAiSurface
+from reelgate.api.openai import OpenAiSurface, unsupported_operation
 from reelgate.api.openapi import OpenApi
 from reelgate.api.seed import SeedSurface
 from reelgate.api.webhooks import WebhookSurface
@@ -137,6 +138,10 @@ def create_app(
     def late(name: str) -> Callable[[Request], object]:
         # Routes are declared before start-up builds their handlers; bind them on first use.
         async def endpoint(request: Request) -> Response:
+            try:
+                check_request(request)  # canonical path segments and query parameters
+            except ReelgateError as exc:
+                return surface_error(request.url.path, exc)
             response = await handlers[name](request)  # type: ignore[misc]
             assert isinstance(response, Response)
             return response
@@ -203,7 +208,7 @@ def create_app(
         lifespan=lifespan,
         middleware=[Middleware(RequestObserver)],
         exception_handlers={
-            HTTPException: on_http_exception,
+            HTTPException: on_http_exception(unsupported_operation),
             ReelgateError: on_reelgate_error,
             Exception: on_unexpected,
         },

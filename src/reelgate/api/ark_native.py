@@ -9,6 +9,7 @@ tracking, durable media), so the ``video_url`` it hands back does not expire in 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -16,8 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from reelgate.api.body import read_object
+from reelgate.api.errors import ark_error
 from reelgate.api.media import MediaLinks
 from reelgate.api.seed import bearer
+from reelgate.core import canonical
+from reelgate.core.canonical import query_int
 from reelgate.core.errors import InvalidRequest, ReelgateError
 from reelgate.core.lifecycle import Status, Task
 from reelgate.core.request import parse_seed_body
@@ -47,14 +51,22 @@ _ROLES = {
 }
 MAX_PAGE_SIZE = 500
 MAX_PAGES_SCANNED = 10_000
+# How many ``filter.task_ids`` one list may name (as many as a page holds).
+MAX_TASK_IDS = MAX_PAGE_SIZE
+# Idempotency keys are stored in 255 characters: a longer client id is stored as its digest.
+_KEY_ROOM = 255 - len("ark:")
+
+__all__ = ["ArkSurface", "ark_error", "ark_status", "parse_ark_body"]
 
 
-def ark_error(exc: ReelgateError) -> Response:
-    kind = "invalid_request_error" if exc.http_status < 500 else "server_error"
-    body = {"error": {"code": exc.code, "message": exc.message, "param": exc.param, "type": kind}}
-    return Response(
-        json.dumps(body).encode(), status_code=exc.http_status, media_type="application/json"
-    )
+def client_request_key(value: str | None) -> str | None:
+    """The idempotency key an ``X-Client-Request-Id`` stands for (refused if unusable)."""
+    key = canonical.token(value, "X-Client-Request-Id")
+    if key is None:
+        return None
+    if len(key) <= _KEY_ROOM:
+        return f"ark:{key}"
+    return "ark#" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def ark_status(task: Task) -> str:
@@ -89,9 +101,14 @@ def parse_ark_body(body: dict[str, Any]) -> dict[str, Any]:
         kind = item.get("type") if isinstance(item, dict) else None
         if kind == "text" and isinstance(item.get("text"), str):
             texts.append(item["text"])
-        elif kind == "image_url" and isinstance(item.get("image_url"), dict):
-            images.append(str(item["image_url"].get("url", "")))
-            roles.append(str(item.get("role", "first_frame")))
+        elif (
+            kind == "image_url"
+            and isinstance(item.get("image_url"), dict)
+            and isinstance(item["image_url"].get("url"), str)
+            and isinstance(item.get("role") or "", str)
+        ):
+            images.append(item["image_url"]["url"])
+            roles.append(item.get("role") or "first_frame")
         else:
             raise InvalidRequest(
                 f"content[{i}] must be a text or an image_url item",
@@ -101,7 +118,12 @@ def parse_ark_body(body: dict[str, Any]) -> dict[str, Any]:
     metadata = {k: body[k] for k in _OPTIONS if k in body and k != "duration"}
     if images:
         metadata["image_mode"] = _ROLES.get(tuple(roles), "reference_image")
-    if any(t.get("type") == "web_search" for t in body.get("tools") or [] if isinstance(t, dict)):
+    tools = body.get("tools") or []
+    if not isinstance(tools, list):
+        raise InvalidRequest(
+            "'tools' must be a list of tool objects", code="invalid_parameter", param="tools"
+        )
+    if any(isinstance(t, dict) and t.get("type") == "web_search" for t in tools):
         metadata["web_search"] = True
     unknown = sorted(set(body) - {"model", "content", "tools", *_OPTIONS})
     if unknown:
@@ -157,13 +179,9 @@ class ArkSurface:
     async def create(self, request: Request) -> Response:
         try:
             owner = await self.service.authenticate(bearer(request))
-            key = request.headers.get("x-client-request-id") or None
-            if key is not None and not 1 <= len(key) <= 255:
-                key = None
+            key = client_request_key(request.headers.get("x-client-request-id"))
             fields = parse_ark_body(await read_object(request, self.max_body))
-            task = await self.service.create(
-                owner, parse_seed_body(fields), idempotency_key=key and f"ark:{key}"
-            )
+            task = await self.service.create(owner, parse_seed_body(fields), idempotency_key=key)
         except ReelgateError as exc:
             return ark_error(exc)
         return Response(json.dumps({"id": task.id}).encode(), media_type="application/json")
@@ -180,9 +198,17 @@ class ArkSurface:
         try:
             owner = await self.service.authenticate(bearer(request))
             q = request.query_params
-            page = _int(q.get("page_num", "1"), "page_num", 1, MAX_PAGES_SCANNED)
-            size = _int(q.get("page_size", "10"), "page_size", 1, MAX_PAGE_SIZE)
+            page = query_int(
+                q.get("page_num"), "page_num", low=1, high=MAX_PAGES_SCANNED, default=1
+            )
+            size = query_int(q.get("page_size"), "page_size", low=1, high=MAX_PAGE_SIZE, default=10)
             wanted_ids = q.getlist("filter.task_ids")
+            if len(wanted_ids) > MAX_TASK_IDS:
+                raise InvalidRequest(
+                    f"filter.task_ids names more than {MAX_TASK_IDS} tasks",
+                    code="invalid_parameter",
+                    param="filter.task_ids",
+                )
             status = q.get("filter.status") or None
             model = q.get("filter.model") or None
             tier = q.get("filter.service_tier") or None
@@ -223,13 +249,3 @@ class ArkSurface:
         except ReelgateError as exc:
             return ark_error(exc)
         return Response(b"{}", media_type="application/json")
-
-
-def _int(raw: str, param: str, low: int, high: int) -> int:
-    if not raw.isdecimal() or not low <= int(raw) <= high:
-        raise InvalidRequest(
-            f"{param} must be an integer from {low} to {high}",
-            code="invalid_parameter",
-            param=param,
-        )
-    return int(raw)

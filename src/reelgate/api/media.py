@@ -12,6 +12,7 @@ import mimetypes
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
@@ -26,14 +27,32 @@ LOCAL_SCHEME = "local://"
 ROUTE_PREFIX = "/v1/media/"
 # Links are stable for an hour so clients and caches see the same URL between polls.
 LINK_BUCKET_SECONDS = 3600
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.ASCII)
+# What a link we signed carries: an expiry in Unix seconds and an unpadded base64url HMAC.
+_EXPIRES = re.compile(r"[0-9]{1,12}")
+_SIG = re.compile(r"[A-Za-z0-9_-]{43}")
+# A position past any file: a longer number in a Range header means "beyond the end".
+_FAR = 2**62
 
 
-class _WholeFile(FileResponse):
-    """A file sent whole: the request's Range header, if any, is not looked at."""
+def _position(raw: str) -> int:
+    return int(raw) if len(raw) <= 18 else _FAR
+
+
+class _File(FileResponse):
+    """A local file sent whole, or the one range already checked here: Starlette's own Range
+    parsing only ever sees the canonical ``bytes=START-END``."""
+
+    def __init__(self, path: Path, span: tuple[int, int] | None, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self._span = span
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kept = [(k, v) for k, v in scope["headers"] if k not in (b"range", b"if-range")]
+        if self._span is None:
+            kept = [(k, v) for k, v in scope["headers"] if k not in (b"range", b"if-range")]
+        else:
+            kept = [(k, v) for k, v in scope["headers"] if k != b"range"]
+            kept.append((b"range", b"bytes=%d-%d" % self._span))
         await super().__call__({**scope, "headers": kept}, receive, send)
 
 
@@ -97,21 +116,22 @@ class MediaLinks:
         start, end, status = 0, size - 1, 200
         # One range is served; a malformed or multi-range header is ignored (RFC 9110 allows
         # it), the same for both stores, so a file never answers in an undocumented form.
-        wanted = _RANGE.match(request.headers.get("range", ""))
+        wanted = _RANGE.fullmatch(request.headers.get("range", ""))
         ranged = bool(wanted and (wanted.group(1) or wanted.group(2)))
         if wanted and ranged:
-            if wanted.group(1):
-                start = int(wanted.group(1))
-                end = min(size - 1, int(wanted.group(2))) if wanted.group(2) else size - 1
+            first, last = wanted.group(1), wanted.group(2)
+            if first:
+                start = _position(first)
+                end = min(size - 1, _position(last)) if last else size - 1
             else:
-                start = max(0, size - int(wanted.group(2)))
+                start = max(0, size - _position(last))
             if start > end or start >= size:
                 return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
             status = 206
         path = storage.local_path(name)
         if path is not None:  # sendfile; Starlette serves the one range itself
-            sendfile = FileResponse if ranged else _WholeFile
-            return sendfile(path, media_type=media_type, headers=headers)
+            span = (start, end) if status == 206 else None
+            return _File(path, span, media_type=media_type, headers=headers)
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         headers["Content-Length"] = str(end - start + 1)
@@ -129,13 +149,11 @@ class MediaLinks:
         root = request.path_params["root"]
         name = request.path_params["name"]
         try:
-            verify(
-                self._key,
-                f"{ROUTE_PREFIX}{root}/{name}",
-                request.query_params.get("expires"),
-                request.query_params.get("sig"),
-                self._clock(),
-            )
+            expires = request.query_params.get("expires") or ""
+            sig = request.query_params.get("sig") or ""
+            if not _EXPIRES.fullmatch(expires) or not _SIG.fullmatch(sig):
+                raise NotFound("no such file", code="file_not_found")  # not a link we made
+            verify(self._key, f"{ROUTE_PREFIX}{root}/{name}", expires, sig, self._clock())
             found = self.locate(f"{LOCAL_SCHEME}{root}/{name}")
             if found is None:
                 raise NotFound("no such file", code="file_not_found")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, assert_never
@@ -20,41 +20,41 @@ from starlette.responses import RedirectResponse, Response
 from reelgate import previews
 from reelgate.api.bodies import RenderCache
 from reelgate.api.body import read_object
+from reelgate.api.errors import openai_error
 from reelgate.api.hotpath import Answer
 from reelgate.api.media import MediaLinks
 from reelgate.api.seed import bearer, bearer_value, idempotency_key, poll_hint, seen_version
+from reelgate.core import canonical_json
+from reelgate.core.canonical import query_int
 from reelgate.core.errors import Conflict, InvalidRequest, NotFound, ReelgateError
 from reelgate.core.ids import ApiToken
 from reelgate.core.lifecycle import Status, Task
-from reelgate.core.request import VideoRequest, parse_seed_body
+from reelgate.core.request import VideoRequest, parse_prompt, parse_seed_body
 from reelgate.service import VideoService
 
+__all__ = ["OpenAiSurface", "openai_error", "parse_openai_body", "unsupported_operation"]
+
 VARIANTS = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
-_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    # OpenAI's own quota error is a 429, which its SDK retries: a 402 is answered at once.
-    402: "insufficient_quota",
-    403: "permission_error",
-}
 MAX_LIMIT = 100
+# Operations of the openai SDK's ``videos`` resource that no provider here can do yet: a clear
+# 400 in OpenAI's shape, not a 404 or 405 that reads like a broken gateway.
+_UNSUPPORTED = (
+    ("POST", re.compile(r"/v1/videos/edits/?"), "editing a video"),
+    ("POST", re.compile(r"/v1/videos/extensions/?"), "extending a video"),
+    ("POST", re.compile(r"/v1/videos/characters/?"), "video characters"),
+    ("GET", re.compile(r"/v1/videos/characters/[^/]+/?"), "video characters"),
+)
 
 
-def openai_error(exc: ReelgateError) -> Response:
-    """OpenAI's error body, with the stable code and the same HTTP status."""
-    kind = _TYPES.get(exc.http_status)
-    if kind is None:
-        kind = "invalid_request_error" if exc.http_status < 500 else "server_error"
-    body = {"error": {"message": exc.message, "type": kind, "param": exc.param, "code": exc.code}}
-    headers = {}
-    if exc.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-    return Response(
-        json.dumps(body).encode(),
-        status_code=exc.http_status,
-        media_type="application/json",
-        headers=headers,
-    )
+def unsupported_operation(method: str, path: str) -> ReelgateError | None:
+    """The error for an OpenAI videos operation reelgate does not offer (None: not one)."""
+    for wanted, pattern, what in _UNSUPPORTED:
+        if method == wanted and pattern.fullmatch(path):
+            return InvalidRequest(
+                f"{what} is not supported by this gateway: no provider here offers it yet",
+                code="unsupported_operation",
+            )
+    return None
 
 
 def openai_status(status: Status) -> str:
@@ -95,8 +95,8 @@ def parse_openai_body(fields: dict[str, Any], default_model: str) -> VideoReques
         metadata = body.get("metadata") or {}
         if isinstance(metadata, str):
             try:
-                metadata = json.loads(metadata)
-            except ValueError:
+                metadata = canonical_json.loads(metadata, "metadata")
+            except InvalidRequest:
                 metadata = None
         if not isinstance(metadata, dict):
             raise InvalidRequest(
@@ -113,8 +113,8 @@ def _form_value(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     try:
-        return json.loads(value)
-    except ValueError:
+        return canonical_json.loads(value)
+    except InvalidRequest:
         return value
 
 
@@ -206,13 +206,7 @@ class OpenAiSurface:
         try:
             owner = await self._owner(request)
             q = request.query_params
-            raw_limit = q.get("limit", "20")
-            if not raw_limit.isdecimal() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-                raise InvalidRequest(
-                    f"limit must be an integer from 1 to {MAX_LIMIT}",
-                    code="invalid_parameter",
-                    param="limit",
-                )
+            limit = query_int(q.get("limit"), "limit", low=1, high=MAX_LIMIT, default=20)
             order = q.get("order", "desc")
             if order not in ("asc", "desc"):
                 raise InvalidRequest(
@@ -220,7 +214,7 @@ class OpenAiSurface:
                 )
             tasks, more = await self.service.list(
                 owner,
-                limit=int(raw_limit),
+                limit=limit,
                 after=q.get("after") or None,
                 oldest_first=order == "asc",
             )
@@ -284,13 +278,16 @@ class OpenAiSurface:
         try:
             owner = await self._owner(request)
             source = await self.service.get(owner, request.path_params["video_id"])
+            key = idempotency_key(request)
             fields = await read_object(request, self.max_body)
-            prompt = fields.get("prompt")
-            if not isinstance(prompt, str) or not prompt.strip():
+            unknown = sorted(set(fields) - {"prompt"})
+            if unknown:
                 raise InvalidRequest(
-                    "'prompt' is required", code="missing_parameter", param="prompt"
+                    f"unknown parameter '{unknown[0]}'; a remix takes only 'prompt'",
+                    code="unsupported_parameter",
+                    param=unknown[0],
                 )
-            task = await self.service.remix(owner, source, prompt, idempotency_key(request))
+            task = await self.service.remix(owner, source, parse_prompt(fields.get("prompt")), key)
         except ReelgateError as exc:
             return openai_error(exc)
         return self._answer(task)

@@ -12,6 +12,7 @@ from reelgate.api.openapi_common import (
     AUTH_ERRORS,
     BEARER,
     T0,
+    TASK_ERRORS,
     body,
     fail,
     ok,
@@ -119,6 +120,18 @@ class Offering(BaseModel):
     )
 
 
+class SizeInfo(BaseModel):
+    default: str = Field(description="WIDTHxHEIGHT made when the request names no size.")
+    min_side: int
+    max_side: int
+    max_pixels: int
+    allowed: list[str] | None = Field(
+        description="The frame sizes the model makes (WIDTHxHEIGHT); a size with one of its "
+        "resolutions' short side near one of its ratios maps to the nearest. Null: any size "
+        "within `min_side`, `max_side` and `max_pixels` (even sides)."
+    )
+
+
 class ModelInfo(BaseModel):
     id: str
     object: Literal["model"]
@@ -126,10 +139,7 @@ class ModelInfo(BaseModel):
     description: str
     modes: list[Literal["t2v", "i2v"]]
     duration: dict[str, int] = Field(description="`min`, `max` and `default` seconds.")
-    size: dict[str, str | int] = Field(
-        description="`default` (WIDTHxHEIGHT; 0x0: chosen by resolution and ratio), "
-        "`min_side`, `max_side`, `max_pixels`."
-    )
+    size: SizeInfo
     images: dict[str, int] = Field(description="`min` and `max` images.")
     aliases: list[str]
     remix: bool
@@ -138,6 +148,9 @@ class ModelInfo(BaseModel):
         "`maximum` or `choices`."
     )
     sizes: dict[str, list[str]] | None = Field(None, description="Seedance: sizes per resolution.")
+    resolutions: dict[str, dict[str, str]] | None = Field(
+        None, description="Seedance: the size of each resolution and ratio (`720p` → `16:9`)."
+    )
     image_modes: list[str] | None = Field(None, description="Seedance: how images may be used.")
     auto_duration: bool | None = Field(None, description="Seedance: whether duration -1 works.")
     offerings: list[Offering] = Field(
@@ -225,7 +238,13 @@ SANDBOX_MODEL = {
     "description": "Local text-to-video renderer: the prompt drawn over moving frames.",
     "modes": ["t2v"],
     "duration": {"min": 1, "max": 10, "default": 3},
-    "size": {"default": "640x360", "min_side": 64, "max_side": 1920, "max_pixels": 921600},
+    "size": {
+        "default": "640x360",
+        "min_side": 64,
+        "max_side": 1920,
+        "max_pixels": 921600,
+        "allowed": None,
+    },
     "images": {"min": 0, "max": 0},
     "aliases": [],
     "remix": True,
@@ -253,11 +272,18 @@ ARK_MODEL_INFO = {
     "description": "Seedance 1.0 pro",
     "modes": ["i2v", "t2v"],
     "duration": {"min": 2, "max": 12, "default": 5},
-    "size": {"default": "0x0", "min_side": 64, "max_side": 6000, "max_pixels": 10886400},
+    "size": {
+        "default": "1920x1088",
+        "min_side": 416,
+        "max_side": 2541,
+        "max_pixels": 2744280,
+        "allowed": ["864x480", "1248x704", "1920x1088", "1440x1440", "1088x1920", "2176x928"],
+    },
     "images": {"min": 0, "max": 2},
     "aliases": ["seedance-1-0-pro-250528"],
     "remix": False,
     "sizes": {"720p": ["1248x704", "1120x832", "960x960", "832x1120", "704x1248", "1504x640"]},
+    "resolutions": {"1080p": {"16:9": "1920x1088", "1:1": "1440x1440", "9:16": "1088x1920"}},
     "image_modes": ["first_frame", "first_last_frame"],
     "auto_duration": False,
     "options": {
@@ -356,7 +382,7 @@ def paths() -> dict[str, Any]:
                             "none yet": {"code": "success", "data": []},
                         },
                     ),
-                    **fail(*AUTH_ERRORS, "task_not_found"),
+                    **fail(*AUTH_ERRORS, *TASK_ERRORS),
                 },
             }
         },
@@ -384,7 +410,7 @@ def paths() -> dict[str, Any]:
                     ),
                     **fail(
                         *AUTH_ERRORS,
-                        "task_not_found",
+                        *TASK_ERRORS,
                         (
                             404,
                             "delivery_not_found",

@@ -13,8 +13,10 @@ from reelgate.api.openapi_common import (
     BEARER,
     CREATE_ERRORS,
     FRAME_URL,
+    IDEMPOTENCY_KEY,
     OTHER_TASK_ID,
     T0,
+    TASK_ERRORS,
     TASK_ID,
     VIDEO_URL,
     ark_fail,
@@ -165,7 +167,10 @@ def paths() -> dict[str, Any]:
                 "operationId": "arkCreateTask",
                 "security": BEARER,
                 "parameters": [
-                    header("X-Client-Request-Id", "Honoured as an idempotency key (1-255 chars).")
+                    header(
+                        "X-Client-Request-Id",
+                        "Honoured as an idempotency key: " + IDEMPOTENCY_KEY,
+                    )
                 ],
                 "requestBody": body(
                     ArkCreateRequest,
@@ -207,6 +212,12 @@ def paths() -> dict[str, Any]:
                             "callback_url",
                         ),
                         *(e for e in CREATE_ERRORS if e not in ("missing_prompt", "unknown_field")),
+                        (
+                            400,
+                            "invalid_parameter",
+                            "X-Client-Request-Id must be 1 to 255 printable ASCII characters",
+                            "X-Client-Request-Id",
+                        ),
                     ),
                 },
             },
@@ -271,7 +282,7 @@ def paths() -> dict[str, Any]:
                         "The task",
                         {"queued": QUEUED, "succeeded": SUCCEEDED, "failed": FAILED},
                     ),
-                    **ark_fail(*AUTH_ERRORS, "task_not_found"),
+                    **ark_fail(*AUTH_ERRORS, *TASK_ERRORS),
                 },
             },
             "delete": {
@@ -283,7 +294,7 @@ def paths() -> dict[str, Any]:
                 "responses": {
                     "200": ok(ArkDeleted, "Deleted", {"deleted": {}}),
                     **ark_fail(
-                        *AUTH_ERRORS, "task_not_found", "not_cancellable", "upstream_unavailable"
+                        *AUTH_ERRORS, *TASK_ERRORS, "not_cancellable", "upstream_unavailable"
                     ),
                 },
             },

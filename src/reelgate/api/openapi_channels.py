@@ -13,6 +13,13 @@ from reelgate.api.openapi_common import ADMIN, ARK_MODEL, T0, body, fail, ok, pa
 from reelgate.core.channels import NAME_PATTERN
 
 CHANNEL_NOT_FOUND = (404, "channel_not_found", "no channel named 'spare'", None)
+# A channel name in the path that is not canonical text (edge check, before any look-up).
+CHANNEL_SEGMENT = (
+    400,
+    "invalid_parameter",
+    "'name' must not contain a control character (U+0000)",
+    "name",
+)
 NAME = path("name", "The channel's name.", "backup")
 
 
@@ -160,7 +167,7 @@ def _one(
                 "The channel",
                 {k: {"code": "success", "data": v} for k, v in examples.items()},
             ),
-            **fail(*ADMIN_ERRORS, CHANNEL_NOT_FOUND, *errors),
+            **fail(*ADMIN_ERRORS, CHANNEL_SEGMENT, CHANNEL_NOT_FOUND, *errors),
         },
     }
 
@@ -277,6 +284,7 @@ def paths() -> dict[str, Any]:
                     ),
                     **fail(
                         *ADMIN_ERRORS,
+                        CHANNEL_SEGMENT,
                         CHANNEL_NOT_FOUND,
                         (
                             409,
@@ -341,6 +349,7 @@ def paths() -> dict[str, Any]:
                             "reason",
                         ),
                         *ADMIN_ERRORS,
+                        CHANNEL_SEGMENT,
                         CHANNEL_NOT_FOUND,
                     ),
                 },

@@ -11,9 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from reelgate.api.ark_native import ark_error
-from reelgate.api.errors import error_response
-from reelgate.api.openai import openai_error
+from reelgate.api.errors import ark_error, error_response, openai_error
 from reelgate.core import errors
 
 REF = "#/components/schemas/{model}"
@@ -109,6 +107,13 @@ ERRORS: dict[str, tuple[int, str, str, str | None]] = {
     "invalid_token": (401, "invalid_token", "invalid or revoked API token", None),
     "invalid_admin_token": (401, "invalid_token", "invalid admin token", None),
     "task_not_found": (404, "task_not_found", f"no task '{OTHER_TASK_ID}' for this token", None),
+    # A path segment that is not canonical text (edge check, before any look-up).
+    "invalid_segment": (
+        400,
+        "invalid_parameter",
+        "'task_id' must not contain a control character (U+0000)",
+        "task_id",
+    ),
     "missing_prompt": (400, "missing_parameter", "'prompt' is required", "prompt"),
     "unknown_field": (
         400,
@@ -139,6 +144,30 @@ ERRORS: dict[str, tuple[int, str, str, str | None]] = {
         "invalid_json",
         "request body is not valid JSON: Expecting value: line 1 column 1 (char 0)",
         None,
+    ),
+    "json_beyond_bounds": (
+        400,
+        "invalid_json",
+        "request body is not valid JSON: it nests deeper than 32 levels",
+        None,
+    ),
+    "not_canonical": (
+        400,
+        "invalid_parameter",
+        "'prompt' must not contain a lone surrogate (U+DFFF)",
+        "prompt",
+    ),
+    "not_finite": (
+        400,
+        "invalid_parameter",
+        "'metadata.seed' must be a finite number (not NaN or Infinity)",
+        "metadata.seed",
+    ),
+    "invalid_idempotency_key": (
+        400,
+        "invalid_parameter",
+        "Idempotency-Key must be 1 to 255 printable ASCII characters",
+        "Idempotency-Key",
     ),
     "invalid_limit": (
         400,
@@ -212,7 +241,10 @@ CREATE_ERRORS = (
     "unknown_field",
     "model_not_found",
     "invalid_option",
+    "not_canonical",
+    "not_finite",
     "invalid_json",
+    "json_beyond_bounds",
     "missing_token",
     "invalid_token",
     "insufficient_quota",
@@ -225,6 +257,21 @@ CREATE_ERRORS = (
     "no_channel_available",
 )
 AUTH_ERRORS = ("missing_token", "invalid_token")
+# What every route naming a task in its path may answer about it.
+TASK_ERRORS = ("invalid_segment", "task_not_found")
+# What every create, quote and remix refuses before it looks at a field's meaning.
+CANONICAL_INPUT = (
+    "Every value is canonical input or a 400: text without NUL, other control characters "
+    "(tab and newline aside, in a prompt) or lone surrogates; the prompt at most 4000 "
+    "characters; integers in at most 19 digits that fit 64 bits; finite numbers (no NaN or "
+    "Infinity); URLs that parse, with a host of at most 253 characters, labels of at most 63 "
+    "and a port from 1 to 65535. A JSON body nests at most 32 levels, holds at most 10,000 "
+    "values and no number longer than 100 characters."
+)
+IDEMPOTENCY_KEY = (
+    "1 to 255 printable ASCII characters. The same key and body within 24 h answer the same "
+    "task, no second one; a key that cannot be honoured is a 400, never ignored."
+)
 
 
 def ref(model: type[BaseModel]) -> dict[str, str]:

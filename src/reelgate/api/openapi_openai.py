@@ -11,11 +11,14 @@ from reelgate.api.openapi_common import (
     ARK_MODEL,
     AUTH_ERRORS,
     BEARER,
+    CANONICAL_INPUT,
     CREATE_ERRORS,
+    IDEMPOTENCY_KEY,
     LIMIT,
     OTHER_TASK_ID,
     RANGE_NOT_SATISFIABLE,
     T0,
+    TASK_ERRORS,
     TASK_ID,
     binary,
     body,
@@ -130,9 +133,14 @@ def paths() -> dict[str, Any]:
             "post": {
                 "tags": [TAG],
                 "summary": "Create a video (OpenAI-style; multipart or JSON)",
+                "description": CANONICAL_INPUT + " The SDK's `edit`, `extend`, "
+                "`create_character` and `get_character` (`/v1/videos/edits`, `/extensions`, "
+                "`/characters`) answer 400 `unsupported_operation` until a provider can do "
+                "them; any other unknown path or method under /v1/videos answers 404 or 405 "
+                "in this error shape.",
                 "operationId": "createVideo",
                 "security": BEARER,
-                "parameters": [header("Idempotency-Key", "As on POST /v1/video/generations.")],
+                "parameters": [header("Idempotency-Key", IDEMPOTENCY_KEY)],
                 "requestBody": body(
                     VideoCreateRequest,
                     {
@@ -153,7 +161,7 @@ def paths() -> dict[str, Any]:
                 ),
                 "responses": {
                     "200": ok(Video, "The video, queued", video_ok, POLL),
-                    **openai_fail(*CREATE_ERRORS),
+                    **openai_fail(*CREATE_ERRORS, "invalid_idempotency_key"),
                 },
             },
             "get": {
@@ -210,7 +218,7 @@ def paths() -> dict[str, Any]:
                         POLL,
                     ),
                     "304": {"description": "Unchanged since the ETag sent"},
-                    **openai_fail(*AUTH_ERRORS, "task_not_found"),
+                    **openai_fail(*AUTH_ERRORS, *TASK_ERRORS),
                 },
             },
             "delete": {
@@ -227,7 +235,7 @@ def paths() -> dict[str, Any]:
                         {"deleted": {"id": TASK_ID, "object": "video.deleted", "deleted": True}},
                     ),
                     **openai_fail(
-                        *AUTH_ERRORS, "task_not_found", "not_cancellable", "upstream_unavailable"
+                        *AUTH_ERRORS, *TASK_ERRORS, "not_cancellable", "upstream_unavailable"
                     ),
                 },
             },
@@ -259,7 +267,7 @@ def paths() -> dict[str, Any]:
                             "variant",
                         ),
                         *AUTH_ERRORS,
-                        "task_not_found",
+                        *TASK_ERRORS,
                         (
                             409,
                             "content_not_ready",
@@ -274,9 +282,11 @@ def paths() -> dict[str, Any]:
             "post": {
                 "tags": [TAG],
                 "summary": "Remake a completed video with another prompt (where the model can)",
+                "description": "The prompt is checked exactly as a create's (canonical text, at "
+                "most 4000 characters); the body takes nothing else.",
                 "operationId": "remixVideo",
                 "security": BEARER,
-                "parameters": [VIDEO, header("Idempotency-Key", "Makes retries safe.")],
+                "parameters": [VIDEO, header("Idempotency-Key", IDEMPOTENCY_KEY)],
                 "requestBody": body(RemixRequest, {"remix": {"prompt": "the same boat at night"}}),
                 "responses": {
                     "200": ok(
@@ -294,6 +304,14 @@ def paths() -> dict[str, Any]:
                     ),
                     **openai_fail(
                         (400, "missing_parameter", "'prompt' is required", "prompt"),
+                        "not_canonical",
+                        (
+                            400,
+                            "unsupported_parameter",
+                            "unknown parameter 'seconds'; a remix takes only 'prompt'",
+                            "seconds",
+                        ),
+                        "invalid_idempotency_key",
                         (
                             400,
                             "unsupported_parameter",
@@ -301,7 +319,7 @@ def paths() -> dict[str, Any]:
                             "model",
                         ),
                         *AUTH_ERRORS,
-                        "task_not_found",
+                        *TASK_ERRORS,
                         (409, "not_remixable", "only a completed video can be remixed", None),
                     ),
                 },

@@ -11,12 +11,15 @@ from reelgate.api.openapi_common import (
     ARK_MODEL,
     AUTH_ERRORS,
     BEARER,
+    CANONICAL_INPUT,
     CREATE_ERRORS,
     FRAME_URL,
+    IDEMPOTENCY_KEY,
     LIMIT,
     OTHER_TASK_ID,
     RANGE_NOT_SATISFIABLE,
     T0,
+    TASK_ERRORS,
     TASK_ID,
     VIDEO_URL,
     binary,
@@ -196,15 +199,10 @@ def paths() -> dict[str, Any]:
                 "summary": "Create a video generation task",
                 "description": "JSON or multipart/form-data (file parts become data: URIs). "
                 "Everything is checked against the model's capabilities: an option the model "
-                "does not take is a 400 naming it.",
+                "does not take is a 400 naming it. " + CANONICAL_INPUT,
                 "operationId": "createVideoGeneration",
                 "security": BEARER,
-                "parameters": [
-                    header(
-                        "Idempotency-Key",
-                        "Same key and body within 24 h: the same task, no second one.",
-                    )
-                ],
+                "parameters": [header("Idempotency-Key", IDEMPOTENCY_KEY)],
                 "requestBody": body(CreateRequest, CREATE_EXAMPLES, form=True),
                 "responses": {
                     "200": ok(
@@ -222,7 +220,7 @@ def paths() -> dict[str, Any]:
                             }
                         },
                     ),
-                    **fail(*CREATE_ERRORS),
+                    **fail(*CREATE_ERRORS, "invalid_idempotency_key"),
                 },
             },
             "get": {
@@ -304,7 +302,7 @@ def paths() -> dict[str, Any]:
                             "wait",
                         ),
                         *AUTH_ERRORS,
-                        "task_not_found",
+                        *TASK_ERRORS,
                     ),
                 },
             }
@@ -324,9 +322,7 @@ def paths() -> dict[str, Any]:
                         "The task, now failure with error.code cancelled",
                         {"cancelled": {"code": "success", "data": CANCELLED}},
                     ),
-                    **fail(
-                        *AUTH_ERRORS, "task_not_found", "not_cancellable", "upstream_unavailable"
-                    ),
+                    **fail(*AUTH_ERRORS, *TASK_ERRORS, "not_cancellable", "upstream_unavailable"),
                 },
             }
         },
@@ -352,7 +348,7 @@ def paths() -> dict[str, Any]:
                             }
                         },
                     },
-                    **fail(*AUTH_ERRORS, "task_not_found"),
+                    **fail(*AUTH_ERRORS, *TASK_ERRORS),
                 },
             }
         },
@@ -380,7 +376,7 @@ def paths() -> dict[str, Any]:
                             "variant",
                         ),
                         *AUTH_ERRORS,
-                        "task_not_found",
+                        *TASK_ERRORS,
                         "content_not_ready",
                     ),
                 },

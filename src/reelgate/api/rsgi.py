@@ -206,11 +206,27 @@ def _asgi_scope(scope: Scope) -> dict[str, Any]:
         "path": scope.path,
         "query_string": scope.query_string.encode("utf-8"),
         "root_path": "",
-        "headers": [(name.encode("latin-1"), _raw(value)) for name, value in scope.headers.items()],
+        "headers": _headers(scope.headers),
         "client": _address(scope.client),
         "server": _address(scope.server),
         "state": {},
     }
+
+
+# Stands for a header value granian could not read (not visible ASCII): no client can send it.
+UNREADABLE = b"\xff"
+
+
+def _headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    """The request's headers for ASGI. granian leaves out a value it cannot read but keeps its
+    name: it is passed on as ``UNREADABLE``, so that a route honouring that header (such as
+    ``Idempotency-Key``) refuses it instead of acting as if it had not been sent."""
+    out = [(name.encode("latin-1"), _raw(value)) for name, value in headers.items()]
+    names = [name.encode("latin-1") for name in headers.keys()]  # noqa: SIM118 - not a dict
+    readable = {name for name, _ in out}
+    if len(readable) < len(names):
+        out += [(name, UNREADABLE) for name in names if name not in readable]
+    return out
 
 
 def _raw(value: str) -> bytes:

@@ -18,6 +18,7 @@ from reelgate.api.body import read_object
 from reelgate.api.errors import error_response
 from reelgate.api.hotpath import Answer
 from reelgate.api.media import MediaLinks
+from reelgate.core import canonical
 from reelgate.core.errors import Conflict, InvalidRequest, NotFound, ReelgateError
 from reelgate.core.lifecycle import Status, Task
 from reelgate.core.media import VARIANTS
@@ -93,17 +94,9 @@ def task_data(
 
 
 def idempotency_key(request: Request) -> str | None:
-    """The ``Idempotency-Key`` header (1 to 255 printable ASCII characters), if sent."""
-    value = request.headers.get("idempotency-key")
-    if value is None:
-        return None
-    if not 1 <= len(value) <= 255 or not all(" " <= ch <= "~" for ch in value):
-        raise InvalidRequest(
-            "Idempotency-Key must be 1 to 255 printable ASCII characters",
-            code="invalid_parameter",
-            param="Idempotency-Key",
-        )
-    return value
+    """The ``Idempotency-Key`` header (1 to 255 printable ASCII characters), if sent; one that
+    cannot be honoured is refused (400), never ignored."""
+    return canonical.token(request.headers.get("idempotency-key"), "Idempotency-Key")
 
 
 def wait_seconds(request: Request) -> float | None:
@@ -118,16 +111,13 @@ def wait_seconds(request: Request) -> float | None:
     if raw is None:
         return None
     try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds <= MAX_WAIT_SECONDS or math.isnan(seconds):
+        return canonical.number(raw, param, low=0, high=MAX_WAIT_SECONDS)
+    except InvalidRequest:
         raise InvalidRequest(
             f"wait must be a number of seconds from 0 to {MAX_WAIT_SECONDS}",
             code="invalid_parameter",
             param=param,
-        )
-    return seconds
+        ) from None
 
 
 def seen_version(etag: str | None) -> int | None:
@@ -135,7 +125,7 @@ def seen_version(etag: str | None) -> int | None:
     if not etag:
         return None
     version, _, _ = etag.strip().removeprefix("W/").strip('"').partition(".")
-    return int(version) if version.isdecimal() else None
+    return canonical.digits(version)
 
 
 def poll_hint(remaining: float) -> float:
@@ -174,25 +164,18 @@ MAX_UNIX = 253_402_300_799  # 9999-12-31: a time the database's integers hold
 def _unix(raw: str | None, param: str, default: int) -> int:
     if raw is None or raw == "":
         return default
-    if not raw.isdecimal() or int(raw) > MAX_UNIX:
+    found = canonical.digits(raw)
+    if found is None or found > MAX_UNIX:
         raise InvalidRequest(
             f"'{param}' must be Unix seconds (0 to {MAX_UNIX})",
             code="invalid_parameter",
             param=param,
         )
-    return int(raw)
+    return found
 
 
 def list_limit(raw: str | None) -> int:
-    if raw is None:
-        return DEFAULT_LIST_LIMIT
-    if not raw.isdecimal() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
-        raise InvalidRequest(
-            f"limit must be an integer from 1 to {MAX_LIST_LIMIT}",
-            code="invalid_parameter",
-            param="limit",
-        )
-    return int(raw)
+    return canonical.query_int(raw, "limit", low=1, high=MAX_LIST_LIMIT, default=DEFAULT_LIST_LIMIT)
 
 
 def list_status(raw: str | None) -> Status | None:
@@ -250,12 +233,13 @@ class SeedSurface:
         try:
             owner = await self.service.authenticate(bearer(request))
             task_id = request.path_params["task_id"]
+            wait = None
+            if request.scope["query_string"] or "prefer" in request.headers:
+                wait = wait_seconds(request)  # checked before the look-up: a bad ask is a 400
             task = await self.service.get(owner, task_id)
             seen = request.headers.get("if-none-match")
-            if request.scope["query_string"] or "prefer" in request.headers:
-                wait = wait_seconds(request)
-                if wait and not task.status.terminal:
-                    task = await self.service.wait_status(owner, task_id, seen_version(seen), wait)
+            if wait and not task.status.terminal:
+                task = await self.service.wait_status(owner, task_id, seen_version(seen), wait)
             # (Refreshes the per-model durations the estimate and the poll hint come from.)
             await self.service.expected_remaining(task)
         except ReelgateError as exc:

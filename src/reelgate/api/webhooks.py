@@ -16,6 +16,7 @@ from starlette.responses import Response
 from reelgate.api.body import read_object
 from reelgate.api.errors import error_response
 from reelgate.api.seed import bearer
+from reelgate.core import canonical
 from reelgate.core.errors import InvalidRequest, ReelgateError
 from reelgate.core.webhooks import Delivery, Endpoint
 from reelgate.service import VideoService
@@ -88,7 +89,7 @@ class WebhookSurface:
                     )
                 if not isinstance(url, str) or not url:
                     raise InvalidRequest("'url' is required", code="missing_parameter", param="url")
-                found = await self.service.set_webhook(owner, url)
+                found = await self.service.set_webhook(owner, canonical.url(url, "url"))
         except ReelgateError as exc:
             return error_response(exc)
         return _ok(endpoint_view(found, self.service.clock()))

@@ -71,6 +71,8 @@ class ModelCapabilities:
     max_pixels: int = 1920 * 1080
     min_images: int = 0
     max_images: int = 0
+    # The exact frame sizes the model makes (empty: any size within the sides and pixels).
+    sizes: tuple[tuple[int, int], ...] = ()
     even_sides: bool = True
     options: Mapping[str, Option] = field(default_factory=dict)
     # Other names clients may use for this model (e.g. BytePlus names of an Ark model).
@@ -109,6 +111,8 @@ class ModelCapabilities:
                 "min_side": self.min_side,
                 "max_side": self.max_side,
                 "max_pixels": self.max_pixels,
+                # None: any WIDTHxHEIGHT within the bounds above (even sides).
+                "allowed": [f"{w}x{h}" for w, h in self.sizes] if self.sizes else None,
             },
             "images": {"min": self.min_images, "max": self.max_images},
             "aliases": list(self.aliases),

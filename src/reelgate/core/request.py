@@ -6,23 +6,25 @@ naming the offending parameter. Model-specific checks live in ``capabilities``.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
+from reelgate.core import canonical, canonical_json
+from reelgate.core.canonical import invalid, missing
 from reelgate.core.errors import InvalidRequest
 
+__all__ = ["VideoRequest", "invalid", "missing", "parse_prompt", "parse_seed_body"]
+
 MAX_PROMPT_CHARS = 4000
+MAX_MODEL_CHARS = 128  # the tasks.model column
 MAX_IMAGES = 16
+# A duration's own range before any model's: -1 (the upstream chooses) to an hour.
+DURATION_RANGE = (-1, 3600)
 
 # "x", "X", "*" and the multiplication sign people paste from documents.
-_SIZE = re.compile(r"^\s*(\d{2,5})\s*[xX\u00d7*]\s*(\d{2,5})\s*$")
-# Control characters other than tab and newlines: no prompt needs them, and NUL breaks storage.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-MAX_URL_CHARS = 2048
+_SIZE = re.compile(r"^\s*([0-9]{2,5})\s*[xX\u00d7*]\s*([0-9]{2,5})\s*$")
 _KNOWN_FIELDS = frozenset(
     {
         "callback_url",
@@ -53,12 +55,9 @@ class VideoRequest:
     callback_url: str | None = None
 
 
-def missing(param: str) -> InvalidRequest:
-    return InvalidRequest(f"'{param}' is required", code="missing_parameter", param=param)
-
-
-def invalid(param: str, why: str) -> InvalidRequest:
-    return InvalidRequest(f"'{param}' {why}", code="invalid_parameter", param=param)
+def parse_prompt(value: Any) -> str:
+    """A prompt as every route that takes one (create, remix, quote, every surface) accepts it."""
+    return canonical.text(value, "prompt", max_chars=MAX_PROMPT_CHARS, multiline=True)
 
 
 def parse_seed_body(body: Mapping[str, Any]) -> VideoRequest:
@@ -70,12 +69,8 @@ def parse_seed_body(body: Mapping[str, Any]) -> VideoRequest:
             code="unsupported_parameter",
             param=unknown[0],
         )
-    model = _text(body, "model")
-    prompt = _text(body, "prompt")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise invalid("prompt", f"is longer than {MAX_PROMPT_CHARS} characters")
-    if _CONTROL.search(prompt):
-        raise invalid("prompt", "must not contain control characters")
+    model = canonical.text(body.get("model"), "model", max_chars=MAX_MODEL_CHARS)
+    prompt = parse_prompt(body.get("prompt"))
     return VideoRequest(
         model=model,
         prompt=prompt,
@@ -90,59 +85,44 @@ def parse_seed_body(body: Mapping[str, Any]) -> VideoRequest:
 def _callback_url(value: Any) -> str | None:
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or len(value) > MAX_URL_CHARS:
-        raise invalid("callback_url", f"must be a URL of at most {MAX_URL_CHARS} characters")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise invalid("callback_url", "must be an http(s) URL")
-    return value
-
-
-def _text(body: Mapping[str, Any], param: str) -> str:
-    value = body.get(param)
-    if value is None:
-        raise missing(param)
-    if not isinstance(value, str):
-        raise invalid(param, "must be a string")
-    if not value.strip():
-        raise invalid(param, "must not be blank")
-    return value.strip()
+    return canonical.url(value, "callback_url")
 
 
 def _images(body: Mapping[str, Any]) -> tuple[str, ...]:
-    found: list[str] = []
+    found: list[tuple[str, str]] = []
     for param in ("image", "input_reference"):
         value = body.get(param)
         if value is None or value == "":
             continue
         if not isinstance(value, str):
             raise invalid(param, "must be a URL or a data URI string")
-        found.append(value)
+        found.append((param, value))
     many = body.get("images")
     if many is not None:
         if isinstance(many, str):
             many = [many]
         if not isinstance(many, list) or not all(isinstance(i, str) and i for i in many):
             raise invalid("images", "must be a list of URL or data URI strings")
-        found.extend(many)
+        found.extend((f"images[{i}]", ref) for i, ref in enumerate(many))
     if len(found) > MAX_IMAGES:
         raise invalid("images", f"holds more than {MAX_IMAGES} images")
-    for ref in found:
-        if not ref.startswith(("http://", "https://", "data:")):
-            raise invalid("image", "must be an http(s) URL or a data: URI")
-    return tuple(found)
+    return tuple(image_ref(ref, param) for param, ref in found)
+
+
+def image_ref(ref: str, param: str) -> str:
+    """An input image: a data: URI (its bytes are checked where it is decoded) or a URL."""
+    if ref.startswith("data:"):
+        if not ref.isascii() or canonical.fault(ref, multiline=False):
+            raise invalid(param, "must be a data: URI in ASCII (base64)")
+        return ref
+    if not ref.startswith(("http://", "https://")):
+        raise invalid("image", "must be an http(s) URL or a data: URI")
+    return canonical.url(ref, param)
 
 
 def _as_int(param: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise invalid(param, "must be an integer number of seconds")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdecimal():
-        return int(value.strip())
-    raise invalid(param, "must be an integer number of seconds")
+    low, high = DURATION_RANGE
+    return canonical.integer(value, param, low=low, high=high, what="an integer number of seconds")
 
 
 def _duration(body: Mapping[str, Any]) -> int | None:
@@ -168,9 +148,12 @@ def _metadata(value: Any) -> dict[str, Any]:
         return {}
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except ValueError:
+            value = canonical_json.loads(value, "metadata")
+        except InvalidRequest as exc:
+            if exc.code != "invalid_json":
+                raise
             raise invalid("metadata", "must be a JSON object") from None
     if not isinstance(value, dict):
         raise invalid("metadata", "must be a JSON object")
+    canonical.tree(value, "metadata")
     return value

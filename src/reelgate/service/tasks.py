@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from reelgate import logs
-from reelgate.core import lifecycle, schedule
+from reelgate.core import canonical, lifecycle, schedule
 from reelgate.core.capabilities import NormalizedRequest, fits, normalize
 from reelgate.core.errors import (
     AuthenticationError,
@@ -22,7 +22,7 @@ from reelgate.core.errors import (
 from reelgate.core.ids import ApiToken, NewToken, hash_token, new_task_id, new_token
 from reelgate.core.lifecycle import Status, Task
 from reelgate.core.pricing import Balance, Charge
-from reelgate.core.request import VideoRequest
+from reelgate.core.request import VideoRequest, parse_prompt
 from reelgate.providers.registry import ModelEntry
 from reelgate.service.images import check_image, check_url
 from reelgate.service.waiting import Waiting
@@ -82,7 +82,9 @@ class TaskUseCases(Waiting):
     async def remix(
         self, owner: ApiToken, source: Task, prompt: str, idempotency_key: str | None = None
     ) -> Task:
-        """A new task: ``source``'s request with another prompt, where the model can remix."""
+        """A new task: ``source``'s request with another prompt, where the model can remix. The
+        prompt is checked as a create's is (the same canonical text, the same bound)."""
+        prompt = parse_prompt(prompt)
         if source.status is not Status.SUCCESS:
             raise Conflict("only a completed video can be remixed", code="not_remixable")
         caps = self.registry.resolve(source.model).caps
@@ -95,7 +97,7 @@ class TaskUseCases(Waiting):
         old = NormalizedRequest.from_json(source.request)
         request = VideoRequest(
             model=old.model,
-            prompt=prompt.strip(),
+            prompt=prompt,
             images=old.images,
             duration=old.duration,
             size=(old.width, old.height),
@@ -130,8 +132,10 @@ class TaskUseCases(Waiting):
         """Validate and persist a task ("accepted, not yet submitted"); the engine submits it.
 
         With an ``idempotency_key``, the same key and body within 24 h answer the task the first
-        request made (no second task, no second upstream call); concurrent duplicates too.
+        request made (no second task, no second upstream call); concurrent duplicates too. A
+        key that cannot be stored as sent is refused, never ignored.
         """
+        canonical.token(idempotency_key, "Idempotency-Key")
         entry, normalized, offering_providers = await self._checked(owner, request)
         caps = entry.caps
         charge = self.prices.estimate(normalized, caps)

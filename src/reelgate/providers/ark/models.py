@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from reelgate.core import canonical
 from reelgate.core.capabilities import (
     Mode,
     ModelCapabilities,
@@ -20,7 +21,7 @@ from reelgate.core.capabilities import (
     check_options,
 )
 from reelgate.core.errors import InvalidRequest
-from reelgate.core.request import VideoRequest, invalid
+from reelgate.core.request import DURATION_RANGE, VideoRequest, invalid
 from reelgate.providers.ark.catalog import (
     BY_NAME,
     MODELS,
@@ -46,6 +47,8 @@ _FLAGS = {
     "wm": "watermark",
 }
 _FLAG = re.compile(r"\s--([a-z]+)\s+(\S+)")
+# How far from a listed ratio a size that is not in the table may be and still map to it.
+_RATIO_SLACK = 0.02
 
 
 def _options(m: ArkModel) -> dict[str, Option]:
@@ -91,6 +94,27 @@ def _sizes(m: ArkModel) -> dict[str, list[str]]:
     return {res: [f"{w}x{h}" for (w, h) in m.table[res].values()] for res in m.resolutions}
 
 
+def _frames(m: ArkModel) -> tuple[tuple[int, int], ...]:
+    """Every frame size the model makes (each resolution in each ratio), largest last."""
+    return tuple(size for res in m.resolutions for size in m.table[res].values())
+
+
+def _bounds(m: ArkModel) -> tuple[int, int, int]:
+    """The shortest and longest side and the most pixels a size may have: the table's, and
+    those ``_size_to_resolution`` also maps (a resolution's short side, near a ratio)."""
+    sizes = list(_frames(m))
+    for res in m.resolutions:
+        short = SHORT_SIDE[res]
+        for ratio in RATIOS:
+            a, b = (int(x) for x in ratio.split(":"))
+            sizes.append((short, int(short * (max(a, b) / min(a, b) + _RATIO_SLACK))))
+    return (
+        min(min(size) for size in sizes),
+        max(max(size) for size in sizes),
+        max(w * h for w, h in sizes),
+    )
+
+
 def capabilities() -> list[ModelCapabilities]:
     caps = []
     for m in MODELS:
@@ -99,6 +123,8 @@ def capabilities() -> list[ModelCapabilities]:
             modes.add(Mode.IMAGE_TO_VIDEO)
         max_images = {"first_frame": 1, "first_last_frame": 2}
         most = max([max_images.get(x, m.max_reference) for x in m.image_modes], default=0)
+        frames = _frames(m)
+        min_side, max_side, max_pixels = _bounds(m)
         caps.append(
             ModelCapabilities(
                 name=m.name,
@@ -108,9 +134,13 @@ def capabilities() -> list[ModelCapabilities]:
                 min_duration=m.durations[0],
                 max_duration=m.durations[1],
                 default_duration=5,
-                default_size=(0, 0),
-                max_side=6000,
-                max_pixels=5040 * 2160,
+                # What text-to-video makes without a size, ratio or resolution (Ark's 16:9 at the
+                # model's default resolution); images without a ratio keep theirs ("adaptive").
+                default_size=m.table[m.default_resolution]["16:9"],
+                min_side=min_side,
+                max_side=max_side,
+                max_pixels=max_pixels,
+                sizes=frames,
                 min_images=0 if m.text else 1,
                 max_images=most,
                 options=_options(m),
@@ -118,6 +148,10 @@ def capabilities() -> list[ModelCapabilities]:
                 normalizer=normalize_ark,
                 extra={
                     "sizes": _sizes(m),
+                    "resolutions": {
+                        res: {ratio: f"{w}x{h}" for ratio, (w, h) in m.table[res].items()}
+                        for res in m.resolutions
+                    },
                     "image_modes": list(m.image_modes),
                     "auto_duration": m.auto_duration,
                 },
@@ -147,9 +181,7 @@ def _flag_value(option: str, raw: str, spec: Option) -> Any:
             raise invalid(f"prompt --{option}", "must be true or false")
         return raw.lower() == "true"
     if spec.kind is int:
-        if not raw.lstrip("-").isdecimal():
-            raise invalid(f"prompt --{option}", "must be an integer")
-        return int(raw)
+        return canonical.integer(raw, f"prompt --{option}")
     return raw
 
 
@@ -164,7 +196,7 @@ def _size_to_resolution(m: ArkModel, width: int, height: int) -> tuple[str, str]
             continue
         for ratio in RATIOS:
             a, b = (int(x) for x in ratio.split(":"))
-            if abs(width / height - a / b) < 0.02:
+            if abs(width / height - a / b) < _RATIO_SLACK:
                 return res, ratio
     sizes = ", ".join(s for group in _sizes(m).values() for s in group)
     raise invalid("size", f"is not a size '{m.name}' can produce; use one of: {sizes}")
@@ -193,9 +225,14 @@ def normalize_ark(request: VideoRequest, caps: ModelCapabilities) -> NormalizedR
     duration_raw = flags.get("duration")
     requested = request.duration
     if duration_raw is not None:
-        if not duration_raw.lstrip("-").isdecimal():
-            raise invalid("prompt --duration", "must be an integer number of seconds")
-        requested = int(duration_raw)
+        low, high = DURATION_RANGE
+        requested = canonical.integer(
+            duration_raw,
+            "prompt --duration",
+            low=low,
+            high=high,
+            what="an integer number of seconds",
+        )
     duration = check_duration(requested, caps, frozenset({-1}) if m.auto_duration else frozenset())
     if m.fixed_durations and duration not in m.fixed_durations:
         raise invalid("duration", f"must be one of {m.fixed_durations} for '{m.name}'")
