@@ -18,12 +18,18 @@ waits for the other's upstream calls. ``tick`` runs one round of both:
 
 Each upstream call first takes a token from the account's shared bucket when it has an RPM limit.
 Admission (2) and the state both loops share live in ``engine/admission.py``.
+
+A fault is contained where it happens (``engine/supervisor.py``): an exception while handling one
+task is logged with its traceback, the task is retried after a back-off and finally ended with
+``internal_error``; a batch look-up that raises is split until the task that makes it raise is
+found; a failed round (the database away) backs off; a loop that stops anyway is started again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -31,7 +37,7 @@ import secrets
 import socket
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from reelgate import logs
 from reelgate.core import schedule
@@ -43,16 +49,32 @@ from reelgate.core.lifecycle import Observation, Status, Task, UpstreamState
 from reelgate.engine.admission import SUBMIT_CONCURRENCY, Admission
 from reelgate.engine.callbacks import CallbackUrls
 from reelgate.engine.failover import Failover
+from reelgate.engine.supervisor import (
+    LOOPS,
+    FaultCounter,
+    Pause,
+    RoundFailures,
+    log_fault,
+    pause,
+    settle_all,
+    supervise,
+    unavailable,
+)
 from reelgate.metrics import METRICS
+from reelgate.providers.base import Provider
 from reelgate.service import VideoService
 
 log = logging.getLogger("reelgate.engine")
+T = TypeVar("T")
 
 SWEEP_INTERVAL = 5.0
 # How often channels disabled by their health are checked for a due probe (s).
 PROBE_CHECK_INTERVAL = 10.0
 # The shortest wait between two idle rounds (wall seconds).
 MIN_WAIT = 0.002
+# Extra look-ups a batch that raised may cost while it is split to find the task that makes it
+# raise (one such task in 500 takes about 2·log2(500) = 18).
+SPLIT_LOOKS = 32
 
 
 class Worker(Admission):
@@ -69,6 +91,7 @@ class Worker(Admission):
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
         clock_rate: float = 1.0,
+        pause_for: Pause | None = None,
     ) -> None:
         self.service = service
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -89,6 +112,10 @@ class Worker(Admission):
         self._submit_slots = asyncio.Semaphore(SUBMIT_CONCURRENCY)
         self.failover = Failover(service, self._clock, self._rng)
         self._next_probe = 0.0
+        # How the loops wait after a failure (tests pass one that only records the waits).
+        self._pause = pause_for or pause
+        self._faults = FaultCounter()
+        self._orphans = {"tracking": set(), "admission": set()}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, finish the rounds under way, then give back every lease.
@@ -97,41 +124,60 @@ class Worker(Admission):
         (submissions), so that a slow create (up to the upstream's timeout) never holds back
         the look-ups that confirm callbacks, nor the other way round."""
         log.info("worker %s started", self.id)
-        heartbeat = asyncio.create_task(self._heartbeat())
+        heartbeat = asyncio.create_task(self._supervised("heartbeat", None, self._heartbeat))
         try:
             async with asyncio.TaskGroup() as loops:
-                loops.create_task(self._loop(stop, self._tracking_round, self.idle_wait))
-                loops.create_task(self._loop(stop, self.admit, self._admission_wait))
+                for name, round_, wait in (
+                    ("tracking", self._tracking_round, self.idle_wait),
+                    ("admission", self.admit, self._admission_wait),
+                ):
+                    loops.create_task(
+                        self._supervised(
+                            name, stop, functools.partial(self._loop, stop, name, round_, wait)
+                        )
+                    )
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-            with contextlib.suppress(ReelgateError):
+            try:
                 await self.service.flush_learning()
-            with contextlib.suppress(ReelgateError):
                 await self.service.store.release_leases(self.id)
                 await self.service.store.worker_gone(self.id)
+            except Exception as exc:  # the leases run out by themselves
+                log.error("cannot give back the leases of %s (%s)", self.id, type(exc).__name__)
             log.info("worker %s stopped", self.id)
+
+    def _supervised(
+        self, name: str, stop: asyncio.Event | None, body: Callable[[], Awaitable[None]]
+    ) -> Coroutine[Any, Any, None]:
+        return supervise(
+            name, body, stop, owner=self.id, clock=self._clock, rng=self._rng, wait=self._pause
+        )
 
     async def _loop(
         self,
         stop: asyncio.Event,
+        name: str,
         round_: Callable[[], Awaitable[int]],
         wait: Callable[[], Awaitable[float]],
     ) -> None:
         signal = self.service.work_available
+        failures = RoundFailures(name, rng=self._rng)
         while not stop.is_set():
             # Work signalled during the round starts the next one at once.
             seen = signal.generation
             try:
                 handled = await round_()
-            except ReelgateError as exc:  # store down, etc.: keep going, loudly
-                log.error("worker round failed: %s", exc.message)
-                handled = 0
+            except Exception as exc:  # the store is away, or a bug outside any one task
+                await self._pause(failures.failed(exc), stop)
+                continue
+            failures.succeeded()
             if handled >= self.batch_size:
                 continue  # more work is probably due right now
+            timeout = await wait()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(stop.wait(), signal.wait(seen)), await wait())
+                await asyncio.wait_for(_first(stop.wait(), signal.wait(seen)), timeout)
 
     async def _admission_wait(self) -> float:
         return self.poll_interval
@@ -161,7 +207,10 @@ class Worker(Admission):
             now = self._clock()
             try:
                 await self.service.store.extend_leases(self.id, now, now + self.lease_seconds)
-                await self.service.store.worker_seen(self.id, now)  # readiness: alive
+                if not LOOPS.problems(now, owner=self.id):
+                    # Readiness: alive, and neither loop is down or restarting again and again
+                    # (seen from other processes once this report goes stale).
+                    await self.service.store.worker_seen(self.id, now)
             except ReelgateError as exc:
                 log.error("cannot extend leases: %s", exc.message)
             await asyncio.sleep(self.lease_seconds / 3)
@@ -178,59 +227,100 @@ class Worker(Admission):
         return handled + await self.track()
 
     async def _upkeep(self) -> int:
-        """Deadlines every few seconds; channels changed elsewhere; due health probes."""
+        """Deadlines every few seconds; channels changed elsewhere; due health probes. A bug in
+        one of them is logged and does not hold back the look-ups."""
         handled = 0
         now = self._clock()
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_INTERVAL
-            handled += await self.sweep()
+            handled += await self._guarded("sweeper", self.sweep, 0)
         book = self.service.channels
         if book is not None:
-            await book.refresh()  # channels added, changed or disabled by other processes
+            # Channels added, changed or disabled by other processes.
+            await self._guarded("channels", book.refresh, None)
             if now >= self._next_probe:
                 self._next_probe = now + PROBE_CHECK_INTERVAL
-                await book.probe_due()
+                await self._guarded("channels", book.probe_due, 0)
         return handled
+
+    async def _guarded(self, loop: str, step: Callable[[], Awaitable[T]], otherwise: T) -> T:
+        try:
+            return await step()
+        except Exception as exc:
+            if unavailable(exc):
+                raise  # the store is away: the round fails and backs off
+            log_fault(loop, f"the {loop} step", exc, 1, 1, SWEEP_INTERVAL)
+            return otherwise
 
     # -- 1. deadlines ------------------------------------------------------------------------------
     async def sweep(self) -> int:
+        await self._give_back("tracking")
         overdue = await self.service.store.claim_overdue(
             self._clock(), self.batch_size, self.id, self.lease_seconds
         )
-        for task in overdue:
-            provider = self.service.registry.account(task.provider, task.account)
-            if provider is not None and task.upstream_id and task.status is Status.QUEUED:
-                # Still waiting upstream: withdraw it so it is not run (and billed) for nothing.
-                with contextlib.suppress(ReelgateError):
-                    await provider.cancel(task.upstream_id)
-            where = "upstream" if task.upstream_id else "in reelgate's queue"
-            await self.service.fail(
-                task, "timeout", f"the task did not finish before its deadline (it was {where})"
-            )
+        try:
+            for task in overdue:
+                await self._unit("sweeper", task, functools.partial(self._end_overdue, task))
+        except BaseException:
+            self._orphan("tracking", overdue)
+            raise
         return len(overdue)
+
+    async def _end_overdue(self, task: Task) -> None:
+        provider = self.service.registry.account(task.provider, task.account)
+        if provider is not None and task.upstream_id and task.status is Status.QUEUED:
+            # Still waiting upstream: withdraw it so it is not run (and billed) for nothing.
+            try:
+                await provider.cancel(task.upstream_id)
+            except ReelgateError:
+                pass  # it may have started meanwhile; the task ends here either way
+            except Exception as exc:  # the provider's bug: logged, and the task still ends
+                log_fault("sweeper", f"cancel of {task.id}", exc, 1, 1, None)
+        where = "upstream" if task.upstream_id else "in reelgate's queue"
+        await self.service.fail(
+            task, "timeout", f"the task did not finish before its deadline (it was {where})"
+        )
 
     # -- 3. tracking -------------------------------------------------------------------------------
     async def track(self) -> int:
+        await self._give_back("tracking")
         claimed = await self.service.store.claim_due(
             self._clock(), self.batch_size, self.id, self.lease_seconds
         )
         groups: dict[tuple[str, str | None], list[Task]] = defaultdict(list)
         for task in claimed:
             groups[(task.provider, task.account)].append(task)
-        await asyncio.gather(*(self._look(key, ts) for key, ts in groups.items()))
+        try:
+            await settle_all(self._look(key, ts) for key, ts in groups.items())
+        except BaseException:
+            self._orphan("tracking", claimed)
+            raise
         await self.service.flush_learning()
         return len(claimed)
 
     async def _look(self, key: tuple[str, str | None], tasks: Sequence[Task]) -> None:
         provider = self.service.registry.account(*key)
         if provider is None:
+            gone = f"provider '{key[0]}' (account '{key[1]}') is no longer configured"
             for task in tasks:
-                await self.service.fail(
+                await self._unit(
+                    "tracking",
                     task,
-                    "provider_unavailable",
-                    f"provider '{key[0]}' (account '{key[1]}') is no longer configured",
+                    functools.partial(self.service.fail, task, "provider_unavailable", gone),
                 )
             return
+        await self._look_up(provider, key, tasks, [SPLIT_LOOKS])
+
+    async def _look_up(
+        self,
+        provider: Provider,
+        key: tuple[str, str | None],
+        tasks: Sequence[Task],
+        spare: list[int],
+    ) -> None:
+        """One batch look-up, its results applied task by task. A look-up that raises (not an
+        upstream error: a bug, an answer the provider cannot read) is tried again in halves,
+        up to ``spare[0]`` more calls, so that only the tasks that make it raise take a fault."""
         if await self._budget(provider, 1) <= 0:
             wait = self._clock() + self._rate_wait(provider)
             for task in tasks:
@@ -246,12 +336,39 @@ class Worker(Admission):
                 )
                 await self.service.reschedule(task, self._clock() + delay, polled=True)
             return
+        except Exception as exc:
+            if len(tasks) > 1 and spare[0] >= 2:
+                log.warning(
+                    "a look-up of %d tasks at %s/%s raised %s; looking again in halves",
+                    len(tasks),
+                    key[0],
+                    key[1],
+                    type(exc).__name__,
+                )
+                spare[0] -= 2
+                half = len(tasks) // 2
+                for part in (tasks[:half], tasks[half:]):
+                    await self._look_up(provider, key, part, spare)
+                return
+            if len(tasks) > 1:  # the trace once, then one line per task
+                log.error(
+                    "a look-up of %d tasks at %s/%s raised %s; each of them takes a fault",
+                    len(tasks),
+                    key[0],
+                    key[1],
+                    type(exc).__name__,
+                    exc_info=exc,
+                )
+            for task in tasks:
+                with logs.bound(task_id=task.id, request_id=task.request_id):
+                    await self._fault("tracking", task, exc, trace=len(tasks) == 1)
+            return
         for task in tasks:
             await self._apply(task, seen)
 
     async def _apply(self, task: Task, seen: Mapping[str, Observation | None]) -> None:
-        with logs.bound(task_id=task.id, request_id=task.request_id):
-            await self._apply_one(task, seen)
+        if await self._unit("tracking", task, functools.partial(self._apply_one, task, seen)):
+            self._faults.clear(task.id)
 
     async def _apply_one(self, task: Task, seen: Mapping[str, Observation | None]) -> None:
         now = self._clock()
