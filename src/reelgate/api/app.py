@@ -50,6 +50,7 @@ from reelgate.engine.callbacks import ROUTE as CALLBACK_ROUTE
 from reelgate.engine.callbacks import CallbackUrls
 from reelgate.engine.mirror import MediaMirror
 from reelgate.engine.notify import PgListener, plain_dsn
+from reelgate.engine.supervisor import supervise
 from reelgate.engine.webhooks import WebhookSender
 from reelgate.engine.worker import Worker
 from reelgate.metrics import StateGauges, metrics_endpoint
@@ -136,7 +137,11 @@ async def start_runtime(
     clock: Callable[[], float] = time.time,
     clock_rate: float = 1.0,
 ) -> Runtime:
-    store = await open_store(settings.database_url)
+    store = await open_store(
+        settings.database_url,
+        connect_timeout=settings.database_connect_timeout,
+        statement_timeout=settings.database_statement_timeout,
+    )
     try:
         await store.migrate()
         key = await secret_key(settings, store)
@@ -203,7 +208,7 @@ async def start_runtime(
     runtime = Runtime(settings, store, registry, service, links, callbacks, book)
     book.on_change(lambda fresh: setattr(service, "registry", fresh))
     book.on_change(lambda fresh: setattr(runtime, "registry", fresh))
-    runtime.channels_task = asyncio.create_task(book.keep_fresh())
+    runtime.channels_task = asyncio.create_task(supervise("channels", book.keep_fresh, clock=clock))
     gauges = StateGauges(
         lambda m: read_state(store, m, clock()), interval=settings.metrics_refresh_seconds
     )
