@@ -24,8 +24,9 @@ from reelgate.core.request import VideoRequest
 from reelgate.core.webhooks import MAX_ATTEMPTS
 from reelgate.engine import supervisor
 from reelgate.engine.supervisor import FAULT_RETRY, INTERNAL_MESSAGE, MAX_FAULTS
+from reelgate.engine.tracking import SPLIT_LOOKS
 from reelgate.engine.webhooks import WebhookSender
-from reelgate.engine.worker import SPLIT_LOOKS, Worker
+from reelgate.engine.worker import Worker
 from reelgate.metrics import METRICS
 from reelgate.providers.base import Registry
 from reelgate.service import VideoService
