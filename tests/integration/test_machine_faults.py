@@ -23,13 +23,13 @@ import httpx
 import pytest
 
 from reelgate.api.health import Readiness
-from reelgate.core.lifecycle import Status
+from reelgate.core.lifecycle import Status, Task
 from reelgate.engine import supervisor
 from reelgate.engine.webhooks import WebhookSender
 from reelgate.providers.sandbox import MAX_RENDER_ATTEMPTS, job_id_of
 from reelgate.store.sql import SqlStore, StoreError, open_store
 from tests.conftest import LiveServer, server_env
-from tests.integration.test_engine import Clock, owner, sandbox_rig, t2v
+from tests.integration.test_engine import Clock, Rig, owner, sandbox_rig, t2v
 from tests.integration.test_engine_faults import FlakyStore, engine, make
 from tests.pg import _drop, _pg_database, pg_url
 
@@ -135,54 +135,55 @@ async def test_the_webhook_sender_backs_off_a_failing_store(store: SqlStore) -> 
 # -- the sandbox's renders on a disk that cannot take them -----------------------------------------
 
 
+async def blocked_render(store: SqlStore, tmp_path: Path) -> tuple[Rig, Task, Path]:
+    """A sandbox task whose render cannot write its last frame: a directory is where the file
+    goes, so the render's final move fails with an OSError (as a full disk would make it)."""
+    rig = sandbox_rig(store, tmp_path, queue=0, run=0)
+    task = await rig.service.create(await owner(rig.service), t2v())
+    blocker = tmp_path / "sandbox" / "media" / f"{job_id_of(task.id)}.png"
+    blocker.mkdir(parents=True)
+    return rig, task, blocker
+
+
+async def run_renders(rig: Rig, task: Task, *, rounds: int = 200) -> int:
+    """Tick (one clock second each) until the task ends; how many renders were started."""
+    assert rig.sandbox is not None
+    renders = 0
+    for _ in range(rounds):
+        await rig.worker.tick()
+        pending = list(rig.sandbox._renders.values())
+        renders += len(pending)
+        await asyncio.gather(*pending)
+        found = await rig.service.store.find_task(task.id)
+        if found is not None and found.status.terminal:
+            break
+        rig.clock.now += 1
+    return renders
+
+
 async def test_a_render_that_cannot_write_its_files_ends_render_failed_and_never_spins(
     store: SqlStore, tmp_path: Path
 ) -> None:
-    r = sandbox_rig(store, tmp_path, queue=0, run=0)
-    clock, service, worker, sandbox = r.clock, r.service, r.worker, r.sandbox
-    assert sandbox is not None
-    me = await owner(service)
-    task = await service.create(me, t2v())
-    # A directory where the last frame goes: the render's final move fails with an OSError
-    # (as a full disk would make it), every time.
-    media = tmp_path / "sandbox" / "media"
-    (media / f"{job_id_of(task.id)}.png").mkdir(parents=True)
-    renders = 0
-    for _ in range(200):
-        await worker.tick()
-        pending = list(sandbox._renders.values())
-        renders += len(pending)
-        await asyncio.gather(*pending)
-        if (await service.get(me, task.id)).status.terminal:
-            break
-        clock.now += 1
-    ended = await service.get(me, task.id)
+    rig, task, blocker = await blocked_render(store, tmp_path)
+    renders = await run_renders(rig, task)
+    ended = await store.find_task(task.id)
+    assert ended is not None
     assert (ended.status, ended.error_code) == (Status.FAILURE, "render_failed")
     assert "cannot write the video" in ended.error_message
     assert renders == MAX_RENDER_ATTEMPTS  # a few tries, spaced out; not one per look
-    assert not list(media.glob("*.mp4"))  # nothing half-written is offered
+    assert not list(blocker.parent.glob("*.mp4"))  # nothing half-written is offered
 
 
 async def test_a_render_that_could_not_write_succeeds_once_it_can(
     store: SqlStore, tmp_path: Path
 ) -> None:
-    r = sandbox_rig(store, tmp_path, queue=0, run=0)
-    clock, service, worker, sandbox = r.clock, r.service, r.worker, r.sandbox
-    assert sandbox is not None
-    me = await owner(service)
-    task = await service.create(me, t2v())
-    blocker = tmp_path / "sandbox" / "media" / f"{job_id_of(task.id)}.png"
-    blocker.mkdir(parents=True)
-    await worker.tick()
-    await asyncio.gather(*sandbox._renders.values())
+    rig, task, blocker = await blocked_render(store, tmp_path)
+    assert await run_renders(rig, task, rounds=1) == 1  # the first try fails
     blocker.rmdir()  # room again
-    for _ in range(200):
-        clock.now += 1
-        await worker.tick()
-        await asyncio.gather(*sandbox._renders.values())
-        if (await service.get(me, task.id)).status.terminal:
-            break
-    assert (await service.get(me, task.id)).status is Status.SUCCESS
+    assert await run_renders(rig, task) == 1  # the next one, after its back-off, succeeds
+    ended = await store.find_task(task.id)
+    assert ended is not None
+    assert ended.status is Status.SUCCESS
 
 
 # -- PostgreSQL that accepts and never answers -----------------------------------------------------

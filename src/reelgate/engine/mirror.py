@@ -13,7 +13,6 @@ a failing round backs off, and the loop is supervised (``engine/supervisor.py``)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from urllib.parse import urljoin, urlsplit
@@ -25,9 +24,9 @@ from reelgate.core.errors import InvalidRequest, ReelgateError
 from reelgate.core.media import MediaCopy
 from reelgate.engine.supervisor import (
     Pause,
-    RoundFailures,
     log_fault,
     pause,
+    rounds,
     settle_all,
     supervise,
     unavailable,
@@ -73,7 +72,15 @@ class MediaMirror:
         try:
             await supervise(
                 "mirror",
-                lambda: self._rounds(stop),
+                lambda: rounds(
+                    "mirror",
+                    self.tick,
+                    stop,
+                    due=self.service.media_due,
+                    idle_s=IDLE_S,
+                    busy=BATCH,
+                    wait=self._pause,
+                ),
                 stop,
                 owner=self.worker_id,
                 clock=self.service.clock,
@@ -81,21 +88,6 @@ class MediaMirror:
             )
         finally:
             await self._client.aclose()
-
-    async def _rounds(self, stop: asyncio.Event) -> None:
-        failures = RoundFailures("mirror")
-        while not stop.is_set():
-            try:
-                busy = await self.tick()
-            except Exception as exc:  # the store is away, or a bug outside any one copy
-                await self._pause(failures.failed(exc), stop)
-                continue
-            failures.succeeded()
-            if busy >= BATCH:
-                continue
-            self.service.media_due.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.service.media_due.wait(), IDLE_S)
 
     async def tick(self) -> int:
         now = self.service.clock()

@@ -170,6 +170,34 @@ class RoundFailures:
             self.count = 0
 
 
+async def rounds(
+    loop: str,
+    tick: Callable[[], Awaitable[int]],
+    stop: asyncio.Event,
+    *,
+    due: asyncio.Event,
+    idle_s: float,
+    busy: int,
+    wait: Pause = pause,
+) -> None:
+    """An outbox loop (webhooks, media copies): ``tick`` until ``stop`` is set; again at once
+    after a round that handled ``busy`` units or more, else once ``due`` is set or after
+    ``idle_s``; after a failed round, a back-off (``RoundFailures``)."""
+    failures = RoundFailures(loop)
+    while not stop.is_set():
+        try:
+            handled = await tick()
+        except Exception as exc:  # the store is away, or a bug outside any one unit
+            await wait(failures.failed(exc), stop)
+            continue
+        failures.succeeded()
+        if handled >= busy:
+            continue
+        due.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(due.wait(), idle_s)
+
+
 @dataclass(slots=True)
 class LoopState:
     """One running loop, as readiness sees it."""

@@ -15,7 +15,6 @@ database away) backs off; the loop is supervised (``engine/supervisor.py``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -32,9 +31,9 @@ from reelgate.core.lifecycle import Task
 from reelgate.core.webhooks import Attempt, Delivery
 from reelgate.engine.supervisor import (
     Pause,
-    RoundFailures,
     log_fault,
     pause,
+    rounds,
     settle_all,
     supervise,
     unavailable,
@@ -84,7 +83,15 @@ class WebhookSender:
         try:
             await supervise(
                 "webhooks",
-                lambda: self._rounds(stop),
+                lambda: rounds(
+                    "webhooks",
+                    self.tick,
+                    stop,
+                    due=self.service.webhooks_due,
+                    idle_s=IDLE_S,
+                    busy=BATCH,
+                    wait=self._pause,
+                ),
                 stop,
                 owner=self.worker_id,
                 clock=self.service.clock,
@@ -92,21 +99,6 @@ class WebhookSender:
             )
         finally:
             await self._client.aclose()
-
-    async def _rounds(self, stop: asyncio.Event) -> None:
-        failures = RoundFailures("webhooks")
-        while not stop.is_set():
-            try:
-                sent = await self.tick()
-            except Exception as exc:  # the store is away, or a bug outside any one delivery
-                await self._pause(failures.failed(exc), stop)
-                continue
-            failures.succeeded()
-            if sent >= BATCH:
-                continue
-            self.service.webhooks_due.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.service.webhooks_due.wait(), IDLE_S)
 
     async def tick(self) -> int:
         due = await self.service.store.claim_deliveries(
