@@ -100,7 +100,12 @@ class MediaMirror:
                 if unavailable(exc):
                     raise
                 # Its row is expired already: the file stays behind, the links fall back.
-                log_fault("mirror", f"expiry of {gone.task_id}'s copy", exc, 1, 1, None)
+                log_fault(
+                    "mirror",
+                    f"expiry of {gone.task_id}'s copy",
+                    exc,
+                    then="its file stays behind; links fall back to the upstream's",
+                )
         due = await self.service.store.claim_copies(now, BATCH, self.worker_id, LEASE_SECONDS)
         await settle_all(self.copy(c) for c in due)
         return len(due)
@@ -124,6 +129,7 @@ class MediaMirror:
                     job.attempts + 1,
                     media.MAX_COPY_ATTEMPTS,
                     None if retry is None else retry - now,
+                    then=None if retry is not None else "giving up: the upstream URL stays",
                 )
                 message = "internal error in reelgate; it is logged"
             METRICS.mirror_failures.inc()

@@ -80,22 +80,26 @@ def log_fault(
     loop: str,
     unit: str,
     exc: BaseException,
-    fault: int,
-    limit: int,
-    retry: float | None,
+    fault: int = 1,
+    limit: int = 1,
+    retry: float | None = None,
     *,
+    then: str | None = None,
     trace: bool = True,
 ) -> None:
     """One line, with the traceback unless it was logged already, for a unit that raised (ids
-    come from ``logs.bound``)."""
+    come from ``logs.bound``): which fault of how many, and what happens next (``then``, by
+    default a retry in ``retry`` seconds or the end with ``internal_error``)."""
     METRICS.engine_faults.labels(loop).inc()
+    if then is None:
+        then = f"retrying in {retry:.1f} s" if retry is not None else f"ending: {INTERNAL_CODE}"
     log.error(
         "%s raised %s (fault %d of %d); %s",
         unit,
         type(exc).__name__,
         fault,
         limit,
-        f"retrying in {retry:.1f} s" if retry is not None else f"giving up: {INTERNAL_CODE}",
+        then,
         exc_info=exc if trace else None,
         extra={"loop": loop},
     )

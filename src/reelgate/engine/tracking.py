@@ -66,7 +66,7 @@ class Tracking(WorkerState):
         except Exception as exc:
             if unavailable(exc):
                 raise  # the store is away: the round fails and backs off
-            log_fault(loop, f"the {loop} step", exc, 1, 1, SWEEP_INTERVAL)
+            log_fault(loop, f"the {loop} step", exc, then="it runs again next round")
             return otherwise
 
     # -- 1. deadlines ------------------------------------------------------------------------------
@@ -92,7 +92,7 @@ class Tracking(WorkerState):
             except ReelgateError:
                 pass  # it may have started meanwhile; the task ends here either way
             except Exception as exc:  # the provider's bug: logged, and the task still ends
-                log_fault("sweeper", f"cancel of {task.id}", exc, 1, 1, None)
+                log_fault("sweeper", f"cancel of {task.id}", exc, then="the task ends anyway")
         where = "upstream" if task.upstream_id else "in reelgate's queue"
         await self.service.fail(
             task, "timeout", f"the task did not finish before its deadline (it was {where})"

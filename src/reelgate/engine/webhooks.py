@@ -129,6 +129,7 @@ class WebhookSender:
             attempt_no,
             webhooks.MAX_ATTEMPTS,
             None if retry is None else retry - now,
+            then=None if retry is not None else "giving up: the delivery failed",
         )
         state, next_at = ("pending", retry) if retry is not None else ("failed", now)
         await self.service.store.record_attempt(
