@@ -29,6 +29,7 @@ from reelgate.core.errors import ConfigError, ReelgateError
 from reelgate.engine.callbacks import CallbackUrls
 from reelgate.engine.mirror import MediaMirror
 from reelgate.engine.notify import PgListener, plain_dsn
+from reelgate.engine.supervisor import supervise
 from reelgate.engine.webhooks import WebhookSender
 from reelgate.engine.worker import Worker
 from reelgate.metrics import StateGauges
@@ -247,7 +248,12 @@ async def start_runtime(
     the engine's loops (worker, webhook sender, media mirror), and start them."""
     box = secret_box(settings)
     # Webhook signing secrets are sealed at rest with the same key as upstream keys.
-    store = await open_store(settings.database_url, secret_box=box)
+    store = await open_store(
+        settings.database_url,
+        secret_box=box,
+        connect_timeout=settings.database_connect_timeout,
+        statement_timeout=settings.database_statement_timeout,
+    )
     async with contextlib.AsyncExitStack() as undo:
         undo.push_async_callback(store.close)
         await store.migrate()
@@ -286,7 +292,7 @@ async def start_runtime(
     )
     callbacks = CallbackUrls(key, settings.base_url)
     runtime = Runtime(settings, store, service, links, callbacks, book)
-    runtime.channels_task = asyncio.create_task(book.keep_fresh())
+    runtime.channels_task = asyncio.create_task(supervise("channels", book.keep_fresh, clock=clock))
     gauges = StateGauges(
         lambda m: read_state(store, m, clock()), interval=settings.metrics_refresh_seconds
     )

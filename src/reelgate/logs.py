@@ -5,7 +5,11 @@ Every module logs through the standard library (``logging.getLogger("reelgate.â€
 ``request_id`` of the HTTP request that created a task follows that task through the worker's
 submit, look-ups and end, and into its webhook deliveries (``bound`` sets it around each).
 
-What is never logged: API tokens, upstream keys, webhook secrets, and prompts.
+What is never logged: API tokens, upstream keys, webhook secrets, and prompts. reelgate's own
+lines name ids, never values; the drivers that would narrate statements with their parameters
+(SQLAlchemy, aiosqlite, asyncpg) or HTTP headers (hpack) are held at WARNING whatever the level;
+and as a last guard every rendered line has the secrets it could still carry (a token or
+webhook secret by its shape, the keys in the settings by value) replaced by ``[redacted]``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import logging
 import re
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextvars import ContextVar
 from typing import Any, TextIO
 
@@ -41,6 +45,50 @@ def log_format(settings: Settings, stream: TextIO) -> str:
     return "text" if isatty is not None and isatty() else "json"
 
 
+# Loggers that narrate SQL with its parameters, or HTTP headers, at INFO or DEBUG.
+_DRIVER_LOGGERS = ("sqlalchemy", "aiosqlite", "asyncpg", "hpack", "h2", "redis", "multipart")
+# Secrets recognisable by their shape: API tokens (core.ids) and webhook secrets (core.webhooks).
+_SECRET_SHAPES = re.compile(r"(?:rg_|whsec_)[A-Za-z0-9_+/=-]{8,}")
+REDACTED = "[redacted]"
+
+
+class Redactor:
+    """Replaces secrets in a rendered log line: by their shape, and the ``known`` values."""
+
+    def __init__(self, known: list[str]) -> None:
+        # Longest first, so that a secret containing another is replaced whole; short values
+        # would only blank out common words.
+        self.known = sorted({k for k in known if len(k) >= 8}, key=len, reverse=True)
+
+    def __call__(
+        self, _logger: Any, _name: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key, value in event.items():
+            if isinstance(value, str):
+                event[key] = self.redact(value)
+        return event
+
+    def redact(self, text: str) -> str:
+        for secret in self.known:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return _SECRET_SHAPES.sub(REDACTED, text)
+
+
+def _known_secrets(settings: Settings) -> list[str]:
+    values = [
+        settings.secret_key,
+        settings.ark_api_key,
+        settings.redis_url,
+        settings.encryption_key,
+        settings.media_s3_access_key_id,
+        settings.media_s3_secret_access_key,
+        settings.admin_token,
+        *(a.api_key for a in settings.ark_accounts),
+    ]
+    return [v.get_secret_value() for v in values if v is not None]
+
+
 def configure(settings: Settings) -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -60,6 +108,7 @@ def configure(settings: Settings) -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            Redactor(_known_secrets(settings)),
             renderer,
         ],
     )
@@ -75,6 +124,8 @@ def configure(settings: Settings) -> None:
     # httpx logs every upstream request at INFO: a worker would log one line per look-up.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("httpcore").setLevel(max(logging.INFO, root.level))
+    for name in _DRIVER_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
 def new_request_id() -> str:

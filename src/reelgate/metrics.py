@@ -171,6 +171,28 @@ class Metrics:
         self.mirror_failures = Counter(
             "reelgate_media_mirror_failures", "Failed copy attempts of results", registry=r
         )
+        # The engine's fault isolation (engine/supervisor.py), by loop: tracking, admission,
+        # sweeper, channels, webhooks, mirror, callbacks, heartbeat.
+        self.engine_faults = Counter(
+            "reelgate_engine_faults",
+            "Units (a task's submit or look, a delivery, a copy) that raised and were retried "
+            "or ended with internal_error, by loop",
+            ["loop"],
+            registry=r,
+        )
+        self.round_failures = Counter(
+            "reelgate_engine_round_failures",
+            "Rounds of an engine loop that failed (the database away, say) and were retried "
+            "after a back-off, by loop",
+            ["loop"],
+            registry=r,
+        )
+        self.loop_restarts = Counter(
+            "reelgate_engine_loop_restarts",
+            "Engine loops that stopped on an exception and were started again, by loop",
+            ["loop"],
+            registry=r,
+        )
         self.ledger = Gauge(
             "reelgate_ledger_amount",
             "Sum of ledger movements by kind, in the billing unit",

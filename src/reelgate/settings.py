@@ -90,6 +90,16 @@ class Settings(BaseSettings):
         "sqlite:///./reelgate.db",
         description="sqlite:///path.db or postgresql://user@host/db",
     )
+    database_connect_timeout: float = Field(
+        5.0, gt=0, le=600, description="PostgreSQL: longest wait to open a connection (s)"
+    )
+    database_statement_timeout: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="PostgreSQL: longest wait for one statement before it is cancelled and the "
+        "request answers 503 store_unavailable (s)",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     public_url: str = Field("", description="Base URL used in links; default http://HOST:PORT")

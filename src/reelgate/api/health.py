@@ -1,8 +1,10 @@
 """Liveness and readiness for load balancers and Kubernetes probes.
 
-``/healthz``: the process answers (no I/O). ``/readyz``: the database answers, its schema is at
-the newest migration, and a worker has reported within ``stale_after`` seconds (without one,
-tasks would be accepted and never move). 200 with every check, or 503 naming the failing ones.
+``/healthz``: the process answers (no I/O). ``/readyz``: the database answers (on SQLite: its
+file is still the one opened, with room, and takes a write), its schema is at the newest
+migration, and a worker has reported within ``stale_after`` seconds (without one, tasks would be
+accepted and never move) with none of this process's engine loops stopped or restarting again
+and again (``engine.supervisor.LOOPS``). 200 with every check, or 503 naming the failing ones.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from reelgate.core.errors import ReelgateError
+from reelgate.engine.supervisor import LOOPS, LoopHealth
 from reelgate.store.base import Store
 
 
@@ -22,10 +25,18 @@ async def healthz(_request: Request) -> Response:
 
 
 class Readiness:
-    def __init__(self, store: Store, *, stale_after: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        stale_after: float,
+        clock: Callable[[], float],
+        loops: LoopHealth = LOOPS,
+    ) -> None:
         self.store = store
         self.stale_after = stale_after
         self._clock = clock
+        self.loops = loops
 
     async def checks(self) -> dict[str, str]:
         """Each check's result: "ok" or what is wrong."""
@@ -48,6 +59,9 @@ class Readiness:
             out["worker"] = (
                 "ok" if age <= self.stale_after else f"last seen {age:.0f} s ago (stale)"
             )
+        problems = self.loops.problems(self._clock())
+        if problems and out["worker"] == "ok":
+            out["worker"] = "; ".join(problems)
         return out
 
     async def readyz(self, _request: Request) -> Response:

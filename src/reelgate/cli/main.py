@@ -73,7 +73,11 @@ def _settings(config: str | None = None, **overrides: object) -> Settings:
 
 def _run(settings: Settings, job: Callable[[SqlStore], Awaitable[T]]) -> T:
     async def go() -> T:
-        store = await open_store(settings.database_url)
+        store = await open_store(
+            settings.database_url,
+            connect_timeout=settings.database_connect_timeout,
+            statement_timeout=settings.database_statement_timeout,
+        )
         try:
             await store.migrate()
             return await job(store)

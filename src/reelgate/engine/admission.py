@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from reelgate import logs
 from reelgate.core import schedule
@@ -23,6 +23,17 @@ from reelgate.core.errors import ReelgateError
 from reelgate.core.lifecycle import Task
 from reelgate.engine.callbacks import CallbackUrls
 from reelgate.engine.failover import Failover
+from reelgate.engine.supervisor import (
+    FAULT_RETRY,
+    INTERNAL_CODE,
+    INTERNAL_MESSAGE,
+    MAX_FAULTS,
+    FaultCounter,
+    Pause,
+    log_fault,
+    settle_all,
+    unavailable,
+)
 from reelgate.providers.base import Provider
 from reelgate.providers.registry import Registry
 from reelgate.service import VideoService
@@ -68,6 +79,72 @@ class WorkerState:
     _typical: dict[tuple[str, str], float]
     _typical_at: float
     _submit_slots: asyncio.Semaphore
+    _pause: Pause
+    # Consecutive faults per task (tracking), in this process.
+    _faults: FaultCounter
+    # Per loop: tasks claimed by a round that failed, whose leases this worker may still hold
+    # (the heartbeat would keep them alive): given back by that loop before its next claim.
+    _orphans: dict[str, set[str]]
+
+    async def _unit(self, loop: str, task: Task, step: Callable[[], Awaitable[object]]) -> bool:
+        """Handle one task (``step``) so that whatever it raises stays this task's problem.
+        True when it went through. A store that is away fails the whole round instead."""
+        with logs.bound(task_id=task.id, request_id=task.request_id):
+            try:
+                await step()
+            except Exception as exc:
+                if unavailable(exc):
+                    raise  # the round fails and backs off; the lease comes back
+                await self._fault(loop, task, exc)
+                return False
+            return True
+
+    async def _fault(
+        self, loop: str, task: Task, exc: BaseException, *, trace: bool = True
+    ) -> None:
+        """Handling ``task`` raised: log it, then look again after a back-off or, after
+        ``MAX_FAULTS`` in a row, end the task with ``internal_error``."""
+        count = self._faults.add(task.id)
+        final = count >= MAX_FAULTS
+        delay = FAULT_RETRY.delay(count - 1, self._rng)
+        log_fault(
+            loop,
+            f"task {task.id}",
+            exc,
+            count,
+            MAX_FAULTS,
+            None if final else delay,
+            trace=trace,
+        )
+        try:
+            if final:
+                self._faults.clear(task.id)
+                await self.service.fail(task, INTERNAL_CODE, INTERNAL_MESSAGE)
+            else:
+                await self.service.reschedule(task, self._clock() + delay)
+        except Exception as again:  # the store is away too: the lease comes back
+            log.error("cannot record the fault of %s (%s)", task.id, type(again).__name__)
+            self._orphans[loop].add(task.id)
+
+    def _orphan(self, loop: str, tasks: Sequence[Task]) -> None:
+        self._orphans[loop].update(t.id for t in tasks)
+
+    async def _give_back(self, loop: str) -> None:
+        """End this worker's leases on the tasks a failed round of ``loop`` left behind, so that
+        they are claimed again (by any worker) instead of being kept alive by the heartbeat. A
+        lease on a task that was settled after all is gone already: nothing happens to it."""
+        orphans, self._orphans[loop] = self._orphans[loop], set()
+        if not orphans:
+            return
+        now = self._clock()
+        left = sorted(orphans)
+        try:
+            while left:
+                await self.service.store.hold(left[0], self.id, now, now - 1.0)
+                left.pop(0)
+        finally:
+            self._orphans[loop].update(left)
+        log.warning("gave back %d tasks a failed %s round had claimed", len(orphans), loop)
 
     async def _typical_of(self, task: Task) -> float | None:
         now = self._clock()
@@ -96,6 +173,7 @@ class Admission(WorkerState):
     async def admit(self) -> int:
         """One admission round: per group of models served by the same channels, the waiting
         tasks shared among those channels (of any provider) by priority and weight."""
+        await self._give_back("admission")
         handled = 0
         now = self._clock()
         waiting = await self.service.store.count_unsubmitted(now, self.batch_size)
@@ -126,16 +204,55 @@ class Admission(WorkerState):
                 )
                 handled += len(claimed)
                 left -= len(claimed)
-                allowed = await self._budget(provider, len(claimed))
-                for task in claimed[allowed:]:
-                    # Over the channel's request rate: back in the queue, untouched.
-                    await self.service.reschedule(task, now + self._rate_wait(provider))
-                await asyncio.gather(*(self._submit(provider, t, now) for t in claimed[:allowed]))
+                try:
+                    allowed = await self._budget(provider, len(claimed))
+                    for task in claimed[allowed:]:
+                        # Over the channel's request rate: back in the queue, untouched.
+                        await self.service.reschedule(task, now + self._rate_wait(provider))
+                    await settle_all(self._submit(provider, t, now) for t in claimed[:allowed])
+                except BaseException:
+                    self._orphan("admission", claimed)
+                    raise
         return handled
 
     async def _submit(self, provider: Provider, claimed: Task, now: float) -> None:
         with logs.bound(task_id=claimed.id, request_id=claimed.request_id):
-            await self._submit_one(provider, claimed, now)
+            try:
+                await self._submit_one(provider, claimed, now)
+            except Exception as exc:
+                if unavailable(exc):
+                    raise  # the store is away: the round fails, the lease comes back
+                await self._submit_fault(provider, claimed, now, exc)
+
+    async def _submit_fault(
+        self, provider: Provider, claimed: Task, now: float, exc: Exception
+    ) -> None:
+        """Submitting raised (a bug, a value the provider could not encode…). The attempt may
+        have reached the upstream, so the task stays on its channel and the next attempt
+        reconciles first; the attempts are the task's own (``submit_attempts``, kept across
+        restarts), so a task that raises every time ends with ``internal_error``."""
+        task = dataclasses.replace(
+            claimed, account=provider.account, submit_started_at=claimed.submit_started_at or now
+        )
+        attempt = task.submit_attempts + 1
+        final = attempt >= schedule.MAX_SUBMIT_ATTEMPTS
+        delay = schedule.SUBMIT_RETRY.delay(task.submit_attempts, self._rng)
+        log_fault(
+            "admission",
+            f"submit of {task.id}",
+            exc,
+            attempt,
+            schedule.MAX_SUBMIT_ATTEMPTS,
+            None if final else delay,
+        )
+        try:
+            if final:
+                await self.service.fail(task, INTERNAL_CODE, INTERNAL_MESSAGE)
+            else:
+                await self.service.reschedule(task, self._clock() + delay, submit_failed=True)
+        except Exception as again:  # the store is away too: the lease comes back
+            log.error("cannot record the fault of %s (%s)", task.id, type(again).__name__)
+            self._orphans["admission"].add(task.id)
 
     async def _submit_one(self, provider: Provider, claimed: Task, now: float) -> None:
         # An attempt that began before this claim may have reached the upstream.

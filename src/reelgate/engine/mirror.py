@@ -6,12 +6,13 @@ multipart upload), so memory stays bounded whatever the size and a half-written 
 served. Every address is checked against the SSRF guard,
 redirects included. A failed copy is retried (``core.media.retry_at``) and, once given up, leaves
 the task a success with its upstream URL. Stored copies are deleted after the retention period.
+A copy whose handling raises anything else is a failed attempt too (logged with its traceback);
+a failing round backs off, and the loop is supervised (``engine/supervisor.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from urllib.parse import urljoin, urlsplit
@@ -21,6 +22,15 @@ import httpx
 from reelgate.core import media
 from reelgate.core.errors import InvalidRequest, ReelgateError
 from reelgate.core.media import MediaCopy
+from reelgate.engine.supervisor import (
+    Pause,
+    log_fault,
+    pause,
+    rounds,
+    settle_all,
+    supervise,
+    unavailable,
+)
 from reelgate.metrics import METRICS
 from reelgate.net import Network, check_host
 from reelgate.service import VideoService
@@ -46,8 +56,10 @@ class MediaMirror:
         retention_s: float,
         allow_networks: Sequence[Network] = (),
         transport: httpx.AsyncBaseTransport | None = None,
+        pause_for: Pause = pause,
     ) -> None:
         self.service = service
+        self._pause = pause_for
         self.storage = storage
         self.worker_id = worker_id
         self.retention_s = retention_s
@@ -58,39 +70,68 @@ class MediaMirror:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            while not stop.is_set():
-                try:
-                    busy = await self.tick()
-                except ReelgateError as exc:
-                    log.error("media round failed: %s", exc.message)
-                    busy = 0
-                if busy >= BATCH:
-                    continue
-                self.service.media_due.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.service.media_due.wait(), IDLE_S)
+            await supervise(
+                "mirror",
+                lambda: rounds(
+                    "mirror",
+                    self.tick,
+                    stop,
+                    due=self.service.media_due,
+                    idle_s=IDLE_S,
+                    busy=BATCH,
+                    wait=self._pause,
+                ),
+                stop,
+                owner=self.worker_id,
+                clock=self.service.clock,
+                wait=self._pause,
+            )
         finally:
             await self._client.aclose()
 
     async def tick(self) -> int:
         now = self.service.clock()
         for gone in await self.service.store.expire_copies(now, 100):
-            if gone.name:
-                await self.storage.delete(gone.name)
-            await self.service.media_expired(gone.task_id)
+            try:
+                if gone.name:
+                    await self.storage.delete(gone.name)
+                await self.service.media_expired(gone.task_id)
+            except Exception as exc:
+                if unavailable(exc):
+                    raise
+                # Its row is expired already: the file stays behind, the links fall back.
+                log_fault(
+                    "mirror",
+                    f"expiry of {gone.task_id}'s copy",
+                    exc,
+                    then="its file stays behind; links fall back to the upstream's",
+                )
         due = await self.service.store.claim_copies(now, BATCH, self.worker_id, LEASE_SECONDS)
-        await asyncio.gather(*(self.copy(c) for c in due))
+        await settle_all(self.copy(c) for c in due)
         return len(due)
 
     async def copy(self, job: MediaCopy) -> None:
         name = media.file_name(job.task_id, job.variant, job.source_url)
         try:
             size = await self._download(job.source_url, name)
-        except (ReelgateError, httpx.HTTPError, OSError) as exc:  # StorageError included
+        except Exception as exc:  # every failure is a failed attempt
+            expected = isinstance(exc, ReelgateError | httpx.HTTPError | OSError)
             message = exc.message if isinstance(exc, ReelgateError) else f"{type(exc).__name__}"
             now = self.service.clock()
             retry = media.retry_at(job.attempts + 1, now)
-            log.warning("copy of %s %s failed: %s", job.task_id, job.variant, message)
+            if expected:  # StorageError included
+                log.warning("copy of %s %s failed: %s", job.task_id, job.variant, message)
+            else:  # a bug: its traceback, and the same retries
+                log_fault(
+                    "mirror",
+                    f"copy of {job.task_id} {job.variant}",
+                    exc,
+                    job.attempts + 1,
+                    media.MAX_COPY_ATTEMPTS,
+                    None if retry is None else retry - now,
+                    then=None if retry is not None else "giving up: the upstream URL stays",
+                )
+                message = "internal error in reelgate; it is logged"
             METRICS.mirror_failures.inc()
             copies = await self.service.store.finish_copy(
                 job,

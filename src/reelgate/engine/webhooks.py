@@ -6,12 +6,15 @@ anything else — other statuses, timeouts, refused or private addresses, redire
 followed) — is retried on the Standard Webhooks schedule until the attempts run out. The body is
 rendered once, at the first attempt, so every retry and replay sends the same bytes under the same
 ``webhook-id``.
+
+A delivery whose handling raises (a bug, a task its renderer cannot show) counts as a failed
+attempt (logged with its traceback, retried on the same schedule); a failing round (the
+database away) backs off; the loop is supervised (``engine/supervisor.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -26,6 +29,15 @@ from reelgate.core import webhooks
 from reelgate.core.errors import ReelgateError
 from reelgate.core.lifecycle import Task
 from reelgate.core.webhooks import Attempt, Delivery
+from reelgate.engine.supervisor import (
+    Pause,
+    log_fault,
+    pause,
+    rounds,
+    settle_all,
+    supervise,
+    unavailable,
+)
 from reelgate.metrics import METRICS
 from reelgate.net import Network, check_host
 from reelgate.service import VideoService
@@ -51,8 +63,10 @@ class WebhookSender:
         retry_scale: float = 1.0,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout_s: float = TIMEOUT_S,
+        pause_for: Pause = pause,
     ) -> None:
         self.service = service
+        self._pause = pause_for
         self.timeout_s = timeout_s
         self.render = render
         self.worker_id = worker_id
@@ -67,17 +81,22 @@ class WebhookSender:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            while not stop.is_set():
-                try:
-                    sent = await self.tick()
-                except ReelgateError as exc:
-                    log.error("webhook round failed: %s", exc.message)
-                    sent = 0
-                if sent >= BATCH:
-                    continue
-                self.service.webhooks_due.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.service.webhooks_due.wait(), IDLE_S)
+            await supervise(
+                "webhooks",
+                lambda: rounds(
+                    "webhooks",
+                    self.tick,
+                    stop,
+                    due=self.service.webhooks_due,
+                    idle_s=IDLE_S,
+                    busy=BATCH,
+                    wait=self._pause,
+                ),
+                stop,
+                owner=self.worker_id,
+                clock=self.service.clock,
+                wait=self._pause,
+            )
         finally:
             await self._client.aclose()
 
@@ -85,12 +104,42 @@ class WebhookSender:
         due = await self.service.store.claim_deliveries(
             self.service.clock(), BATCH, self.worker_id, LEASE_SECONDS
         )
-        await asyncio.gather(*(self.deliver(d) for d in due))
+        await settle_all(self.deliver(d) for d in due)
         return len(due)
 
     async def deliver(self, delivery: Delivery) -> None:
         with logs.bound(task_id=delivery.task_id, request_id=delivery.request_id):
-            await self._deliver(delivery)
+            try:
+                await self._deliver(delivery)
+            except Exception as exc:
+                if unavailable(exc):
+                    raise  # the store is away: the round fails, the lease comes back
+                await self._fault(delivery, exc)
+
+    async def _fault(self, delivery: Delivery, exc: Exception) -> None:
+        """Handling the delivery raised: a failed attempt like any other (the receiver sees
+        nothing), retried on the same schedule until the attempts run out."""
+        now = self.service.clock()
+        attempt_no = delivery.attempts + 1
+        retry = webhooks.next_attempt(attempt_no, now, self.retry_scale)
+        log_fault(
+            "webhooks",
+            f"webhook {delivery.id}",
+            exc,
+            attempt_no,
+            webhooks.MAX_ATTEMPTS,
+            None if retry is None else retry - now,
+            then=None if retry is not None else "giving up: the delivery failed",
+        )
+        state, next_at = ("pending", retry) if retry is not None else ("failed", now)
+        await self.service.store.record_attempt(
+            delivery,
+            Attempt(attempt_no, now, None, "internal error in reelgate; it is logged", 0),
+            state=state,
+            next_attempt_at=next_at,
+            payload=delivery.payload,
+        )
+        METRICS.webhook_deliveries.labels("retry" if state == "pending" else state).inc()
 
     async def _deliver(self, delivery: Delivery) -> None:
         endpoint = await self.service.store.webhook_endpoint(delivery.owner_id)

@@ -17,45 +17,51 @@ waits for the other's upstream calls. ``tick`` runs one round of both:
    applied through the service; the next look follows ``schedule.TRACKING``.
 
 Each upstream call first takes a token from the account's shared bucket when it has an RPM limit.
-Admission (2) and the state both loops share live in ``engine/admission.py``.
+Admission (2) and the state both loops share live in ``engine/admission.py``, the sweep (1) and
+tracking (3) in ``engine/tracking.py``.
+
+A fault is contained where it happens (``engine/supervisor.py``): an exception while handling one
+task is logged with its traceback, the task is retried after a back-off and finally ended with
+``internal_error``; a batch look-up that raises is split until the task that makes it raise is
+found; a failed round (the database away) backs off; a loop that stops anyway is started again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
 import secrets
 import socket
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
-from reelgate import logs
 from reelgate.core import schedule
-from reelgate.core.errors import (
-    IllegalTransition,
-    ReelgateError,
-)
-from reelgate.core.lifecycle import Observation, Status, Task, UpstreamState
+from reelgate.core.errors import ReelgateError
 from reelgate.engine.admission import SUBMIT_CONCURRENCY, Admission
 from reelgate.engine.callbacks import CallbackUrls
 from reelgate.engine.failover import Failover
-from reelgate.metrics import METRICS
+from reelgate.engine.supervisor import (
+    LOOPS,
+    FaultCounter,
+    Pause,
+    RoundFailures,
+    pause,
+    supervise,
+)
+from reelgate.engine.tracking import Tracking
 from reelgate.service import VideoService
 
 log = logging.getLogger("reelgate.engine")
 
-SWEEP_INTERVAL = 5.0
-# How often channels disabled by their health are checked for a due probe (s).
-PROBE_CHECK_INTERVAL = 10.0
 # The shortest wait between two idle rounds (wall seconds).
 MIN_WAIT = 0.002
 
 
-class Worker(Admission):
+class Worker(Admission, Tracking):
     def __init__(
         self,
         service: VideoService,
@@ -69,6 +75,7 @@ class Worker(Admission):
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
         clock_rate: float = 1.0,
+        pause_for: Pause | None = None,
     ) -> None:
         self.service = service
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -89,6 +96,10 @@ class Worker(Admission):
         self._submit_slots = asyncio.Semaphore(SUBMIT_CONCURRENCY)
         self.failover = Failover(service, self._clock, self._rng)
         self._next_probe = 0.0
+        # How the loops wait after a failure (tests pass one that only records the waits).
+        self._pause = pause_for or pause
+        self._faults = FaultCounter()
+        self._orphans = {"tracking": set(), "admission": set()}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, finish the rounds under way, then give back every lease.
@@ -97,41 +108,63 @@ class Worker(Admission):
         (submissions), so that a slow create (up to the upstream's timeout) never holds back
         the look-ups that confirm callbacks, nor the other way round."""
         log.info("worker %s started", self.id)
-        heartbeat = asyncio.create_task(self._heartbeat())
+        heartbeat = asyncio.create_task(self._supervised("heartbeat", None, self._heartbeat))
         try:
             async with asyncio.TaskGroup() as loops:
-                loops.create_task(self._loop(stop, self._tracking_round, self.idle_wait))
-                loops.create_task(self._loop(stop, self.admit, self._admission_wait))
+                for name, round_, wait in (
+                    ("tracking", self._tracking_round, self.idle_wait),
+                    ("admission", self.admit, self._admission_wait),
+                ):
+                    loops.create_task(
+                        self._supervised(
+                            name, stop, functools.partial(self._loop, stop, name, round_, wait)
+                        )
+                    )
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-            with contextlib.suppress(ReelgateError):
-                await self.service.flush_learning()
-            with contextlib.suppress(ReelgateError):
-                await self.service.store.release_leases(self.id)
-                await self.service.store.worker_gone(self.id)
+            for last in (self.service.flush_learning, self._leave):
+                try:
+                    await last()
+                except Exception as exc:  # logged; the leases run out by themselves
+                    log.error("worker %s: %s failed on stopping", self.id, type(exc).__name__)
             log.info("worker %s stopped", self.id)
+
+    async def _leave(self) -> None:
+        await self.service.store.release_leases(self.id)
+        await self.service.store.worker_gone(self.id)
+
+    def _supervised(
+        self, name: str, stop: asyncio.Event | None, body: Callable[[], Awaitable[None]]
+    ) -> Coroutine[Any, Any, None]:
+        return supervise(
+            name, body, stop, owner=self.id, clock=self._clock, rng=self._rng, wait=self._pause
+        )
 
     async def _loop(
         self,
         stop: asyncio.Event,
+        name: str,
         round_: Callable[[], Awaitable[int]],
         wait: Callable[[], Awaitable[float]],
     ) -> None:
         signal = self.service.work_available
+        failures = RoundFailures(name, rng=self._rng)
         while not stop.is_set():
             # Work signalled during the round starts the next one at once.
             seen = signal.generation
             try:
                 handled = await round_()
-            except ReelgateError as exc:  # store down, etc.: keep going, loudly
-                log.error("worker round failed: %s", exc.message)
-                handled = 0
+            except Exception as exc:  # the store is away, or a bug outside any one task
+                await self._pause(failures.failed(exc), stop)
+                continue
+            failures.succeeded()
             if handled >= self.batch_size:
                 continue  # more work is probably due right now
+            timeout = await wait()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(stop.wait(), signal.wait(seen)), await wait())
+                await asyncio.wait_for(_first(stop.wait(), signal.wait(seen)), timeout)
 
     async def _admission_wait(self) -> float:
         return self.poll_interval
@@ -161,7 +194,10 @@ class Worker(Admission):
             now = self._clock()
             try:
                 await self.service.store.extend_leases(self.id, now, now + self.lease_seconds)
-                await self.service.store.worker_seen(self.id, now)  # readiness: alive
+                if not LOOPS.problems(now, owner=self.id):
+                    # Readiness: alive, and neither loop is down or restarting again and again
+                    # (seen from other processes once this report goes stale).
+                    await self.service.store.worker_seen(self.id, now)
             except ReelgateError as exc:
                 log.error("cannot extend leases: %s", exc.message)
             await asyncio.sleep(self.lease_seconds / 3)
@@ -172,123 +208,6 @@ class Worker(Admission):
         handled = await self._upkeep()
         admitted, tracked = await asyncio.gather(self.admit(), self.track())
         return handled + admitted + tracked
-
-    async def _tracking_round(self) -> int:
-        handled = await self._upkeep()
-        return handled + await self.track()
-
-    async def _upkeep(self) -> int:
-        """Deadlines every few seconds; channels changed elsewhere; due health probes."""
-        handled = 0
-        now = self._clock()
-        if now >= self._next_sweep:
-            self._next_sweep = now + SWEEP_INTERVAL
-            handled += await self.sweep()
-        book = self.service.channels
-        if book is not None:
-            await book.refresh()  # channels added, changed or disabled by other processes
-            if now >= self._next_probe:
-                self._next_probe = now + PROBE_CHECK_INTERVAL
-                await book.probe_due()
-        return handled
-
-    # -- 1. deadlines ------------------------------------------------------------------------------
-    async def sweep(self) -> int:
-        overdue = await self.service.store.claim_overdue(
-            self._clock(), self.batch_size, self.id, self.lease_seconds
-        )
-        for task in overdue:
-            provider = self.service.registry.account(task.provider, task.account)
-            if provider is not None and task.upstream_id and task.status is Status.QUEUED:
-                # Still waiting upstream: withdraw it so it is not run (and billed) for nothing.
-                with contextlib.suppress(ReelgateError):
-                    await provider.cancel(task.upstream_id)
-            where = "upstream" if task.upstream_id else "in reelgate's queue"
-            await self.service.fail(
-                task, "timeout", f"the task did not finish before its deadline (it was {where})"
-            )
-        return len(overdue)
-
-    # -- 3. tracking -------------------------------------------------------------------------------
-    async def track(self) -> int:
-        claimed = await self.service.store.claim_due(
-            self._clock(), self.batch_size, self.id, self.lease_seconds
-        )
-        groups: dict[tuple[str, str | None], list[Task]] = defaultdict(list)
-        for task in claimed:
-            groups[(task.provider, task.account)].append(task)
-        await asyncio.gather(*(self._look(key, ts) for key, ts in groups.items()))
-        await self.service.flush_learning()
-        return len(claimed)
-
-    async def _look(self, key: tuple[str, str | None], tasks: Sequence[Task]) -> None:
-        provider = self.service.registry.account(*key)
-        if provider is None:
-            for task in tasks:
-                await self.service.fail(
-                    task,
-                    "provider_unavailable",
-                    f"provider '{key[0]}' (account '{key[1]}') is no longer configured",
-                )
-            return
-        if await self._budget(provider, 1) <= 0:
-            wait = self._clock() + self._rate_wait(provider)
-            for task in tasks:
-                await self.service.reschedule(task, wait)
-            return
-        try:
-            seen = await provider.fetch_many([t.upstream_id or "" for t in tasks])
-        except ReelgateError as exc:
-            log.warning("look-up at %s/%s failed (%s)", key[0], key[1], exc.code)
-            for task in tasks:
-                delay = exc.retry_after or schedule.LOOKUP_RETRY.delay(
-                    task.missing_looks, self._rng
-                )
-                await self.service.reschedule(task, self._clock() + delay, polled=True)
-            return
-        for task in tasks:
-            await self._apply(task, seen)
-
-    async def _apply(self, task: Task, seen: Mapping[str, Observation | None]) -> None:
-        with logs.bound(task_id=task.id, request_id=task.request_id):
-            await self._apply_one(task, seen)
-
-    async def _apply_one(self, task: Task, seen: Mapping[str, Observation | None]) -> None:
-        now = self._clock()
-        next_at = self.tracking.next_look(
-            now,
-            submitted_at=task.submitted_at or float(task.submit_time),
-            looks=task.poll_attempts + 1,
-            typical=await self._typical_of(task),
-            callbacks=self.callbacks is not None,
-            rng=self._rng,
-        )
-        upstream_id = task.upstream_id or ""
-        if upstream_id in seen and seen[upstream_id] is None:
-            await self.service.reschedule(task, next_at, polled=True)  # unreadable: retry
-            return
-        observation = seen.get(upstream_id)
-        if observation is None:
-            if task.missing_looks + 1 >= schedule.MAX_MISSING_LOOKS:
-                await self.service.fail(
-                    task, "upstream_lost", "the upstream no longer knows this task"
-                )
-            else:
-                retry = now + schedule.LOOKUP_RETRY.delay(task.missing_looks, self._rng)
-                await self.service.reschedule(task, retry, polled=True, missing=True)
-            return
-        finished = observation.extra.get("updated_at")
-        if (
-            observation.state is not UpstreamState.QUEUED
-            and observation.state is not UpstreamState.RUNNING
-            and isinstance(finished, int | float)
-        ):
-            METRICS.staleness.labels(task.provider).observe(max(0.0, now - float(finished)))
-        try:
-            await self.service.observe(task, observation, next_at)
-        except IllegalTransition as exc:
-            log.error("ignored upstream report for %s: %s", task.id, exc.message)
-            await self.service.reschedule(task, next_at, polled=True)
 
 
 async def _first(*waits: Coroutine[Any, Any, Any]) -> None:

@@ -96,6 +96,8 @@ def render_video(
 
     Raises:
         ValueError: an argument is out of range, or ``first_frame`` is not a decodable image.
+        OSError: the files cannot be written (a full disk, a directory that is gone); nothing
+            is left behind, and the same call may succeed later.
     """
     _check_int("duration_s", duration_s, MIN_DURATION_S, MAX_DURATION_S)
     _check_int("fps", fps, MIN_FPS, MAX_FPS)

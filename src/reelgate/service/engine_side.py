@@ -4,12 +4,16 @@ callbacks (which only bring a look-up forward)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 
 from reelgate.core import lifecycle, schedule
 from reelgate.core.lifecycle import Observation, Task
 from reelgate.core.media import MediaCopy
+from reelgate.metrics import METRICS
 from reelgate.service.base import ServiceBase
+
+log = logging.getLogger("reelgate.service")
 
 # References to files in reelgate's mirror storage (served at signed links).
 MIRROR_SCHEME = "local://mirror/"
@@ -94,7 +98,18 @@ class EngineWrites(ServiceBase):
             return False
         if task.status.terminal or task.upstream_id is None:
             return False
-        hint = provider.parse_callback(body)
+        try:
+            hint = provider.parse_callback(body)
+        except Exception as exc:  # the provider's bug: a look-up will tell what happened
+            METRICS.engine_faults.labels("callbacks").inc()
+            log.error(
+                "parsing a callback for %s raised %s; looking the task up instead",
+                task.id,
+                type(exc).__name__,
+                exc_info=exc,
+                extra={"task_id": task.id, "request_id": task.request_id},
+            )
+            hint = None
         if hint is not None and hint.upstream_id != task.upstream_id:
             return False
         # An end is confirmed at once; a start only soon (so that many share one look-up).

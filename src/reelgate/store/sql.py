@@ -5,12 +5,18 @@ service's cache, and a miss costs one indexed primary-key SELECT). ``SqlStore`` 
 from ``sql_tasks`` (task rows) and ``sql_queue`` (the engine's claims and shared state) on
 ``sql_base`` (transactions, error translation); this module adds the engine set-up, migrations,
 instance metadata and API tokens.
+
+The engine never logs statements or their parameters (``hide_parameters``; ``reelgate.logs``
+keeps the driver loggers quiet), and on PostgreSQL a connection and each statement have a time
+bound (``open_store``). On SQLite, ``ping`` also notices a database file that was deleted,
+replaced or cannot be written, which the open connections would otherwise hide until a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +48,13 @@ __all__ = ["TASK_CHANNEL", "WORK_CHANNEL", "SqlStore", "StoreError", "async_url"
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Any constant works: it only has to be the same in every reelgate process sharing a database.
 _MIGRATION_LOCK = 0x7265656C
+# The default bounds on PostgreSQL (s): opening a connection; one statement.
+CONNECT_TIMEOUT = 5.0
+STATEMENT_TIMEOUT = 15.0
+# Less free space than this beside a SQLite file and it counts as full (bytes).
+MIN_FREE_BYTES = 1024 * 1024
+# The meta row a SQLite readiness check writes (a read-only file or a full disk shows only then).
+_PROBE_KEY = "readiness_probe"
 
 
 def async_url(url: str) -> str:
@@ -132,13 +145,26 @@ class SqlStore(
 ):
     """The one Store implementation (see ``reelgate.store.base.Store``)."""
 
-    def __init__(self, engine: AsyncEngine, *, secret_box: SecretBox | None = None) -> None:
-        super().__init__(engine)
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        secret_box: SecretBox | None = None,
+        connect_timeout: float | None = None,
+        statement_timeout: float | None = None,
+    ) -> None:
+        super().__init__(
+            engine, connect_timeout=connect_timeout, statement_timeout=statement_timeout
+        )
         # Seals webhook signing secrets at rest (None: kept as given).
         self.secret_box = secret_box
         self._token_by_hash = sa.select(*_TOKEN_COLS).where(
             api_tokens.c.token_hash == sa.bindparam("token_hash")
         )
+        database = engine.url.database if self.dialect == "sqlite" else None
+        self._file = Path(database).resolve() if database and database != ":memory:" else None
+        # (device, inode) of the SQLite file when it was first seen.
+        self._file_id: tuple[int, int] | None = None
 
     async def migrate(self) -> None:
         async with self._tx() as conn:
@@ -146,6 +172,8 @@ class SqlStore(
                 # Several replicas may start together; one migrates, the others wait.
                 await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
             await conn.run_sync(_upgrade)
+        if self._file is not None:
+            await asyncio.to_thread(self._check_file)  # remembers which file it is
 
     async def schema_is_current(self) -> bool:
         async with self._read() as conn:
@@ -155,8 +183,42 @@ class SqlStore(
         await self._engine.dispose()
 
     async def ping(self) -> None:
-        async with self._read() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        """Raise ``StoreError`` if the database cannot serve: unreachable, or (SQLite) its file
+        deleted, replaced, on a full disk or not writable."""
+        if self._file is None:
+            async with self._read() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+            return
+        await asyncio.to_thread(self._check_file)
+        async with self._tx() as conn:
+            await conn.execute(meta.delete().where(meta.c.key == _PROBE_KEY))
+            await conn.execute(meta.insert().values(key=_PROBE_KEY, value=str(os.getpid())))
+
+    def _check_file(self) -> None:
+        """The SQLite file is still the one this store opened, with room to write."""
+        path = self._file
+        assert path is not None
+        try:
+            found = path.stat()
+        except FileNotFoundError:
+            raise StoreError(
+                f"the database file {path} is gone (deleted or moved): what is written now "
+                "is lost at the next start; put it back and restart"
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"the database file {path} cannot be read: {exc}") from None
+        identity = (found.st_dev, found.st_ino)
+        if self._file_id is None:
+            self._file_id = identity
+        elif identity != self._file_id:
+            raise StoreError(
+                f"the database file {path} was replaced by another file since it was opened; "
+                "restart to use the new one"
+            )
+        disk = os.statvfs(path.parent)
+        free = disk.f_bavail * disk.f_frsize
+        if free < MIN_FREE_BYTES:
+            raise StoreError(f"the disk holding {path} is full ({free} bytes free)")
 
     async def get_or_set_meta(self, key: str, value: str) -> str:
         async with self._tx() as conn:
@@ -277,18 +339,40 @@ class SqlStore(
             return int(count.scalar_one())
 
 
-async def open_store(database_url: str, *, secret_box: SecretBox | None = None) -> SqlStore:
+async def open_store(
+    database_url: str,
+    *,
+    secret_box: SecretBox | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    statement_timeout: float = STATEMENT_TIMEOUT,
+) -> SqlStore:
     """Create the engine for ``database_url`` (sqlite:///… or postgresql://…); ``secret_box``
-    seals the secrets the store keeps (webhook signing secrets)."""
+    seals the secrets the store keeps (webhook signing secrets).
+
+    On PostgreSQL, opening a connection waits at most ``connect_timeout`` seconds and a
+    statement ``statement_timeout`` (the driver cancels it then): a server that accepts and
+    never answers costs a request those seconds and a 503 that says so, not a hang."""
     url = async_url(database_url)
     if url.startswith("postgresql"):
         # A worker keeps about this many transactions under way (submissions, look-ups, the
         # outboxes): keeping them all open beats opening and closing overflow connections in
         # every burst (each a PostgreSQL backend started, set up and ended). The cap is
         # SQLAlchemy's default one (5 + 10 overflow); past it, callers wait for a connection.
-        engine = create_async_engine(url, pool_pre_ping=True, pool_size=15, max_overflow=0)
-    else:
-        engine = create_async_engine(url)
+        engine = create_async_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=15,
+            max_overflow=0,
+            hide_parameters=True,
+            connect_args={"timeout": connect_timeout, "command_timeout": statement_timeout},
+        )
+        return SqlStore(
+            engine,
+            secret_box=secret_box,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+        )
+    engine = create_async_engine(url, hide_parameters=True)
     if engine.dialect.name == "sqlite":
         path = engine.url.database
         if path and path != ":memory:":

@@ -1,7 +1,8 @@
 """What every part of the SQL store shares: transactions, error translation, row mapping.
 
-Driver errors become ``StoreError`` here, at the boundary. On SQLite a writing transaction
-begins with BEGIN IMMEDIATE (see ``reelgate.store.sql``); reads begin a plain one.
+Driver errors become ``StoreError`` here, at the boundary, with a message that says what failed
+(never the statement's parameters: prompts and secrets travel in them). On SQLite a writing
+transaction begins with BEGIN IMMEDIATE (see ``reelgate.store.sql``); reads begin a plain one.
 """
 
 from __future__ import annotations
@@ -131,11 +132,22 @@ def _unavailable(exc: sa.exc.DBAPIError) -> bool:
 
 
 class SqlBase:
-    """The engine, transactions and shared statements of ``SqlStore``."""
+    """The engine, transactions and shared statements of ``SqlStore``.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    ``connect_timeout`` and ``statement_timeout`` are the bounds ``open_store`` gave the driver
+    (seconds; None: the driver's own), named in the message of a timeout."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        connect_timeout: float | None = None,
+        statement_timeout: float | None = None,
+    ) -> None:
         self._engine = engine
         self.dialect = engine.dialect.name
+        self.connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
         self._get_task = sa.select(*_TASK_COLS).where(
             tasks.c.id == sa.bindparam("task_id"), tasks.c.owner_id == sa.bindparam("owner_id")
         )
@@ -144,11 +156,15 @@ class SqlBase:
     async def _tx(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
         """One transaction. On SQLite a writing one starts with BEGIN IMMEDIATE: it takes the
         write lock up front (waiting up to busy_timeout) instead of failing on upgrade."""
+        connected = False
         try:
             async with self._engine.connect() as conn:
+                connected = True
                 await conn.execution_options(reelgate_write=write)
                 async with conn.begin():
                     yield conn
+        except TimeoutError as exc:  # the driver's own bounds: a server that accepts, then hangs
+            raise StoreError(self._no_answer(connected)) from exc
         except sa.exc.OperationalError as exc:
             if _a_bug(exc):
                 raise  # a bad statement is ours to fix, not the database being away
@@ -162,7 +178,20 @@ class SqlBase:
                 raise
             raise StoreError(f"database unavailable: {exc.orig}") from exc
         except OSError as exc:
-            raise StoreError(f"database unreachable: {exc}") from exc
+            raise StoreError(f"database unreachable: {exc or type(exc).__name__}") from exc
+
+    def _no_answer(self, connected: bool) -> str:
+        where = self._engine.url.host or "the database"
+        if self._engine.url.port:
+            where = f"{where}:{self._engine.url.port}"
+        if connected:
+            bound = self.statement_timeout
+            what = "a statement got no answer"
+        else:
+            bound = self.connect_timeout
+            what = "no connection could be made"
+        within = f" within {bound:g} s" if bound is not None else ""
+        return f"database unavailable: {what} from {where}{within}"
 
     def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return self._tx(write=False)

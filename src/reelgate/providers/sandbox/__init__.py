@@ -6,6 +6,8 @@ credential and has no simulator, since it is its own upstream.
 
 from __future__ import annotations
 
+import time
+
 from pydantic import BaseModel
 
 from reelgate.core.channels import Channel
@@ -26,7 +28,7 @@ def _builtin(settings: Settings, ctx: BuildContext) -> Provider | None:
         queue_seconds=settings.sandbox_queue_seconds,
         run_seconds=settings.sandbox_run_seconds,
         allow_networks=ctx.allow_networks,
-        **({"clock": ctx.clock} if ctx.clock is not None else {}),
+        clock=ctx.clock or time.time,
     )
 
 

@@ -4,6 +4,11 @@ It behaves like a remote video API: jobs have ids, pass through queued → runni
 failed on a schedule, and keep their state in files under ``data_dir/sandbox`` so they survive a
 restart of reelgate. Prompt markers script outcomes: ``[sandbox:fail]`` fails the job,
 ``[sandbox:expire]`` lets it expire, ``[sandbox:reject]`` refuses it at submission.
+
+A render that cannot write its files (a full disk, a directory gone) is tried again after a
+back-off (``RENDER_RETRY``) and, after ``MAX_RENDER_ATTEMPTS``, its job fails with
+``render_failed``; nothing renders again while it waits. A job file that cannot be written makes
+the submit a 503 (``upstream_unavailable``), retried like any busy upstream.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,8 +27,9 @@ from typing import Any
 
 from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import Mode, ModelCapabilities, NormalizedRequest, Option
-from reelgate.core.errors import Conflict, InvalidRequest, ReelgateError
+from reelgate.core.errors import Conflict, InvalidRequest, ReelgateError, UpstreamUnavailable
 from reelgate.core.lifecycle import CallbackHint, Observation, UpstreamState
+from reelgate.core.schedule import Backoff
 from reelgate.net import Network, decode_data_uri, fetch_url
 from reelgate.providers.render import render_video
 
@@ -31,6 +39,12 @@ FAIL_MARKER = "[sandbox:fail]"
 EXPIRE_MARKER = "[sandbox:expire]"
 REJECT_MARKER = "[sandbox:reject]"
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
+# A render that could not write its files waits this long before the next attempt…
+RENDER_RETRY = Backoff(first=2.0, factor=2.0, cap=60.0)
+# …and after this many attempts its job fails with render_failed.
+MAX_RENDER_ATTEMPTS = 4
+
+log = logging.getLogger("reelgate.sandbox")
 
 _TIMING = {
     "queue_seconds": Option(float, "seconds the job stays queued", minimum=0, maximum=600),
@@ -74,6 +88,15 @@ MODELS = (
 
 
 @dataclass(frozen=True, slots=True)
+class _RenderFault:
+    """Renders of a job that failed to write their files: how many, and when to try again."""
+
+    attempts: int
+    retry_at: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Job:
     id: str
     created_at: float
@@ -96,6 +119,7 @@ class SandboxProvider:
         run_seconds: float,
         allow_networks: Sequence[Network] = (),
         clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
         self.root = data_dir / "sandbox"
         self._jobs_dir = self.root / "jobs"
@@ -104,7 +128,11 @@ class SandboxProvider:
         self._run_s = run_seconds
         self._allow = allow_networks
         self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - retry jitter
         self._renders: dict[str, asyncio.Task[None]] = {}
+        self._render_faults: dict[str, _RenderFault] = {}
+        # Jobs whose render failed for good but whose .error file could not be written either.
+        self._render_failed: dict[str, str] = {}
         # Rendering is CPU work; a bound keeps it from starving the API.
         self._render_slots = asyncio.Semaphore(max(1, (os.cpu_count() or 2) // 2))
 
@@ -145,7 +173,7 @@ class SandboxProvider:
             outcome=outcome,
             request=request.to_json(),
         )
-        await asyncio.to_thread(self._write_job, job)
+        await self._save(job)
         if outcome == "success":
             self._start_render(job)
         return job.id
@@ -167,7 +195,15 @@ class SandboxProvider:
             raise Conflict(
                 "the job is already running and cannot be cancelled", code="not_cancellable"
             )
-        await asyncio.to_thread(self._write_job, _replace_outcome(job, "cancelled"))
+        await self._save(_replace_outcome(job, "cancelled"))
+
+    async def _save(self, job: _Job) -> None:
+        try:
+            await asyncio.to_thread(self._write_job, job)
+        except OSError as exc:  # a full disk: like a busy upstream, try again later
+            raise UpstreamUnavailable(
+                f"the sandbox cannot write its job files ({exc.strerror or type(exc).__name__})"
+            ) from exc
 
     def parse_callback(self, body: bytes) -> CallbackHint | None:
         return None  # the sandbox never calls back; the engine's polling is enough locally
@@ -202,12 +238,10 @@ class SandboxProvider:
                 error_code="sandbox_failure",
                 error_message="task failed: the sandbox was asked to fail it",
             )
-        error = self._jobs_dir / f"{job.id}.error"
-        if error.exists():
+        failed = self._render_failed.get(job.id) or _read_text(self._jobs_dir / f"{job.id}.error")
+        if failed is not None:
             return Observation(
-                UpstreamState.FAILED,
-                error_code="render_failed",
-                error_message=error.read_text(encoding="utf-8"),
+                UpstreamState.FAILED, error_code="render_failed", error_message=failed
             )
         video = self._media_dir / f"{job.id}.mp4"
         if video.exists():
@@ -217,7 +251,9 @@ class SandboxProvider:
                 last_frame_url=f"{LOCAL_SCHEME}{NAME}/{job.id}.png",
                 extra={"updated_at": job.created_at + job.queue_s + job.run_s},
             )
-        self._start_render(job)  # after a restart the render may need to start again
+        fault = self._render_faults.get(job.id)
+        if fault is None or self._clock() >= fault.retry_at:
+            self._start_render(job)  # after a restart or a failed write, render (again)
         return Observation(UpstreamState.RUNNING)
 
     def _start_render(self, job: _Job) -> None:
@@ -242,13 +278,38 @@ class SandboxProvider:
                     first_frame=first,
                     last_frame_path=self._media_dir / f"{job.id}.png",
                 )
-            except (ValueError, ReelgateError) as exc:
+            except (ValueError, ReelgateError) as exc:  # the request cannot be rendered
                 message = exc.message if isinstance(exc, ReelgateError) else str(exc)
-                await asyncio.to_thread(
-                    (self._jobs_dir / f"{job.id}.error").write_text,
-                    f"render failed: {message}",
-                    "utf-8",
-                )
+                await self._render_ended(job, f"render failed: {message}")
+            except OSError as exc:  # the files cannot be written: maybe later
+                self._render_wrote_nothing(job, exc)
+            except Exception as exc:  # the renderer's bug: logged, and the job ends
+                log.error("rendering %s raised %s", job.id, type(exc).__name__, exc_info=exc)
+                await self._render_ended(job, "render failed: internal error in the renderer")
+            else:
+                self._render_faults.pop(job.id, None)
+
+    def _render_wrote_nothing(self, job: _Job, exc: OSError) -> None:
+        before = self._render_faults.get(job.id)
+        attempts = (before.attempts if before else 0) + 1
+        reason = f"render failed: cannot write the video ({exc.strerror or type(exc).__name__})"
+        if attempts >= MAX_RENDER_ATTEMPTS:
+            self._render_faults.pop(job.id, None)
+            self._render_failed[job.id] = reason  # the disk may be too full for a .error file
+            log.error("rendering %s failed %d times: %s", job.id, attempts, reason)
+            return
+        delay = RENDER_RETRY.delay(attempts - 1, self._rng)
+        self._render_faults[job.id] = _RenderFault(attempts, self._clock() + delay, reason)
+        log.warning("rendering %s failed (%s); trying again in %.0f s", job.id, reason, delay)
+
+    async def _render_ended(self, job: _Job, message: str) -> None:
+        self._render_faults.pop(job.id, None)
+        try:
+            await asyncio.to_thread(
+                (self._jobs_dir / f"{job.id}.error").write_text, message, "utf-8"
+            )
+        except OSError:
+            self._render_failed[job.id] = message  # kept in memory: the disk is full, say
 
     async def _image_bytes(self, ref: str) -> bytes:
         if ref.startswith("data:"):
@@ -290,6 +351,15 @@ class SandboxProvider:
             outcome=str(data["outcome"]),
             request=dict(data["request"]),
         )
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"render failed: its outcome cannot be read ({exc.strerror or type(exc).__name__})"
 
 
 def job_id_of(task_id: str) -> str:
