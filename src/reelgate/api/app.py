@@ -190,6 +190,7 @@ async def start_runtime(
     )
     callbacks = CallbackUrls(key, settings.base_url)
     service.channels = book
+    service.media = links.roots  # a deleted task's files go with it
     if settings.redis_url is not None:
         buckets = RedisBuckets(settings.redis_url.get_secret_value())
         try:
