@@ -27,6 +27,7 @@ from bench.hostile_values import (
     json_values,
     query_values,
     segments,
+    structure_probes,
     texts,
     to_json,
     whole_bodies,
@@ -112,6 +113,8 @@ class Route:
                 if n and not (isinstance(original, str) and " " in original):
                     continue  # a prompt in every example (each may go upstream), others once
                 out += [(slot, kind, value, index) for kind, value in body_probes(original, limit)]
+        if self.bodies:
+            out += [("whole-body", kind, value, 0) for kind, value in structure_probes(limit)]
         for name in self.path_params:
             out += [(f"path.{name}", kind, value, 0) for kind, value in WIRE_PROBES]
         for name in self.query:

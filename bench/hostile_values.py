@@ -365,13 +365,25 @@ def header_probes(name: str) -> list[Drawn]:
 
 
 def body_probes(original: Any, limit: int) -> list[Drawn]:
-    """The sweep's values for a body field, by what the example has there."""
+    """The sweep's values for a body field, by what the example has there, and another JSON
+    type (a list where a string goes, a string where a list or an object goes)."""
+    other: Drawn = ("wrong-type", [original] if isinstance(original, str | int | float) else "x")
     if isinstance(original, str) and original.startswith(("http", "data:")):
-        return URL_PROBES
+        return [*URL_PROBES, other]
     if isinstance(original, str):
-        return text_probes(limit) if " " in original else text_probes(limit)[:2]
+        return [*(text_probes(limit) if " " in original else text_probes(limit)[:2]), other]
     if isinstance(original, int | float) and not isinstance(original, bool):
-        return NUMBER_PROBES
+        return [*NUMBER_PROBES, other]
     if original is None:
         return OTHER_PROBES
-    return [("wrong-type", "x" if not isinstance(original, str) else [original])]
+    return [other]
+
+
+def structure_probes(limit: int) -> list[Drawn]:
+    """Whole bodies: nesting as deep as the body limit allows, and wider than it."""
+    depth = limit // 2 - 16
+    return [
+        ("deep-array", b"[" * depth + b"]" * depth),
+        ("deep-object", b'{"a":' * (depth // 3) + b"1" + b"}" * (depth // 3)),
+        ("wide-array", b"[" + b"0," * (limit // 2) + b"0]"),
+    ]

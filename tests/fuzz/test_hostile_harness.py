@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from bench.hostile_report import Report, attribute, log_entries
@@ -97,7 +98,7 @@ def test_log_lines_find_their_request_by_id_or_by_time() -> None:
     unhandled = {  # logged outside the request's context: no request id
         "event": "unhandled error",
         "level": "error",
-        "timestamp": f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(now + 0.5))}Z",
+        "timestamp": datetime.fromtimestamp(now + 0.5, UTC).isoformat().replace("+00:00", "Z"),
         "exception": 'Traceback\n  File "/src/reelgate/api/seed.py", line 9, in list_limit\n'
         "ValueError: Exceeds the limit (4300 digits)",
     }
