@@ -24,20 +24,9 @@ SEED = 1
 def run(db: str) -> str:
     # A process of its own: the harness runs the gateway in a network namespace with only
     # loopback (fuzzed URLs are fetched for real), and warnings are errors there as here.
+    flags = f"--db {db} --cases {CASES} --seed {SEED}".split()
     done = subprocess.run(
-        [
-            sys.executable,
-            "-W",
-            "error",
-            "-m",
-            "bench.hostile",
-            "--db",
-            db,
-            "--cases",
-            str(CASES),
-            "--seed",
-            str(SEED),
-        ],
+        [sys.executable, "-W", "error", "-m", "bench.hostile", *flags],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -17,9 +17,8 @@ from reelgate.core.errors import ReelgateError
 from reelgate.core.lifecycle import Status
 from reelgate.storage import LocalStorage, MediaRoots, StorageError
 from reelgate.store.sql import SqlStore
-from reelgate.testing import ArkSimulator, serve_in_thread
 from reelgate.testing.s3_simulator import S3Simulator, serve_s3_in_thread
-from tests.conftest import LiveServer, server_env
+from tests.conftest import LiveServer, ark_gateway
 from tests.integration.test_engine import Clock, owner
 from tests.integration.test_engine_queue import Upstream, engine, request
 
@@ -68,29 +67,20 @@ def test_deleting_revokes_the_sandbox_files_links_on_both_surfaces(
 
 @pytest.fixture
 def ark_with_bucket(tmp_path: Path) -> Iterator[tuple[LiveServer, S3Simulator]]:
-    sim = ArkSimulator(api_keys={KEY}, queued_seconds=0.2, running_seconds=0.3)
-    ark = serve_in_thread(sim)
     s3 = S3Simulator("AKIDDEL", buckets={"videos"})
     bucket = serve_s3_in_thread(s3)
-    server = LiveServer(
-        tmp_path,
-        server_env(
+    try:
+        with ark_gateway(
             tmp_path,
-            REELGATE_ARK_API_KEY=KEY,
-            REELGATE_ARK_BASE_URL=ark.base_url,
+            KEY,
             REELGATE_MEDIA_S3_URL="s3://videos/kept",
             REELGATE_MEDIA_S3_ENDPOINT=bucket.endpoint,
             REELGATE_MEDIA_S3_ACCESS_KEY_ID="AKIDDEL",
             REELGATE_MEDIA_S3_SECRET_ACCESS_KEY="s3-secret-value",
-        ),
-    )
-    server.start()
-    try:
-        yield server, s3
+        ) as (server, _sim):
+            yield server, s3
     finally:
-        server.stop()
         bucket.stop()
-        ark.stop()
 
 
 def test_deleting_revokes_durable_copies_and_removes_them_from_the_bucket(
