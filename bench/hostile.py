@@ -80,7 +80,7 @@ def gateway(workdir: Path, database_url: str, body_limit: int) -> Iterator[tuple
     }
     if database_url:
         env["REELGATE_DATABASE_URL"] = database_url
-    with ark_gateway(workdir, ARK_KEY, **env) as (server, sim):
+    with ark_gateway(workdir, ARK_KEY, queued=0.2, running=0.3, **env) as (server, sim):
         yield server, sim
 
 

@@ -100,10 +100,10 @@ def attribute(
             if found:
                 ids[found if isinstance(found, str) else found.decode("latin-1")] = index
     lines: list[list[str]] = [[] for _ in done]
-    nobody = []
+    nobody: list[str] = []
     for entry in logged:
-        index = ids.get(entry.request_id) if entry.request_id else None
-        if index is None and entry.at:
+        which: int | None = ids.get(entry.request_id) if entry.request_id else None
+        if which is None and entry.at:
             during = [
                 i
                 for i, (_, a) in enumerate(done)
@@ -117,11 +117,11 @@ def attribute(
                     abs((done[i][1].started + done[i][1].ended) / 2 - entry.at),
                 )
             )
-            index = during[0] if during else None
-        if index is None:
+            which = during[0] if during else None
+        if which is None:
             nobody.append(entry.line)
         else:
-            lines[index].append(entry.line)
+            lines[which].append(entry.line)
     return lines, nobody
 
 
