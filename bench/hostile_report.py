@@ -25,6 +25,20 @@ NOTE = "error: "  # an error line without a traceback: listed, not failed
 _EXCEPTION_LINE = re.compile(r"^[\s|+]*((?:[\w.]+Error|[\w.]*Exception\w*|[\w.]+Group)\b.*)$")
 
 
+# What varies between two meetings of one bug: the character, its position, the value.
+_VARYING = [
+    (re.compile(r"(?<![A-Za-z])'[^']*'(?![A-Za-z])"), "'…'"),
+    (re.compile(r"(position |argument \$|value has )\d+"), r"\1N"),
+    (re.compile(r"(query argument \$N): .*? \("), r"\1: … ("),
+]
+
+
+def _general(line: str) -> str:
+    for pattern, replacement in _VARYING:
+        line = pattern.sub(replacement, line)
+    return line
+
+
 def signature(entry: dict[str, Any]) -> str:
     """``event: last exception line [at module function]``."""
     event = str(entry.get("event", ""))[:160]
@@ -35,7 +49,7 @@ def signature(entry: dict[str, Any]) -> str:
     where = f" [at {frames[-1][0]} {frames[-1][1]}]" if frames else ""
     # The exception's own line (a driver error's, not SQLAlchemy's link to its docs after it).
     named = [m.group(1) for line in lines if (m := _EXCEPTION_LINE.match(line))]
-    return f"{event}: {(named or lines)[-1][:240]}{where}"
+    return f"{event}: {_general((named or lines)[-1])[:240]}{where}"
 
 
 @dataclass(frozen=True)
@@ -57,7 +71,7 @@ def log_entries(data: bytes) -> list[Logged]:
             found = [m.group(1) for t in loose if (m := _EXCEPTION_LINE.match(t))]
             frames = _FRAME.findall(text)
             where = f" [at {frames[-1][0]} {frames[-1][1]}]" if frames else ""
-            last = found[-1][:240] if found else loose[-1][:240]
+            last = _general(found[-1] if found else loose[-1])[:240]
             out.append(Logged("", 0.0, f"traceback outside the log: {last}{where}"))
         loose.clear()
 
