@@ -7,11 +7,12 @@ Hypothesis strategies (``bench/hostile_values.py``) draw lone surrogates (JSON e
 invalid UTF-8), NUL and control characters, numbers of thousands of digits, signed and non-finite
 numbers, deep and wide JSON within and beyond the body limit, wrong JSON types for every field,
 odd URLs, non-ASCII and overlong header values, and hostile path segments, query values and
-methods. Each request is valid but for one slot (``bench/hostile_routes.py``) and goes out as raw
-bytes (``bench/hostile_wire.py``) to every route of ``/openapi.json``, the console, media links,
-callbacks, the docs and paths that do not exist. The gateway is ``bench/fuzz.py``'s: the sandbox,
-the Ark simulator, prices, the admin API, in a network namespace with only loopback (fuzzed URLs
-are really fetched); PostgreSQL is reached through a Unix socket forwarded into it.
+methods. Each request is valid but for one slot (``bench/hostile_cases.py``) and goes out as raw
+bytes (``bench/hostile_wire.py``) to every route (``bench/hostile_routes.py``): those of
+``/openapi.json``, the console, media links, callbacks, the docs and paths that do not exist.
+The gateway is ``bench/fuzz.py``'s: the sandbox, the Ark simulator, prices, the admin API, in a
+network namespace with only loopback (fuzzed URLs are really fetched); PostgreSQL is reached
+through a Unix socket forwarded into it.
 
 Checks, per batch of requests: no answer >= 500 (but the documented upstream 503s bench/fuzz.py
 allows), no hang (a deadline per request), no unhandled error or traceback in the server log, the
@@ -43,8 +44,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from bench.fuzz import ADMIN, ARK_KEY, client_token, isolated, run_isolated
+from bench.hostile_cases import Pool, cases, swept
 from bench.hostile_report import Report, attribute, log_entries
-from bench.hostile_routes import UNDOCUMENTED, Pool, Route, cases, documented, localized, swept
+from bench.hostile_routes import UNDOCUMENTED, Route, documented, localized, with_options
 from bench.hostile_wire import Answer, Case, exchange
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
@@ -263,8 +265,11 @@ def corpus(db: str, args: argparse.Namespace) -> Report:
             with gateway(Path(tmp), url, args.body_limit) as (server, sim):
                 pool = make_pool(server, sim, hooks)
                 document = httpx.get(f"{server.url}/openapi.json").json()
+                with server.client(pool.token) as c:
+                    models = c.get("/v1/models").raise_for_status().json()["data"]
                 routes = [
-                    localized(r, IMAGE, hooks.url) for r in documented(document) + UNDOCUMENTED
+                    with_options(localized(r, IMAGE, hooks.url), models)
+                    for r in documented(document) + UNDOCUMENTED
                 ]
                 report = Report(db, len(routes), {pool.token: "$TOKEN", ADMIN: "$ADMIN_TOKEN"})
                 started = time.monotonic()

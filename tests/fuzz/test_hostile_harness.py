@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from bench.hostile_cases import Pool, cases, swept
 from bench.hostile_report import Report, attribute, log_entries
-from bench.hostile_routes import GENERIC_HEADERS, GENERIC_QUERY, Pool, Route, cases, swept
+from bench.hostile_routes import GENERIC_HEADERS, GENERIC_QUERY, Route
 from bench.hostile_values import Raw, to_json
 from bench.hostile_wire import Answer, Case, exchange
 from hypothesis import HealthCheck, Phase, given, settings
