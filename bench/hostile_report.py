@@ -23,7 +23,7 @@ from bench.hostile_wire import Answer, Case, reproducer
 _FRAME = re.compile(r'File "[^"]*/reelgate/([^"]+)", line \d+, in (\S+)')
 NOTE = "error: "  # an error line without a traceback: listed, not failed
 # Families no body field may hold (not Unicode; not a finite number where a number goes).
-NEVER_VALID = frozenset({"surrogate", "invalid-utf8", "float-literal"})
+NEVER_VALID = frozenset({"surrogate", "invalid-utf8", "non-finite"})
 _EXCEPTION_LINE = re.compile(r"^[\s|+]*((?:[\w.]+Error|[\w.]*Exception\w*|[\w.]+Group)\b.*)$")
 
 

@@ -84,11 +84,14 @@ def test_answers_become_failure_classes_and_notes() -> None:
     outage_answer = Answer(503, body=b'{"error": {"code": "upstream_unavailable"}}')
     report.record(outage, outage_answer, [], LIMIT)
     report.record(hostile, Answer(400), ["unhandled error: ValueError: x [at a.py f]"], LIMIT)
+    nan = Case("POST /x", "body.seconds", "non-finite", b"POST", b"/x", body=b'{"seconds":NaN}')
+    report.record(nan, Answer(200), [], LIMIT)  # canonical input would refuse it: listed
     checks = sorted((c.check, c.count) for c in report.classes.values())
     assert checks == [("5xx", 2), ("hang", 1), ("log", 1), ("no answer (closed)", 1)]
     assert "$TOKEN" in next(iter(report.classes.values())).example
     assert "rg_secret" not in json.dumps(report.as_json())
-    assert len(report.notes) == 2
+    assert len(report.notes) == 3
+    assert "accepted (2xx): POST /x body.seconds non-finite" in report.notes
     assert not report.ok()
 
 
@@ -129,7 +132,7 @@ def test_the_sweep_meets_every_family_in_every_field() -> None:
         return {k for s, k in kinds if s == slot}
 
     assert {"surrogate", "control", "invalid-utf8", "long-text"} <= met("body.prompt")
-    assert {"huge-int", "float-literal", "numeric-string"} <= met("body.duration")
+    assert {"huge-int", "non-finite", "numeric-string"} <= met("body.duration")
     assert {"url-port", "url-ipv6", "url-label"} <= met("body.image")
     assert ("body.seed", "surrogate") in kinds  # a schema field the example leaves out
     assert met("header.range") >= {"huge-int", "non-ascii"}
