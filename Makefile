@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: serve test lint format bench fuzz chaos clean
+.PHONY: serve test lint format bench fuzz hostile chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,17 @@ format: $(STAMP)
 bench: $(STAMP)  ## performance figures as ratios against baselines measured in the same run
 	$(BIN)/python bench/run.py
 
-fuzz: $(STAMP)  ## schemathesis: 10,000 cases on every route of a live gateway, no 5xx, no schema violation
-	$(BIN)/python -m bench.fuzz --cases $(or $(FUZZ_CASES),10000) --seed $(or $(FUZZ_SEED),1)
+HOSTILE = $(BIN)/python -m bench.hostile --db sqlite --db postgres \
+	--cases $(or $(HOSTILE_CASES),20000) --seed $(or $(FUZZ_SEED),1) $(HOSTILE_ARGS)
+
+fuzz: $(STAMP)  ## schemathesis (10,000 cases), then the hostile corpus on SQLite and PostgreSQL (20,000 each)
+	status=0; \
+	$(BIN)/python -m bench.fuzz --cases $(or $(FUZZ_CASES),10000) --seed $(or $(FUZZ_SEED),1) || status=1; \
+	$(HOSTILE) || status=1; \
+	exit $$status
+
+hostile: $(STAMP)  ## the hostile corpus alone: no 5xx, no hang, no unhandled error, the worker alive
+	$(HOSTILE)
 
 chaos: $(STAMP)  ## 1000 tasks, upstream faults, 5 kill -9s: SQLite, then PostgreSQL (CHAOS_SEED replays one)
 	$(BIN)/python -m bench.chaos --db sqlite --tasks 1000 --kills 5 $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))

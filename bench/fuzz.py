@@ -148,13 +148,13 @@ def isolated() -> bool:
     return {name for _, name in socket.if_nameindex()} <= {"lo"}
 
 
-def run_isolated(argv: list[str]) -> int:
-    """This script again, in a fresh network namespace with only loopback up."""
+def run_isolated(argv: list[str], module: str = "bench.fuzz") -> int:
+    """``module`` (this script) again, in a fresh network namespace with only loopback up."""
     unshare = shutil.which("unshare")
     if unshare is None:
         sys.exit("fuzz: needs `unshare` (util-linux) to keep the gateway off the network")
     user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-    inner = [sys.executable, *(f"-W{w}" for w in sys.warnoptions), "-m", "bench.fuzz", *argv]
+    inner = [sys.executable, *(f"-W{w}" for w in sys.warnoptions), "-m", module, *argv]
     script = f"ip link set lo up && exec {shlex.join(inner)}"
     return subprocess.call([unshare, *user, "--net", "sh", "-c", script], cwd=REPO)
 
@@ -170,12 +170,17 @@ def gateway(workdir: Path) -> Iterator[tuple[LiveServer, str]]:
         REELGATE_PRICES=json.dumps(TABLE),
         REELGATE_BILLING_CURRENCY="µCNY",
     ) as (server, _sim):
-        with server.client(ADMIN) as admin:
-            made = admin.post("/v1/admin/tokens", json={"name": "fuzz"}).raise_for_status()
-            data = made.json()["data"]
-            granted = admin.post(f"/v1/admin/tokens/{data['id']}/quota", json={"grant": QUOTA})
-            granted.raise_for_status()
-        yield server, data["token"]
+        yield server, client_token(server)
+
+
+def client_token(server: LiveServer, name: str = "fuzz") -> str:
+    """A new client token with a quota that never runs out (a 402 would hide everything)."""
+    with server.client(ADMIN) as admin:
+        made = admin.post("/v1/admin/tokens", json={"name": name}).raise_for_status()
+        data = made.json()["data"]
+        granted = admin.post(f"/v1/admin/tokens/{data['id']}/quota", json={"grant": QUOTA})
+        granted.raise_for_status()
+    return str(data["token"])
 
 
 def config(token: str, seed: int, max_examples: int, *, first: bool) -> Any:

@@ -14,8 +14,9 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def pg_url(name: str) -> str:
-    """The URL of database ``name`` on the ``PG_ADMIN`` server."""
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    """The URL of database ``name`` on the ``PG_ADMIN`` server (a ``?host=`` socket kept)."""
+    server, _, query = PG_ADMIN.partition("?")
+    return server.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
 
 
 async def _pg_database() -> str:

@@ -41,7 +41,7 @@ from reelgate.service import VideoService
 from reelgate.service.channels import ChannelBook
 from reelgate.service.stats import read_state
 from reelgate.settings import Settings
-from reelgate.storage import LocalStorage, MediaStorage, S3Storage
+from reelgate.storage import LocalStorage, MediaRoots, MediaStorage, S3Storage
 from reelgate.store.base import RateBuckets, Store
 from reelgate.store.redis_buckets import RedisBuckets
 from reelgate.store.sql import SqlStore, async_url, open_store
@@ -265,6 +265,9 @@ async def start_runtime(
         undo.push_async_callback(book.close)
         await book.start()
         buckets = await rate_buckets(settings, store)
+        mirror_storage = media_storage(settings)
+        # Where ``local://`` references point: links serve them, deletes remove them.
+        roots = MediaRoots({**media_roots(builtin), "mirror": mirror_storage})
         service = VideoService(  # refuses a price table naming a model nobody serves
             store,
             channels=book,
@@ -275,17 +278,17 @@ async def start_runtime(
             allow_networks=context.allow_networks,
             max_task_seconds=settings.max_task_seconds,
             mirror_media=settings.media_mirror,
+            media=roots,
             prices=settings.price_table,
             currency=settings.billing_currency,
             typical_seconds=settings.tracking_typical_seconds,
             clock=clock,
         )
         undo.pop_all()
-    mirror_storage = media_storage(settings)
     links = MediaLinks(
         key,
         settings.base_url,
-        {**media_roots(builtin), "mirror": mirror_storage},
+        roots,
         ttl=settings.media_link_ttl,
         clock=clock,
         durable_fail_reason=settings.durable_fail_reason,

@@ -2,7 +2,9 @@
 
 Both take a stream of chunks (never a whole file in memory) and give ranges back as streams. The
 S3 store is obstore's (multipart uploads, ranged GETs), so AWS S3, MinIO, Cloudflare R2, Ceph and
-Volcengine TOS all work by endpoint URL.
+Volcengine TOS all work by endpoint URL. ``MediaRoots`` names the stores behind reelgate's own
+``local://<root>/<name>`` references (the sandbox's renders, the durable copies), to serve or
+delete the file a reference points at.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -22,6 +24,7 @@ from obstore.store import S3Store
 from reelgate.core.errors import ConfigError, NotFound, ReelgateError
 
 READ_CHUNK = 1024 * 1024
+LOCAL_SCHEME = "local://"  # a file reelgate keeps itself: local://<root>/<name>
 
 
 class StorageError(ReelgateError):
@@ -98,8 +101,12 @@ class LocalStorage:
                 yield chunk
 
     async def delete(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             await asyncio.to_thread((self.directory / _safe(name)).unlink)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # translated at this boundary
+            raise StorageError(f"cannot delete {name}: {type(exc).__name__}") from None
 
 
 class S3Storage:
@@ -175,5 +182,38 @@ class S3Storage:
             raise StorageError(f"cannot read {name}: {type(exc).__name__}") from None
 
     async def delete(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError, NotFoundError):
+        try:
             await obstore.delete_async(self._store, self._key(name))
+        except (FileNotFoundError, NotFoundError):
+            pass
+        except (BaseError, OSError) as exc:
+            raise StorageError(f"cannot delete {name}: {type(exc).__name__}") from None
+
+
+class MediaRoots:
+    """The stores behind ``local://<root>/<name>`` references, by root (a directory is kept as
+    a ``LocalStorage`` of it)."""
+
+    def __init__(self, roots: Mapping[str, Path | MediaStorage]) -> None:
+        self._roots: dict[str, MediaStorage] = {
+            name: LocalStorage(root) if isinstance(root, Path) else root
+            for name, root in roots.items()
+        }
+
+    def locate(self, ref: str) -> tuple[MediaStorage, str] | None:
+        """The storage and name behind a ``local://root/name`` reference, if it is ours."""
+        if not ref.startswith(LOCAL_SCHEME):
+            return None
+        root, _, name = ref.removeprefix(LOCAL_SCHEME).partition("/")
+        storage = self._roots.get(root)
+        if storage is None or not name or "/" in name:
+            return None
+        return storage, name
+
+    async def delete(self, refs: Iterable[str | None]) -> None:
+        """Delete the files behind those of ``refs`` that are ours (an upstream's URL is not);
+        one that is already gone is no error. Raises ``StorageError`` when a store fails."""
+        for ref in dict.fromkeys(r for r in refs if r):
+            found = self.locate(ref)
+            if found is not None:
+                await found[0].delete(found[1])

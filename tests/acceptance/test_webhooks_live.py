@@ -54,8 +54,10 @@ def test_task_and_token_webhooks_are_signed_logged_and_replayable(
         for got in receiver.received:
             event = openai.webhooks.unwrap(got.body, got.headers)
             assert event.type == "video.completed"  # type: ignore[comparison-overlap]
+            assert event.data.id == task_id  # OpenAI's shape: what its handlers read
             payload = standardwebhooks.Webhook(hook["secret"]).verify(got.body, got.headers)
-            assert payload["data"] == data  # the same object the status GET returns
+            # The same object the status GET returns, after OpenAI's `id`.
+            assert payload["data"] == {"id": task_id, **data}
         log = c.get(f"/v1/video/generations/{task_id}/deliveries").json()["data"]
         assert {d["target"] for d in log} == {"task", "endpoint"}
         assert all(d["state"] == "delivered" and d["log"][0]["status"] == 200 for d in log)

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 import standardwebhooks
+from openai import InvalidWebhookSignatureError, OpenAI
 
+from reelgate.core import webhooks
 from reelgate.core.errors import InvalidRequest
 from reelgate.core.lifecycle import Status, Task
 from reelgate.engine.webhooks import WebhookSender
@@ -67,12 +69,35 @@ async def test_a_finished_task_is_delivered_signed(store: SqlStore, receiver: Re
     (got,) = receiver.received
     payload = standardwebhooks.Webhook(endpoint.secret).verify(got.body, got.headers)
     assert payload["type"] == "video.completed"
-    assert payload["data"] == {"task_id": task.id, "status": "success"}
+    assert payload["data"] == {"id": task.id, "task_id": task.id, "status": "success"}
     assert got.headers["webhook-id"] == payload["id"]
     (delivery,) = await service.deliveries(me, task.id)
     assert (delivery.state, delivery.attempts, delivery.target) == ("delivered", 1, "task")
     assert delivery.log[0].status == 200
     assert await sender(service).tick() == 0  # nothing is sent twice
+
+
+async def test_an_openai_style_handler_gets_the_video_id(
+    store: SqlStore, receiver: Receiver
+) -> None:
+    # OpenAI's event shape: what `client.webhooks.unwrap` hands a handler is `event.data.id`.
+    clock = ManualClock(time.time())  # unwrap checks the timestamp against the real clock
+    service, me, task = await finished_task(store, clock, callback_url=receiver.url)
+    endpoint = await service.webhook(me)
+    assert await sender(service).tick() == 1
+    (got,) = receiver.received
+    event = OpenAI(api_key="unused").webhooks.unwrap(got.body, got.headers, secret=endpoint.secret)
+    assert (event.id, event.object, event.type) == (  # type: ignore[comparison-overlap]
+        got.headers["webhook-id"],
+        "event",
+        "video.completed",
+    )
+    assert event.data.id == task.id
+    assert event.data.task_id == task.id  # type: ignore[attr-defined]  # reelgate's fields stay
+    with pytest.raises(InvalidWebhookSignatureError):
+        OpenAI(api_key="unused").webhooks.unwrap(
+            got.body, got.headers, secret=webhooks.new_secret()
+        )
 
 
 async def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_attempts_bound(

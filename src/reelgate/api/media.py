@@ -2,6 +2,8 @@
 
 Providers hand out ``local://<root>/<name>`` references; ``MediaLinks.url`` turns one into a
 signed, expiring public URL and the ``serve`` handler checks the signature before sending the file.
+Deleting a task deletes its files first (the service, through ``MediaLinks.roots``), so every
+link handed out for them answers 404 from then on, however long it had left to run.
 A root is a ``MediaStorage``: a local directory (sent with sendfile, Range by Starlette) or an
 S3-compatible bucket (streamed, with single-range requests answered 206).
 """
@@ -21,9 +23,8 @@ from starlette.types import Receive, Scope, Send
 from reelgate.api.errors import error_response
 from reelgate.core.errors import NotFound, ReelgateError
 from reelgate.core.signing import expiry_for, sign_path, verify
-from reelgate.storage import LocalStorage, MediaStorage
+from reelgate.storage import LOCAL_SCHEME, MediaRoots, MediaStorage
 
-LOCAL_SCHEME = "local://"
 ROUTE_PREFIX = "/v1/media/"
 # Links are stable for an hour so clients and caches see the same URL between polls.
 LINK_BUCKET_SECONDS = 3600
@@ -61,7 +62,7 @@ class MediaLinks:
         self,
         key: bytes,
         base_url: str,
-        roots: Mapping[str, Path | MediaStorage],
+        roots: MediaRoots | Mapping[str, Path | MediaStorage],
         *,
         ttl: int,
         clock: Callable[[], float],
@@ -71,10 +72,8 @@ class MediaLinks:
         self.durable_fail_reason = durable_fail_reason
         self._key = key
         self._base = base_url
-        self._roots: dict[str, MediaStorage] = {
-            name: LocalStorage(root) if isinstance(root, Path) else root
-            for name, root in roots.items()
-        }
+        # What a link points at (the service deletes a deleted task's files in the same roots).
+        self.roots = roots if isinstance(roots, MediaRoots) else MediaRoots(roots)
         self._ttl = ttl
         self._clock = clock
         # The last epoch, and the clock readings (since, until] that give it.
@@ -100,13 +99,7 @@ class MediaLinks:
 
     def locate(self, ref: str) -> tuple[MediaStorage, str] | None:
         """The storage and name behind a ``local://root/name`` reference, if it is ours."""
-        if not ref.startswith(LOCAL_SCHEME):
-            return None
-        root, _, name = ref.removeprefix(LOCAL_SCHEME).partition("/")
-        storage = self._roots.get(root)
-        if storage is None or not name or "/" in name:
-            return None
-        return storage, name
+        return self.roots.locate(ref)
 
     async def send(self, storage: MediaStorage, name: str, request: Request) -> Response:
         """The file as a response: sendfile for a local one, a (ranged) stream otherwise."""

@@ -231,14 +231,10 @@ class OpenAiSurface:
 
     async def delete(self, request: Request) -> Response:
         """Delete a job: a waiting one is cancelled first (a running one cannot be: 409); then
-        it is gone for its owner on every surface, and reelgate's copy of its file with it."""
+        it is gone for its owner on every surface, and the files reelgate kept of it with it."""
         try:
             owner = await self._owner(request)
             task = await self.service.delete(owner, request.path_params["video_id"])
-            for ref in (task.video_ref, task.last_frame_ref):
-                found = self.links.locate(ref or "")
-                if found is not None and ref and ref.startswith("local://mirror/"):
-                    await found[0].delete(found[1])
         except ReelgateError as exc:
             return openai_error(exc)
         body = {"id": task.id, "object": "video.deleted", "deleted": True}

@@ -63,15 +63,20 @@ class Readiness(BaseModel):
     )
 
 
+class EventData(TaskData):
+    id: str = Field(description="The video's (task's) id, where OpenAI's events carry it.")
+
+
 class WebhookEvent(BaseModel):
     """What reelgate posts to a webhook (Standard Webhooks headers: `webhook-id`,
-    `webhook-timestamp`, `webhook-signature`)."""
+    `webhook-timestamp`, `webhook-signature`): OpenAI's event shape, `data` the task as the
+    status GET shows it, after its `id`."""
 
     id: str = Field(description="The delivery id, also sent as `webhook-id`.")
     object: Literal["event"]
     type: Literal["video.completed", "video.failed", "video.cancelled"]
     created_at: int
-    data: TaskData
+    data: EventData
 
 
 def _operations() -> dict[str, Any]:
@@ -183,7 +188,7 @@ def build_document() -> dict[str, Any]:
                                 "completed": {
                                     **event,
                                     "created_at": done["finish_time"],
-                                    "data": done,
+                                    "data": {"id": done["task_id"], **done},
                                 }
                             },
                         ),

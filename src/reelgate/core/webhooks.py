@@ -4,6 +4,10 @@ A delivery is signed over ``{webhook-id}.{webhook-timestamp}.{body}`` with HMAC-
 each current ``whsec_`` secret of the token (two during a rotation), base64, as
 ``webhook-signature: v1,<sig> [v1,<sig>]``. Receivers deduplicate on ``webhook-id``, which stays
 the same across retries and replays of one delivery.
+
+The body is OpenAI's event shape, ``{"id", "object": "event", "type", "created_at", "data"}``,
+whose ``data.id`` is the video's (task's) id, as OpenAI-style handlers read it; ``data`` also
+carries the whole task as the status GET shows it.
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from reelgate.core.lifecycle import Status, Task
 
@@ -108,3 +114,18 @@ class Delivery:
     last_error: str = ""
     log: tuple[Attempt, ...] = ()
     request_id: str = ""  # of the request that created the task
+
+
+def event_body(delivery: Delivery, task: Mapping[str, Any]) -> str:
+    """The JSON body of ``delivery``'s event about ``task`` (rendered as the status GET shows
+    it): OpenAI's shape, ``data.id`` the task's id first, every field of the task after it."""
+    data = {"id": delivery.task_id, **{k: v for k, v in task.items() if k != "id"}}
+    return json.dumps(
+        {
+            "id": delivery.id,
+            "object": "event",
+            "type": delivery.event,
+            "created_at": int(delivery.created_at),
+            "data": data,
+        }
+    )

@@ -15,7 +15,6 @@ database away) backs off; the loop is supervised (``engine/supervisor.py``).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -222,15 +221,7 @@ class WebhookSender:
         task = await self.service.store.get_task(delivery.owner_id, delivery.task_id)
         if task is None:
             return None
-        return json.dumps(
-            {
-                "id": delivery.id,
-                "object": "event",
-                "type": delivery.event,
-                "created_at": int(delivery.created_at),
-                "data": dict(self.render(task)),
-            }
-        )
+        return webhooks.event_body(delivery, self.render(task))
 
     async def _disable(self, delivery: Delivery, now: float) -> None:
         if delivery.target == "endpoint":

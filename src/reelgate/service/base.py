@@ -24,6 +24,7 @@ from reelgate.metrics import METRICS
 from reelgate.net import Network
 from reelgate.providers.registry import Registry
 from reelgate.service.signal import WorkSignal
+from reelgate.storage import MediaRoots
 from reelgate.store.base import RateBuckets, Store
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class ServiceBase:
         allow_networks: Sequence[Network] = (),
         max_task_seconds: float = schedule.MAX_TASK_SECONDS,
         mirror_media: bool = False,
+        media: MediaRoots | None = None,
         prices: PriceTable | None = None,
         currency: str = "credits",
         typical_seconds: float = schedule.TRACKING.default_typical,
@@ -72,6 +74,8 @@ class ServiceBase:
         self.max_task_seconds = max_task_seconds
         # Copy remote results (upstream URLs that expire) into reelgate's own storage.
         self.mirror_media = mirror_media
+        # The files behind ``local://`` references (None: nothing to delete with a task).
+        self.media = media
         self.media_due = asyncio.Event()
         self._waiters: dict[str, asyncio.Event] = {}
         self._monotonic = monotonic

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from reelgate import logs
-from reelgate.core import canonical, lifecycle, schedule
+from reelgate.core import canonical, lifecycle, media, schedule
 from reelgate.core.capabilities import NormalizedRequest, fits, normalize
 from reelgate.core.errors import (
     AuthenticationError,
@@ -24,6 +24,7 @@ from reelgate.core.lifecycle import Status, Task
 from reelgate.core.pricing import Balance, Charge
 from reelgate.core.request import VideoRequest, parse_prompt
 from reelgate.providers.registry import ModelEntry
+from reelgate.service.engine_side import MIRROR_SCHEME
 from reelgate.service.images import check_image, check_url
 from reelgate.service.waiting import Waiting
 
@@ -32,6 +33,17 @@ CANCEL_WAITS = 3
 # How long an Idempotency-Key is remembered.
 IDEMPOTENCY_WINDOW_S = 24 * 3600.0
 _NEGATIVE_TOKEN_TTL = 1.0
+
+
+def _files_of(task: Task) -> list[str]:
+    """Every file reelgate may keep of ``task``: what its upstream rendered here (the sandbox's
+    ``local://`` results), its durable copies, and the copies' names before the task records
+    them (a copy that was stored a moment before the delete)."""
+    refs = [task.result_url, task.last_frame_url, task.video_ref or "", task.last_frame_ref or ""]
+    for variant, url in (("video", task.result_url), ("last_frame", task.last_frame_url)):
+        if url.startswith(("http://", "https://")):
+            refs.append(MIRROR_SCHEME + media.file_name(task.id, variant, url))
+    return refs
 
 
 class TaskUseCases(Waiting):
@@ -109,10 +121,14 @@ class TaskUseCases(Waiting):
 
     async def delete(self, owner: ApiToken, task_id: str) -> Task:
         """Forget a task (OpenAI's DELETE): a waiting one is cancelled first, a running one
-        cannot be (409). Afterwards every surface answers 404 for it."""
+        cannot be (409). Its files are deleted before the task is (a failing store is a 503 and
+        the task stays), so no link to them serves anything after a ``deleted``; afterwards
+        every surface answers 404 for it."""
         task = await self.refresh(owner, task_id)
         if not task.status.terminal:
             task = await self.cancel(owner, task_id)
+        if self.media is not None:
+            await self.media.delete(_files_of(task))
         for _ in range(3):
             gone = await self._write(task, dataclasses.replace(task, deleted_at=self.clock()))
             if gone is not task:
