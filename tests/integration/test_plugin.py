@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -33,11 +34,14 @@ SEEDANCE = "doubao-seedance-1-0-pro-250528"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The plug-in, built and installed with pip into a directory of its own."""
+    """The plug-in, built and installed with pip into a directory of its own (from a copy of its
+    source: a build leaves files beside the source it builds)."""
+    source = tmp_path_factory.mktemp("acme-source") / "acme"
+    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-         str(PLUGIN)],
+         str(source)],
         check=True,
         capture_output=True,
         timeout=300,
