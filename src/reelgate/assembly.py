@@ -22,8 +22,7 @@ from pathlib import Path
 from reelgate.api.media import MediaLinks
 from reelgate.api.seed import task_data
 from reelgate.core import schedule
-from reelgate.core.accounts import AdmissionCaps
-from reelgate.core.channels import Channel
+from reelgate.core.channels import AdmissionCaps, Channel
 from reelgate.core.crypto import SecretBox
 from reelgate.core.errors import ConfigError, ReelgateError
 from reelgate.engine.callbacks import CallbackUrls

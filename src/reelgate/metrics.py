@@ -123,7 +123,7 @@ class Metrics:
         )
         self.admission_queue = Gauge(
             "reelgate_admission_queue_depth",
-            "Tasks waiting in reelgate's queue for an upstream account",
+            "Tasks waiting in reelgate's queue for a channel",
             ["provider"],
             registry=r,
         )

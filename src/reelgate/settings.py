@@ -25,8 +25,9 @@ CONFIG_FILE_ENV = "REELGATE_CONFIG"
 DEFAULT_CONFIG_FILE = "reelgate.toml"
 
 
-class ArkAccount(BaseModel):
-    """One more Ark account (API key) for the same models; tasks stick to their account."""
+class ArkChannelSetting(BaseModel):
+    """One more Ark channel (API key) for the same models (``REELGATE_ARK_ACCOUNTS``, the Ark
+    shorthand); tasks stick to their channel."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -141,9 +142,9 @@ class Settings(BaseSettings):
     ark_weight: int = Field(
         1, ge=1, le=1000, description="The default Ark account's share within its priority"
     )
-    ark_accounts: list[ArkAccount] = Field(
+    ark_accounts: list[ArkChannelSetting] = Field(
         default_factory=list,
-        description="More Ark accounts (JSON list): name, api_key, region or base_url, caps, "
+        description="More Ark channels (JSON list): name, api_key, region or base_url, caps, "
         "priority, weight, models",
     )
 
@@ -164,7 +165,7 @@ class Settings(BaseSettings):
         None, ge=1, le=65535, description="`reelgate worker` serves /metrics on this port"
     )
 
-    # Channels (upstream accounts) added at run time keep their keys encrypted with this.
+    # Channels added at run time keep their secrets encrypted with this.
     encryption_key: SecretStr | None = Field(
         None, description="Encrypts upstream keys stored in the database (16+ characters)"
     )
@@ -299,10 +300,10 @@ class Settings(BaseSettings):
 
     @field_validator("ark_accounts")
     @classmethod
-    def _unique_accounts(cls, value: list[ArkAccount]) -> list[ArkAccount]:
+    def _unique_accounts(cls, value: list[ArkChannelSetting]) -> list[ArkChannelSetting]:
         names = [a.name for a in value]
         if "default" in names or len(set(names)) != len(names):
-            raise ValueError("account names must be unique and not 'default'")
+            raise ValueError("channel names must be unique and not 'default'")
         return value
 
     @field_validator("channels")

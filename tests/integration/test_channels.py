@@ -8,8 +8,7 @@ import random
 
 import pytest
 
-from reelgate.core.accounts import AdmissionCaps
-from reelgate.core.channels import Channel, ChannelState
+from reelgate.core.channels import AdmissionCaps, Channel, ChannelState
 from reelgate.core.errors import (
     InvalidRequest,
     UpstreamError,
@@ -45,7 +44,7 @@ def account(clock: ManualClock, name: str) -> InMemoryProvider:
     return InMemoryProvider(
         clock,
         name="mem",
-        account=name,
+        channel=name,
         models=[memory_model("mem-1", "mem"), memory_model("mem-2", "mem")],
     )
 
@@ -62,7 +61,7 @@ MODERATION = InvalidRequest("Ark InputTextSensitiveContentDetected", code="conte
 async def rig(
     store: SqlStore, clock: ManualClock, *accounts: tuple[InMemoryProvider, Channel], seed: int = 7
 ) -> tuple[VideoService, Worker, ChannelBook]:
-    by_name = {a.account: a for a, _ in accounts}
+    by_name = {a.channel: a for a, _ in accounts}
 
     def make(channel: Channel, _key: str, _options: object, _ctx: object) -> Provider:
         return by_name[channel.name]
@@ -148,7 +147,7 @@ async def test_an_auth_error_disables_the_channel_and_the_task_moves_on(store: S
     task = await service.create(me, request())
     await run(worker, clock)
     moved = await service.get(me, task.id)
-    assert moved.account == "good"
+    assert moved.channel == "good"
     assert moved.upstream_id is not None
     assert (bad.submits, good.submits) == ([], [task.id])
     row = await store.get_channel("bad")
@@ -237,7 +236,7 @@ async def test_a_5xx_is_reconciled_on_its_channel_before_the_task_moves(store: S
     task = await service.create(me, request())
     await run(worker, clock, rounds=20, step=5.0)
     done = await service.get(me, task.id)
-    assert done.account == "steady"
+    assert done.channel == "steady"
     assert done.upstream_id is not None
     assert flaky.reconciles == 1  # asked "did my failed attempt create it?" before moving
     assert (flaky.submits, steady.submits) == ([], [task.id])
@@ -254,7 +253,7 @@ async def test_a_5xx_that_did_create_the_task_keeps_it_where_it_is(store: SqlSto
     task = await service.create(me, request())
     await run(worker, clock, rounds=20, step=5.0)
     done = await service.get(me, task.id)
-    assert done.account == "flaky"
+    assert done.channel == "flaky"
     assert done.upstream_id is not None
     assert (flaky.submits, steady.submits) == ([task.id], [])  # created once, adopted
 

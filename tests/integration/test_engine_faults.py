@@ -17,8 +17,8 @@ import pytest
 
 from reelgate.api.health import Readiness
 from reelgate.core import schedule
-from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import Mode, ModelCapabilities, NormalizedRequest
+from reelgate.core.channels import AdmissionCaps
 from reelgate.core.lifecycle import CallbackHint, Observation, Status, Task, UpstreamState
 from reelgate.core.request import VideoRequest
 from reelgate.core.webhooks import MAX_ATTEMPTS
@@ -69,7 +69,7 @@ class Hostile:
     or ``callback`` (parsing one)."""
 
     name = "hostile"
-    account = "default"
+    channel = "default"
 
     def __init__(self, clock: ManualClock, *, running: float = 10.0) -> None:
         self.clock = clock
@@ -506,7 +506,7 @@ async def test_a_delivery_whose_handling_raises_is_a_failed_attempt_and_the_othe
         )
         before = faults("webhooks")
         assert await hooks.tick() == 2
-        assert [r.json["data"] for r in receiver.received] == [{"task_id": good.id}]
+        assert [r.json["data"] for r in receiver.received] == [{"id": good.id, "task_id": good.id}]
         (failing,) = await service.deliveries(me, bad.id)
         assert (failing.state, failing.attempts) == ("pending", 1)
         assert failing.log[0].error == "internal error in reelgate; it is logged"

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from reelgate.core import schedule
-from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import NormalizedRequest
+from reelgate.core.channels import AdmissionCaps
 from reelgate.core.errors import UpstreamError, UpstreamUnavailable
 from reelgate.core.ids import ApiToken
 from reelgate.core.lifecycle import Status, Task
@@ -78,8 +78,8 @@ async def test_the_admission_queue_holds_tasks_beyond_an_accounts_caps(store: Sq
 
 async def test_a_second_account_takes_what_the_first_has_no_room_for(store: SqlStore) -> None:
     clock = ManualClock()
-    a = upstream(clock, account="a", caps=AdmissionCaps(max_in_flight=1))
-    b = upstream(clock, account="b", caps=AdmissionCaps(max_in_flight=2))
+    a = upstream(clock, channel="a", caps=AdmissionCaps(max_in_flight=1))
+    b = upstream(clock, channel="b", caps=AdmissionCaps(max_in_flight=2))
     service, worker = engine(store, a, b, clock=clock)
     me = await owner(service)
     for _ in range(4):
@@ -87,7 +87,7 @@ async def test_a_second_account_takes_what_the_first_has_no_room_for(store: SqlS
     await worker.tick()
     assert (len(a.submits), len(b.submits)) == (1, 2)
     tasks = [await service.get(me, t) for t in a.submits + b.submits]
-    assert [t.account for t in tasks] == ["a", "b", "b"]
+    assert [t.channel for t in tasks] == ["a", "b", "b"]
     # Looks stick to the account that submitted: each account is asked about its own tasks.
     clock.advance(30)
     await worker.tick()

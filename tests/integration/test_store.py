@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from reelgate.core.accounts import AdmissionCaps
+from reelgate.core.channels import AdmissionCaps
 from reelgate.core.errors import Conflict
 from reelgate.core.ids import new_task_id, new_token
 from reelgate.core.lifecycle import Status, Task
@@ -159,9 +159,9 @@ async def test_save_is_optimistic(store: SqlStore) -> None:
 async def test_admission_fills_an_account_up_to_its_caps_in_order(store: SqlStore) -> None:
     a = await store.create_token("a", new_token(), 1)
     waiting = [unsubmitted(a.id, submit_time=100 + i, created_at=100.0 + i) for i in range(6)]
-    upstream_queued = task(a.id, account="acct")
-    running = task(a.id, account="acct", status=Status.IN_PROGRESS)
-    elsewhere = task(a.id, account="other")  # another account's load does not count
+    upstream_queued = task(a.id, channel="acct")
+    running = task(a.id, channel="acct", status=Status.IN_PROGRESS)
+    elsewhere = task(a.id, channel="other")  # another account's load does not count
     for t in (*reversed(waiting), upstream_queued, running, elsewhere):
         await store.insert_task(t)
     caps = AdmissionCaps(max_queued=3, max_in_flight=4)
@@ -171,11 +171,11 @@ async def test_admission_fills_an_account_up_to_its_caps_in_order(store: SqlStor
     assert all(t.submit_started_at is None for t in first)  # as they were before the claim
     claimed = await store.find_task(first[0].id)
     assert claimed is not None
-    assert (claimed.account, claimed.submit_started_at) == ("acct", 200.0)
+    assert (claimed.channel, claimed.submit_started_at) == ("acct", 200.0)
     # The two being submitted count against the caps until they are released or submitted.
     assert await store.claim_admission("sandbox", "acct", caps, 200.0, "w2", 30, 10) == []
     # No caps: the rest, except what another account already tried (sticky).
-    sticky = dataclasses.replace(waiting[5], account="other")
+    sticky = dataclasses.replace(waiting[5], channel="other")
     assert await store.save_task(sticky, expected_version=1)
     rest = await store.claim_admission("sandbox", "acct", AdmissionCaps(), 200.0, "w2", 30, 10)
     assert [t.id for t in rest] == [t.id for t in waiting[2:5]]

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import normalize
+from reelgate.core.channels import AdmissionCaps
 from reelgate.core.errors import InvalidRequest, UpstreamError, UpstreamUnavailable
 from reelgate.core.lifecycle import UpstreamState
 from reelgate.core.request import VideoRequest, parse_seed_body
@@ -259,7 +259,7 @@ def test_configured_aliases_and_endpoint_ids_resolve_to_models() -> None:
 
     class Local:
         name = "sandbox"
-        account = "default"
+        channel = "default"
         caps = AdmissionCaps()
 
         def models(self) -> list[Any]:

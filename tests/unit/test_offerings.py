@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from reelgate.assembly import configured_channels
-from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import (
     Mode,
     ModelCapabilities,
@@ -18,7 +17,7 @@ from reelgate.core.capabilities import (
     Option,
     fits,
 )
-from reelgate.core.channels import Channel
+from reelgate.core.channels import AdmissionCaps, Channel
 from reelgate.core.errors import ConfigError, InvalidRequest, UpstreamUnavailable
 from reelgate.providers import plugins
 from reelgate.providers.base import ChannelDeclaration
@@ -55,7 +54,7 @@ class Offers:
     """A provider instance (one channel) offering the given models."""
 
     def __init__(self, name: str, channel: str, *models: ModelCapabilities) -> None:
-        self.name, self.account, self.caps = name, channel, AdmissionCaps()
+        self.name, self.channel, self.caps = name, channel, AdmissionCaps()
         self._models = models
 
     def models(self) -> Sequence[ModelCapabilities]:

@@ -1,4 +1,5 @@
-"""The admin API for channels (upstream accounts): add, list, change, enable, disable, probe.
+"""The admin API for channels (credentials for one provider each): add, list, change,
+enable, disable, probe.
 
 Behind ``REELGATE_ADMIN_TOKEN`` like the rest of ``/v1/admin``. A channel's key is accepted on
 add or change and never returned: views show a fingerprint instead. The same operations exist on
@@ -25,9 +26,8 @@ from reelgate.api.admin import AdminSurface
 from reelgate.api.body import json_object, read_limited, read_object
 from reelgate.api.errors import error_response
 from reelgate.core import canonical
-from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.canonical import INT32
-from reelgate.core.channels import NAME_PATTERN, Channel, StoredChannel
+from reelgate.core.channels import NAME_PATTERN, AdmissionCaps, Channel, StoredChannel
 from reelgate.core.errors import InvalidRequest, NotFound, ReelgateError
 from reelgate.core.request import MAX_MODEL_CHARS
 from reelgate.service.channels import ChannelBook

@@ -94,7 +94,7 @@ def task_extra(task: Task) -> dict[str, Any]:
         "task_id": task.id,
         "provider": task.provider,
         "upstream_id": task.upstream_id,
-        "channel": task.account,
+        "channel": task.channel,
         "request_id": task.request_id or None,
         "request": request,
         "callback_url": task.callback_url,

@@ -1,4 +1,4 @@
-"""The OpenAPI part for the admin API's channels (upstream accounts, ``api/admin_channels.py``):
+"""The OpenAPI part for the admin API's channels (``api/admin_channels.py``):
 request bodies are that module's own Pydantic models; keys are accepted, never returned."""
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def paths() -> dict[str, Any]:
                 "requestBody": body(
                     NewChannel,
                     {
-                        "backup account": {
+                        "backup channel": {
                             "name": "backup",
                             "provider": "ark",
                             "secret": "<your-ark-api-key>",

@@ -1,4 +1,4 @@
-"""``reelgate channel …``: upstream accounts on the host (the same as ``/v1/admin/channels``)."""
+"""``reelgate channel …``: channels on the host (the same as ``/v1/admin/channels``)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from reelgate.service.channels import ChannelBook
 from reelgate.store.sql import SqlStore
 
 channel_app = typer.Typer(
-    help="Upstream accounts (channels): add, list, change, enable, disable, probe, remove.",
+    help="Channels (credentials for one provider each): add, list, change, enable, disable, "
+    "probe, remove.",
     no_args_is_help=True,
 )
 T = TypeVar("T")

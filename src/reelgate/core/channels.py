@@ -1,4 +1,4 @@
-"""Channels: upstream accounts as routing sees them, and how a submit error moves a task on.
+"""Channels as routing sees them, their admission caps, and how a submit error moves a task on.
 
 A channel is one set of credentials for one provider (an Ark API key with its region and
 caps). An offering is a model as one channel serves it. Routing
@@ -23,13 +23,32 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reelgate.core.accounts import AdmissionCaps
-
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+# The name of the channel a provider's settings shorthand defines first (REELGATE_ARK_API_KEY).
+DEFAULT_CHANNEL = "default"
 # How long a channel rests after the upstream said "too many" without a Retry-After (s).
 COOL_DOWN_S = 30.0
 # How often a channel disabled by its health is tried again (s).
 PROBE_INTERVAL_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionCaps:
+    """Limits per channel; ``None`` means unlimited."""
+
+    # Tasks waiting in the upstream's own queue (Ark: 120 per account).
+    max_queued: int | None = None
+    # Tasks queued or running upstream together.
+    max_in_flight: int | None = None
+    # Upstream requests per minute, shared by every worker (a token bucket in the database).
+    rpm: int | None = None
+
+    def bucket_rate(self) -> tuple[float, float] | None:
+        """(tokens per second, burst) of the account's request bucket, or None when unlimited."""
+        if self.rpm is None:
+            return None
+        # A burst of a tenth of the minute's budget keeps the rate smooth but lets a tick batch.
+        return self.rpm / 60.0, max(1.0, self.rpm / 10.0)
 
 
 class ChannelState(enum.StrEnum):

@@ -125,8 +125,8 @@ class Task:
     submit_attempts: int = 0
     missing_looks: int = 0
     version: int = 1
-    # Which upstream account (channel) serves the task; chosen when it is admitted for submission.
-    account: str | None = None
+    # Which channel serves the task; chosen when it is admitted for submission, then kept.
+    channel: str | None = None
     # When the task must have ended (else ``timeout``); 0 means "not set" (no deadline).
     deadline_at: float = 0.0
     # When an upstream accepted it (the upstream id is recorded in the same write).

@@ -156,11 +156,11 @@ class WorkerState:
         return learned if learned is not None else self._typical_defaults.get(task.provider)
 
     async def _budget(self, provider: Provider, wanted: int) -> int:
-        """How many upstream calls the account's shared bucket allows now (at most ``wanted``)."""
+        """How many upstream calls the channel's shared bucket allows now (at most ``wanted``)."""
         rate = provider.caps.bucket_rate()
         if rate is None or wanted <= 0:
             return wanted
-        key = f"rpm:{provider.name}:{provider.account}"
+        key = f"rpm:{provider.name}:{provider.channel}"
         return await self.service.buckets.take_tokens(key, wanted, rate[0], rate[1], self._clock())
 
     @staticmethod
@@ -232,7 +232,7 @@ class Admission(WorkerState):
         reconciles first; the attempts are the task's own (``submit_attempts``, kept across
         restarts), so a task that raises every time ends with ``internal_error``."""
         task = dataclasses.replace(
-            claimed, account=provider.account, submit_started_at=claimed.submit_started_at or now
+            claimed, channel=provider.channel, submit_started_at=claimed.submit_started_at or now
         )
         attempt = task.submit_attempts + 1
         final = attempt >= schedule.MAX_SUBMIT_ATTEMPTS
@@ -258,7 +258,7 @@ class Admission(WorkerState):
         # An attempt that began before this claim may have reached the upstream.
         uncertain = claimed.submit_started_at is not None
         task = dataclasses.replace(
-            claimed, account=provider.account, submit_started_at=claimed.submit_started_at or now
+            claimed, channel=provider.channel, submit_started_at=claimed.submit_started_at or now
         )
         request = NormalizedRequest.from_json(task.request)
         async with self._submit_slots:
@@ -317,7 +317,7 @@ class Admission(WorkerState):
         )
         log.info(
             "task submitted upstream",
-            extra={"channel": provider.account, "upstream_id": upstream_id},
+            extra={"channel": provider.channel, "upstream_id": upstream_id},
         )
 
     async def _submit_failed(self, task: Task, exc: ReelgateError, *, in_doubt: bool) -> None:

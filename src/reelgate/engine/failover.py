@@ -71,7 +71,7 @@ class Failover:
 
     def _managed(self, task: Task) -> bool:
         """Whether the task's channel has a health record (built-in ones have none)."""
-        channel = self.service.registry.channel(task.account or "")
+        channel = self.service.registry.channel(task.channel or "")
         return (
             self.service.channels is not None
             and channel is not None
@@ -96,18 +96,20 @@ class Failover:
             await self.service.fail(task, final, exc.message)
             return
         now = self._clock()
-        account = task.account or ""
+        channel_name = task.channel or ""
         book = self.service.channels
         if book is not None and self._managed(task):
             if decision is Verdict.DISABLE:
-                await book.disable(account, f"{exc.code}: {exc.message}")
+                await book.disable(channel_name, f"{exc.code}: {exc.message}")
             elif decision is Verdict.COOL_DOWN:
                 await book.cool_down(
-                    account, now + (exc.retry_after or COOL_DOWN_S), f"{exc.code}: {exc.message}"
+                    channel_name,
+                    now + (exc.retry_after or COOL_DOWN_S),
+                    f"{exc.code}: {exc.message}",
                 )
         marks = task.tried_channels
         if decision in (Verdict.DISABLE, Verdict.NEXT):
-            marks = with_tried(marks, account)
+            marks = with_tried(marks, channel_name)
         others = self._others(task, marks)
         if decision in (Verdict.DISABLE, Verdict.NEXT) and not others:
             if decision is Verdict.DISABLE or exc.code == "upstream_model_unavailable":
@@ -123,11 +125,11 @@ class Failover:
             log.warning(
                 "submit of %s on channel %s failed (%s); %s",
                 task.id,
-                account,
+                channel_name,
                 exc.code,
                 "moving it to another channel" if others else f"retrying in {delay:.1f}s",
             )
-            freed = dataclasses.replace(task, account=None, submit_started_at=None)
+            freed = dataclasses.replace(task, channel=None, submit_started_at=None)
             await self.service.reschedule(freed, now + delay, submit_failed=True)
             return
         delay = self._delay(task, exc)
@@ -140,10 +142,11 @@ class Failover:
     async def release_after_reconcile(self, task: Task) -> bool:
         """After a reconcile found nothing: a task whose last attempt on this channel failed
         moves to another channel, free (nothing was created). True when it moved."""
-        account = task.account or ""
-        if account not in tried(task.tried_channels) or not self._others(task, task.tried_channels):
+        channel_name = task.channel or ""
+        marks = task.tried_channels
+        if channel_name not in tried(marks) or not self._others(task, marks):
             return False
-        log.warning("task %s was not created on channel %s; moving it on", task.id, account)
-        freed = dataclasses.replace(task, account=None, submit_started_at=None)
+        log.warning("task %s was not created on channel %s; moving it on", task.id, channel_name)
+        freed = dataclasses.replace(task, channel=None, submit_started_at=None)
         await self.service.reschedule(freed, self._clock())
         return True

@@ -1,6 +1,6 @@
 """The worker's tracking loop: deadlines and channels every few seconds, then batch look-ups.
 
-``Tracking.track``: due tasks grouped by (provider, account), one batch look-up per group, each
+``Tracking.track``: due tasks grouped by (provider, channel), one batch look-up per group, each
 task's observation applied through the service; the next look follows ``schedule.TRACKING``. A
 look-up that raises is split in halves (at most ``SPLIT_LOOKS`` more calls) until the tasks that
 make it raise are found; each of them takes a fault (``WorkerState._fault``).
@@ -84,7 +84,7 @@ class Tracking(WorkerState):
         return len(overdue)
 
     async def _end_overdue(self, task: Task) -> None:
-        provider = self.service.registry.account(task.provider, task.account)
+        provider = self.service.registry.instance_of(task.provider, task.channel)
         if provider is not None and task.upstream_id and task.status is Status.QUEUED:
             # Still waiting upstream: withdraw it so it is not run (and billed) for nothing.
             try:
@@ -106,7 +106,7 @@ class Tracking(WorkerState):
         )
         groups: dict[tuple[str, str | None], list[Task]] = defaultdict(list)
         for task in claimed:
-            groups[(task.provider, task.account)].append(task)
+            groups[(task.provider, task.channel)].append(task)
         try:
             await settle_all(self._look(key, ts) for key, ts in groups.items())
         except BaseException:
@@ -116,9 +116,9 @@ class Tracking(WorkerState):
         return len(claimed)
 
     async def _look(self, key: tuple[str, str | None], tasks: Sequence[Task]) -> None:
-        provider = self.service.registry.account(*key)
+        provider = self.service.registry.instance_of(*key)
         if provider is None:
-            gone = f"provider '{key[0]}' (account '{key[1]}') is no longer configured"
+            gone = f"provider '{key[0]}' (channel '{key[1]}') is no longer configured"
             for task in tasks:
                 await self._unit(
                     "tracking",

@@ -10,13 +10,13 @@ for the next look to fall due: tracking (1 and 3 below) and admission (2), so th
 waits for the other's upstream calls. ``tick`` runs one round of both:
 
 1. **Sweep** (every few seconds): unfinished tasks past their deadline end as ``timeout``.
-2. **Admit**: per provider account, as many of the oldest unsubmitted tasks as its caps allow
+2. **Admit**: per channel, as many of the oldest unsubmitted tasks as its caps allow
    (``AdmissionCaps``) are submitted; the rest wait in reelgate's queue, in order. A task whose
    earlier attempt may have reached the upstream is reconciled before it is sent again.
-3. **Track**: due tasks grouped by (provider, account), one batch look-up per group, transitions
+3. **Track**: due tasks grouped by (provider, channel), one batch look-up per group, transitions
    applied through the service; the next look follows ``schedule.TRACKING``.
 
-Each upstream call first takes a token from the account's shared bucket when it has an RPM limit.
+Each upstream call first takes a token from the channel's shared bucket when it has an RPM limit.
 Admission (2) and the state both loops share live in ``engine/admission.py``, the sweep (1) and
 tracking (3) in ``engine/tracking.py``.
 

@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest
-from reelgate.core.channels import Channel
+from reelgate.core.channels import AdmissionCaps, Channel
 from reelgate.core.lifecycle import CallbackHint, Observation
 from reelgate.net import Network
 
@@ -34,7 +33,7 @@ class Provider(Protocol):
     """One channel of one provider (a provider with two API keys is two instances)."""
 
     name: str
-    account: str
+    channel: str
     # Admission caps and request rate of this channel (the engine enforces them).
     caps: AdmissionCaps
 
@@ -72,7 +71,7 @@ class Provider(Protocol):
         """What a callback body claims (a hint to confirm, never trusted as is)."""
 
     async def probe(self) -> None:
-        """One cheap authenticated call; raises the upstream's error when the account can't work
+        """One cheap authenticated call; raises the upstream's error when the channel can't work
         (used to re-enable a channel its health disabled)."""
 
     async def close(self) -> None: ...

@@ -67,12 +67,12 @@ class Registry:
         self._instances: dict[str, Provider] = {}
         self._channels: dict[str, Channel] = {}
         for p in providers:
-            self._instances.setdefault(p.account, p)
+            self._instances.setdefault(p.channel, p)
             self._channels.setdefault(
-                p.account,
+                p.channel,
                 described.get(
-                    p.account,
-                    Channel(name=p.account, provider=p.name, source="builtin", caps=p.caps),
+                    p.channel,
+                    Channel(name=p.channel, provider=p.name, source="builtin", caps=p.caps),
                 ),
             )
         self._unconfigured = dict(unconfigured or {})
@@ -144,14 +144,14 @@ class Registry:
         """The provider instance of a channel (``None`` when this process has none)."""
         return self._instances.get(channel or "")
 
-    def account(self, name: str, account: str | None) -> Provider | None:
-        """The instance of provider ``name`` for channel ``account`` (``None``: its first)."""
-        if account is None:
+    def instance_of(self, name: str, channel: str | None) -> Provider | None:
+        """The instance of provider ``name`` for ``channel`` (``None``: its first)."""
+        if channel is None:
             return self.providers.get(name)
-        found = self._instances.get(account)
+        found = self._instances.get(channel)
         return found if found is not None and found.name == name else None
 
-    def all_accounts(self) -> list[Provider]:
+    def instances(self) -> list[Provider]:
         return list(self._instances.values())
 
     def channel(self, name: str) -> Channel | None:
@@ -197,7 +197,7 @@ class Registry:
             )
 
     async def close(self) -> None:
-        for provider in self.all_accounts():
+        for provider in self.instances():
             await provider.close()
 
 

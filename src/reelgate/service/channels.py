@@ -1,4 +1,4 @@
-"""Channels at run time: the registry of upstream accounts, rebuilt from the database.
+"""Channels at run time: the routing table of every channel, rebuilt from the database.
 
 ``ChannelBook`` owns every provider instance made from a channel. Channels come from settings
 (the key stays in settings) and from the admin API (the key is sealed with
@@ -21,8 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reelgate.core import channels as routing
-from reelgate.core.accounts import AdmissionCaps
-from reelgate.core.channels import Channel, ChannelState, StoredChannel
+from reelgate.core.channels import AdmissionCaps, Channel, ChannelState, StoredChannel
 from reelgate.core.crypto import SecretBox, fingerprint
 from reelgate.core.errors import ConfigError, Conflict, InvalidRequest, NotFound, ReelgateError
 from reelgate.providers.base import BuildContext, ChannelDeclaration, Provider, ProviderSpec

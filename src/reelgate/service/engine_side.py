@@ -93,7 +93,7 @@ class EngineWrites(ServiceBase):
         if task is None or task.provider != provider_name:
             return False
         # The channel that created the task reads it (a signed callback needs its secret).
-        provider = self.registry.account(provider_name, task.account)
+        provider = self.registry.instance_of(provider_name, task.channel)
         if provider is None:
             return False
         if task.status.terminal or task.upstream_id is None:

@@ -311,7 +311,7 @@ class TaskUseCases(Waiting):
                 + (" (the upstream cannot stop a running one)" if not task.status.terminal else ""),
                 code="not_cancellable",
             )
-        provider = self.registry.instance(task.account)
+        provider = self.registry.instance(task.channel)
         if task.upstream_id is None and task.submit_started_at is not None and provider:
             # An earlier attempt may have created it upstream: find out before deciding.
             found = await provider.reconcile(

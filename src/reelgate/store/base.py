@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from reelgate.core.accounts import AdmissionCaps
-from reelgate.core.channels import Channel, StoredChannel
+from reelgate.core.channels import AdmissionCaps, Channel, StoredChannel
 from reelgate.core.ids import ApiToken, NewToken
 from reelgate.core.lifecycle import Task
 from reelgate.core.media import MediaCopy
@@ -147,7 +146,7 @@ class Store(Protocol):
     async def claim_admission(
         self,
         provider: str,
-        account: str,
+        channel: str,
         caps: AdmissionCaps,
         now: float,
         worker: str,
@@ -156,10 +155,10 @@ class Store(Protocol):
         *,
         models: Sequence[str] | None = None,
     ) -> Sequence[Task]:
-        """Lease the oldest unsubmitted tasks ``account`` has room for under ``caps``, marking
+        """Lease the oldest unsubmitted tasks ``channel`` has room for under ``caps``, marking
         them as being submitted on it. Returned as they were before (a set
         ``submit_started_at`` means an earlier attempt's outcome is unknown). Only tasks of
-        ``models`` (None: any) that did not fail on ``account`` before are taken."""
+        ``models`` (None: any) that did not fail on ``channel`` before are taken."""
 
     async def claim_overdue(
         self, now: float, limit: int, worker: str, lease_seconds: float
@@ -191,7 +190,7 @@ class Store(Protocol):
     async def schema_is_current(self) -> bool:
         """Whether the database is at the newest migration."""
 
-    # -- channels (upstream accounts) -----------------------------------------------------------
+    # -- channels ------------------------------------------------------------------------------
     async def sync_config_channels(self, channels: Sequence[Channel], now: float) -> None:
         """Record the channels defined in settings (their definition; health is kept)."""
 
@@ -209,7 +208,7 @@ class Store(Protocol):
         """Remove a channel; ``Conflict`` while unfinished tasks are on it."""
 
     async def channel_load(self) -> dict[tuple[str, str], dict[str, int]]:
-        """Per (provider, account): unfinished tasks not yet accepted upstream (waiting), queued
+        """Per (provider, channel): unfinished tasks not yet accepted upstream (waiting), queued
         upstream, and running."""
 
     async def save_task(

@@ -2,7 +2,7 @@
 would rather not write a database row per rate-limited request.
 
 Set ``REELGATE_REDIS_URL`` and every rate limit (a token's creates per minute, an upstream
-account's requests per minute) is kept in Redis, shared by every API replica and worker that
+channel's requests per minute) is kept in Redis, shared by every API replica and worker that
 points at the same server. One Lua script refills and takes atomically; each bucket is a hash
 that expires once it would be full again, so idle keys do not pile up.
 """

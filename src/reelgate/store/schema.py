@@ -56,7 +56,8 @@ tasks = sa.Table(
     sa.Column("submit_attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("missing_looks", sa.Integer, nullable=False, server_default="0"),
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
-    sa.Column("account", sa.String(64), nullable=True),
+    # The channel that serves the task (chosen at admission, then kept).
+    sa.Column("channel", sa.String(64), nullable=True),
     sa.Column("deadline_at", sa.Float, nullable=False, server_default="0"),
     sa.Column("submitted_at", sa.Float, nullable=True),
     sa.Column("submit_started_at", sa.Float, nullable=True),
@@ -89,10 +90,10 @@ tasks = sa.Table(
         sqlite_where=sa.text("status = 'queued' AND upstream_id IS NULL"),
         postgresql_where=sa.text("status = 'queued' AND upstream_id IS NULL"),
     ),
-    # Admission caps count an account's tasks in flight upstream.
+    # Admission caps count a channel's tasks in flight upstream.
     sa.Index(
         "ix_tasks_in_flight",
-        "account",
+        "channel",
         "status",
         sqlite_where=sa.text("status IN ('queued', 'in_progress')"),
         postgresql_where=sa.text("status IN ('queued', 'in_progress')"),
@@ -111,8 +112,9 @@ tasks = sa.Table(
     sa.Index("ix_tasks_upstream", "provider", "upstream_id"),
 )
 
-# Upstream accounts ("channels"): those from settings (source "config", key in settings) and those
-# added at run time (source "admin", key encrypted with REELGATE_ENCRYPTION_KEY), with their health.
+# Channels (credentials for one provider): those from settings (source "config", key in
+# settings) and those added at run time (source "admin", key encrypted with
+# REELGATE_ENCRYPTION_KEY), with their health.
 channels = sa.Table(
     "channels",
     metadata,
@@ -191,7 +193,7 @@ model_stats = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
-# Token buckets shared by every worker (e.g. an upstream account's requests per minute).
+# Token buckets shared by every worker (e.g. a channel's requests per minute).
 rate_buckets = sa.Table(
     "rate_buckets",
     metadata,

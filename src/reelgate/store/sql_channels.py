@@ -1,4 +1,4 @@
-"""Channel rows: upstream accounts from settings and from the admin API, with their health."""
+"""Channel rows: channels from settings and from the admin API, with their health."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
-from reelgate.core.accounts import AdmissionCaps
-from reelgate.core.channels import Channel, StoredChannel
+from reelgate.core.channels import AdmissionCaps, Channel, StoredChannel
 from reelgate.core.errors import Conflict
 from reelgate.store.schema import NON_TERMINAL, channels, tasks
 from reelgate.store.sql_base import SqlBase
@@ -167,7 +166,7 @@ class ChannelRows(SqlBase):
                 await conn.execute(
                     sa.select(sa.func.count()).where(
                         tasks.c.provider == found[0],
-                        tasks.c.account == name,
+                        tasks.c.channel == name,
                         tasks.c.status.in_(NON_TERMINAL),
                     )
                 )
@@ -186,18 +185,18 @@ class ChannelRows(SqlBase):
             rows = await conn.execute(
                 sa.select(
                     tasks.c.provider,
-                    tasks.c.account,
+                    tasks.c.channel,
                     tasks.c.status,
                     (tasks.c.upstream_id.is_(None)).label("unsent"),
                     sa.func.count(),
                 )
-                .where(tasks.c.status.in_(NON_TERMINAL), tasks.c.account.is_not(None))
-                .group_by(tasks.c.provider, tasks.c.account, tasks.c.status, "unsent")
+                .where(tasks.c.status.in_(NON_TERMINAL), tasks.c.channel.is_not(None))
+                .group_by(tasks.c.provider, tasks.c.channel, tasks.c.status, "unsent")
             )
             load: dict[tuple[str, str], dict[str, int]] = {}
-            for provider, account, status, unsent, count in rows:
+            for provider, channel, status, unsent, count in rows:
                 entry = load.setdefault(
-                    (provider, account), {"waiting": 0, "queued": 0, "running": 0}
+                    (provider, channel), {"waiting": 0, "queued": 0, "running": 0}
                 )
                 key = "waiting" if unsent else ("queued" if status == "queued" else "running")
                 entry[key] += int(count)

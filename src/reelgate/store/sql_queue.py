@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reelgate.core.accounts import AdmissionCaps
+from reelgate.core.channels import AdmissionCaps
 from reelgate.core.lifecycle import Task
 from reelgate.store.schema import NON_TERMINAL, model_stats, rate_buckets, tasks
 from reelgate.store.sql_base import _TASK_COLS, SqlBase, _row_to_task
@@ -86,7 +86,7 @@ class QueueQueries(SqlBase):
     async def claim_admission(
         self,
         provider: str,
-        account: str,
+        channel: str,
         caps: AdmissionCaps,
         now: float,
         worker: str,
@@ -95,7 +95,7 @@ class QueueQueries(SqlBase):
         *,
         models: Sequence[str] | None = None,
     ) -> Sequence[Task]:
-        """Lease the oldest unsubmitted tasks that channel ``account`` (of ``provider``) has
+        """Lease the oldest unsubmitted tasks that ``channel`` (of ``provider``) has
         room for, and make them its own.
 
         Only tasks of ``models`` (None: any of ``provider``'s own tasks) whose request
@@ -112,14 +112,14 @@ class QueueQueries(SqlBase):
             if self.dialect == "postgresql":
                 await conn.execute(
                     sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-                    {"k": f"reelgate:admission:{account}"},
+                    {"k": f"reelgate:admission:{channel}"},
                 )
             counts: dict[str, int] = {
                 str(row[0]): int(row[1])
                 for row in await conn.execute(
                     sa.select(tasks.c.status, sa.func.count())
                     .where(
-                        tasks.c.account == account,
+                        tasks.c.channel == channel,
                         tasks.c.status.in_(NON_TERMINAL),
                         sa.or_(
                             tasks.c.upstream_id.is_not(None),
@@ -161,11 +161,11 @@ class QueueQueries(SqlBase):
                     # sticky: a task whose attempt may have reached a channel stays with it;
                     # a free one goes to a channel it has not failed on
                     sa.or_(
-                        tasks.c.account == account,
+                        tasks.c.channel == channel,
                         sa.and_(
-                            tasks.c.account.is_(None),
+                            tasks.c.channel.is_(None),
                             sa.not_(
-                                tasks.c.tried_channels.contains(f",{account},", autoescape=True)
+                                tasks.c.tried_channels.contains(f",{channel},", autoescape=True)
                             ),
                         ),
                     ),
@@ -181,7 +181,7 @@ class QueueQueries(SqlBase):
                 worker,
                 now + lease_seconds,
                 provider=provider,
-                account=account,
+                channel=channel,
                 submit_started_at=sa.func.coalesce(tasks.c.submit_started_at, now),
             )
             return [dataclasses.replace(t, provider=provider) for t in claimed]

@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from reelgate.core.accounts import DEFAULT_ACCOUNT, AdmissionCaps
 from reelgate.core.capabilities import Mode, ModelCapabilities, NormalizedRequest, Option
+from reelgate.core.channels import DEFAULT_CHANNEL, AdmissionCaps
 from reelgate.core.errors import Conflict, ReelgateError, UpstreamError, UpstreamUnavailable
 from reelgate.core.lifecycle import CallbackHint, Observation, UpstreamState
 from reelgate.testing.simulator.faults import take_fault
@@ -61,14 +61,14 @@ class MemoryJob:
 
 
 class InMemoryProvider:
-    """One account of an in-memory upstream (see the module docstring)."""
+    """One channel of an in-memory upstream (see the module docstring)."""
 
     def __init__(
         self,
         clock: Callable[[], float] = time.time,
         *,
         name: str = MEMORY,
-        account: str = DEFAULT_ACCOUNT,
+        channel: str = DEFAULT_CHANNEL,
         caps: AdmissionCaps | None = None,
         queued: float = 10.0,
         running: float = 10.0,
@@ -79,7 +79,7 @@ class InMemoryProvider:
         """``video_url`` and ``last_frame_url`` are templates of a result's addresses
         (``{id}``: the upstream id; an empty ``last_frame_url``: none)."""
         self.name = name
-        self.account = account
+        self.channel = channel
         self.caps = caps or AdmissionCaps()
         self.clock = clock
         self.queued, self.running = queued, running
@@ -156,7 +156,7 @@ class InMemoryProvider:
         fault = self._fault("create")
         if fault is not None and not fault.kind.loses_answer:
             raise _answered(fault)
-        upstream_id = f"{self.account}-{len(self.jobs)}"
+        upstream_id = f"{self.channel}-{len(self.jobs)}"
         outcome = self._script.popleft() if self._script else Outcome.SUCCESS
         self.jobs[upstream_id] = MemoryJob(
             upstream_id, task_id, self.clock(), outcome, callback_url

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reelgate.core.accounts import DEFAULT_ACCOUNT, AdmissionCaps
-from reelgate.core.channels import Channel
+from reelgate.core.channels import DEFAULT_CHANNEL, AdmissionCaps, Channel
 from reelgate.providers.ark import models as ark_models
 from reelgate.providers.ark.provider import DEFAULT_CAPS, LIST_PAGE, REGIONS, ArkProvider
 from reelgate.providers.base import (
@@ -42,7 +41,7 @@ def _build(channel: Channel, secret: str, options: BaseModel, ctx: BuildContext)
         secret,
         base_url=SPEC.base_url(channel),
         timeout_s=options.timeout or ctx.timeout_s,
-        account=channel.name,
+        channel=channel.name,
         caps=channel.caps,
     )
 
@@ -55,7 +54,7 @@ def _from_settings(settings: Settings) -> list[ChannelDeclaration]:
         found.append(
             ChannelDeclaration(
                 Channel(
-                    name=DEFAULT_ACCOUNT,
+                    name=DEFAULT_CHANNEL,
                     provider=NAME,
                     region=settings.ark_region,
                     base_url=settings.ark_base_url,

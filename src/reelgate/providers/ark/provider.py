@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from reelgate.core.accounts import DEFAULT_ACCOUNT, AdmissionCaps
 from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest
+from reelgate.core.channels import DEFAULT_CHANNEL, AdmissionCaps
 from reelgate.core.errors import (
     Conflict,
     InvalidRequest,
@@ -175,11 +175,11 @@ class ArkProvider:
         base_url: str = REGIONS["cn-beijing"],
         byteplus: bool | None = None,
         timeout_s: float = 30.0,
-        account: str = DEFAULT_ACCOUNT,
+        channel: str = DEFAULT_CHANNEL,
         caps: AdmissionCaps = DEFAULT_CAPS,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.account = account
+        self.channel = channel
         self.caps = caps
         self.base_url = base_url.rstrip("/")
         self.byteplus = "byteplus" in self.base_url if byteplus is None else byteplus

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import Mode, ModelCapabilities, NormalizedRequest, Option
+from reelgate.core.channels import AdmissionCaps
 from reelgate.core.errors import Conflict, InvalidRequest, ReelgateError, UpstreamUnavailable
 from reelgate.core.lifecycle import CallbackHint, Observation, UpstreamState
 from reelgate.core.schedule import Backoff
@@ -108,7 +108,7 @@ class _Job:
 
 class SandboxProvider:
     name = NAME
-    account = NAME  # its one built-in channel
+    channel = NAME  # its one built-in channel
     caps = AdmissionCaps()  # local work: no upstream queue to protect
 
     def __init__(

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import Mode, ModelCapabilities, Option
-from reelgate.core.channels import Channel
+from reelgate.core.channels import AdmissionCaps, Channel
 from reelgate.providers.base import BuildContext, Credential, Features, Provider, ProviderSpec
 from reelgate_acme.provider import BATCH, AcmeProvider
 

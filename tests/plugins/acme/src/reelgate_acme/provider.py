@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from reelgate.core.accounts import AdmissionCaps
 from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest
+from reelgate.core.channels import AdmissionCaps
 from reelgate.core.errors import (
     Conflict,
     InvalidRequest,
@@ -46,7 +46,7 @@ class AcmeProvider:
         caps: AdmissionCaps | None = None,
         timeout_s: float = 30.0,
     ) -> None:
-        self.account = channel
+        self.channel = channel
         self.caps = caps or AdmissionCaps()
         self._models = list(models)
         self._ids = {m.name: m.upstream_id for m in models}
