@@ -63,9 +63,8 @@ class ServiceBase:
         # Copy remote results (upstream URLs that expire) into reelgate's own storage.
         self.mirror_media = mirror_media
         self.media_due = asyncio.Event()
-        self._waiters: dict[str, asyncio.Event] = {}
         self._monotonic = monotonic
-        # A waiter re-reads its task at least this often (a change it cannot hear of).
+        # A waited-on task is re-read at least this often (a change no one announces).
         self.recheck = 1.0
         self.default_typical = schedule.TRACKING.default_typical
         # Durations of tasks that ended since the last flush, per (provider, model).
@@ -90,6 +89,11 @@ class ServiceBase:
         # Set when this process wrote webhook deliveries (the sender wakes at once).
         self.webhooks_due = asyncio.Event()
         self._listeners: list[Callable[[Task], None]] = []
+
+    @property
+    def token_ttl(self) -> float:
+        """How long a token look-up is reused: a revoked token still works at most this long."""
+        return self._token_ttl
 
     async def get(self, owner: ApiToken, task_id: str) -> Task:
         cached = self.cached_task(owner, task_id)
@@ -156,10 +160,13 @@ class ServiceBase:
 
     async def refresh(self, owner: ApiToken, task_id: str) -> Task:
         """The task as stored now (a cached copy is replaced)."""
-        task = await self.store.get_task(owner.id, task_id)
+        return await self._reread(owner.id, task_id)
+
+    async def _reread(self, owner_id: str, task_id: str) -> Task:
+        task = await self.store.get_task(owner_id, task_id)
         if task is None:
             raise NotFound(f"no task '{task_id}' for this token", code="task_not_found")
-        cached = self._tasks.get((owner.id, task_id))
+        cached = self._tasks.get((owner_id, task_id))
         if cached is not None and cached.version == task.version:
             return cached  # keep the identical value (rendered bodies are cached by identity)
         self._remember(task)
@@ -170,9 +177,7 @@ class ServiceBase:
         self._listeners.append(listener)
 
     def _wake(self, task_id: str) -> None:
-        event = self._waiters.pop(task_id, None)
-        if event is not None:
-            event.set()
+        """The task changed here (``service.waiting`` tells its watcher)."""
 
     async def _write(self, old: Task, new: Task, *, unleased_at: float | None = None) -> Task:
         new = dataclasses.replace(new, version=old.version + 1)
