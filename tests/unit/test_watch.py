@@ -14,6 +14,7 @@ import pytest
 from reelgate.core.errors import NotFound, ReelgateError
 from reelgate.core.lifecycle import Status, Task
 from reelgate.service.watch import TaskWatchers
+from reelgate.store.sql_base import StoreError
 
 pytestmark = pytest.mark.anyio
 
@@ -195,7 +196,7 @@ async def test_waiters_with_different_wishes_share_the_watcher() -> None:
     assert store.reads == 2
 
 
-async def test_a_failed_read_reaches_every_waiter() -> None:
+async def test_a_task_that_is_gone_ends_every_wait() -> None:
     store, timer = Store(), ManualTimer()
     watch = watchers(store, timer)
     waits = [asyncio.ensure_future(watch.wait(store.task, newer(2), 30)) for _ in range(3)]
@@ -206,6 +207,20 @@ async def test_a_failed_read_reaches_every_waiter() -> None:
         with pytest.raises(NotFound):
             w.result()
     assert watch.watching() == 0
+
+
+async def test_a_read_that_fails_for_a_moment_fails_no_waiter() -> None:
+    store, timer = Store(), ManualTimer()
+    watch = watchers(store, timer)
+    waits = [asyncio.ensure_future(watch.wait(store.task, newer(2), 30)) for _ in range(3)]
+    await settle()
+    store.error = StoreError("the database is locked")
+    await timer.advance(2)
+    assert not any(w.done() for w in waits)
+    store.error = None
+    store.change()
+    await timer.advance(1)
+    assert all(w.done() and w.result().version == 3 for w in waits)
 
 
 async def test_a_waiter_that_goes_away_leaves_the_others_waiting() -> None:

@@ -135,6 +135,7 @@ class ServiceBase:
     def _reading(self, key: tuple[str, str]) -> asyncio.Future[Task | None]:
         pending = self._loading.get(key)
         if pending is None:
+            METRICS.task_reads.labels("cache").inc()
             pending = asyncio.ensure_future(self.store.get_task(*key))
             self._loading[key] = pending
             pending.add_done_callback(lambda _done: self._loading.pop(key, None))
@@ -162,7 +163,8 @@ class ServiceBase:
         """The task as stored now (a cached copy is replaced)."""
         return await self._reread(owner.id, task_id)
 
-    async def _reread(self, owner_id: str, task_id: str) -> Task:
+    async def _reread(self, owner_id: str, task_id: str, reason: str = "refresh") -> Task:
+        METRICS.task_reads.labels(reason).inc()
         task = await self.store.get_task(owner_id, task_id)
         if task is None:
             raise NotFound(f"no task '{task_id}' for this token", code="task_not_found")

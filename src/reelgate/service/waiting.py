@@ -19,7 +19,10 @@ class Waiting(ServiceBase):
         super().__init__(*args, **kwargs)
         # One watcher per waited-on task, shared by its long-polls and event streams.
         self.watchers = TaskWatchers(
-            self._reread, self._held, recheck=lambda: self.recheck, timer=timer
+            lambda owner_id, task_id: self._reread(owner_id, task_id, "watch"),
+            self._held,
+            recheck=lambda: self.recheck,
+            timer=timer,
         )
 
     # -- waiting for changes -------------------------------------------------------------------

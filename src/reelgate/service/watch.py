@@ -12,10 +12,14 @@ for the task, whatever the number of waiters. The last waiter to leave ends its 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from reelgate.core.errors import NotFound, ReelgateError
 from reelgate.core.lifecycle import Task
+
+log = logging.getLogger("reelgate.service")
 
 Predicate = Callable[[Task], bool]
 
@@ -104,7 +108,6 @@ class TaskWatchers:
         self._recheck = recheck
         self.timer: Timer = timer or LoopTimer()
         self._watches: dict[str, _Watch] = {}
-        self.reads = 0  # store reads made by the watchers (for tests and benchmarks)
 
     def watching(self) -> int:
         """Tasks watched now."""
@@ -157,7 +160,14 @@ class TaskWatchers:
                     if watch.closing:
                         break
                 watch.dirty = False
-                watch.publish(await self._fresh(watch.task))
+                try:
+                    watch.publish(await self._fresh(watch.task))
+                except NotFound:
+                    raise  # the task is gone (deleted): no use waiting for it
+                except ReelgateError as exc:
+                    # A store that fails for a moment must not fail every waiter at once: they
+                    # keep the value they had, and the next look tries again.
+                    log.warning("a waited-on task could not be read: %s", exc.message)
                 if watch.task.status.terminal:
                     break  # every waiter was answered by that value
         except Exception as exc:  # handed to every waiter, who re-raise it
@@ -182,5 +192,4 @@ class TaskWatchers:
         held = self._cached(task.owner_id, task.id)
         if held is not None and held.version > task.version:
             return held  # written (or read) by this process meanwhile: no read needed
-        self.reads += 1
         return await self._read(task.owner_id, task.id)
