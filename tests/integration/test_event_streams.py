@@ -4,28 +4,14 @@ ends an open stream within the token cache's lifetime, with an ``event: error``.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from reelgate.core.ids import TOKEN_PREFIX, TOKEN_VISIBLE_CHARS
 from tests.conftest import LiveServer, server_env
+from tests.integration.test_cli import cli
 
 TTL_S = 1.0
-
-
-def cli(server: LiveServer, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "reelgate", *args],
-        cwd=server.workdir,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return done.stdout.strip()
 
 
 def test_a_revoked_tokens_stream_ends_within_the_token_cache_lifetime(tmp_path: Path) -> None:
@@ -35,7 +21,7 @@ def test_a_revoked_tokens_stream_ends_within_the_token_cache_lifetime(tmp_path: 
     server = LiveServer(tmp_path, env)
     server.start()
     try:
-        token = cli(server, "token", "create", "--name", "streamer")
+        token = cli(server, "token", "create", "--name", "streamer").stdout.strip()
         with server.client(token) as c:
             body = {"model": "sandbox-t2v", "prompt": "a long one", "duration": 1}
             body["metadata"] = {"queue_seconds": 0, "run_seconds": 120}

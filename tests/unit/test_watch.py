@@ -15,6 +15,7 @@ from reelgate.core.errors import NotFound, ReelgateError
 from reelgate.core.lifecycle import Status, Task
 from reelgate.service.watch import TaskWatchers
 from reelgate.store.sql_base import StoreError
+from tests.unit.test_lifecycle import make_task
 
 pytestmark = pytest.mark.anyio
 
@@ -66,24 +67,11 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def a_task(version: int = 2, status: Status = Status.QUEUED) -> Task:
-    return Task(
-        id="task-1",
-        owner_id="owner-1",
-        provider="mem",
-        model="mem-1",
-        request={},
-        status=status,
-        submit_time=1,
-        version=version,
-    )
-
-
 @dataclasses.dataclass
 class Store:
     """The task as stored, and how often it was read."""
 
-    task: Task = dataclasses.field(default_factory=a_task)
+    task: Task = dataclasses.field(default_factory=lambda: make_task(version=2))
     reads: int = 0
     held: Task | None = None  # a newer copy this process wrote
     error: ReelgateError | None = None
@@ -137,7 +125,7 @@ async def test_an_announced_change_is_read_once_at_once() -> None:
     waits = [asyncio.ensure_future(watch.wait(store.task, newer(2), 30)) for _ in range(100)]
     await settle()
     store.change()
-    watch.wake("task-1")  # a notification from another process
+    watch.wake("task_x")  # a notification from another process
     await settle()
     assert store.reads == 1
     assert all(w.done() and w.result().version == 3 for w in waits)
@@ -149,7 +137,7 @@ async def test_this_processs_own_writes_need_no_read() -> None:
     waits = [asyncio.ensure_future(watch.wait(store.task, newer(2), 30)) for _ in range(100)]
     await settle()
     store.held = store.change()  # written here: the service's cache holds it already
-    watch.wake("task-1")
+    watch.wake("task_x")
     await settle()
     assert store.reads == 0
     assert all(w.done() and w.result() is store.held for w in waits)
@@ -184,12 +172,12 @@ async def test_waiters_with_different_wishes_share_the_watcher() -> None:
     )
     await settle()
     store.change(upstream_id="up-1")
-    watch.wake("task-1")
+    watch.wake("task_x")
     await settle()
     assert any_change.done()
     assert not running.done()
     store.change(status=Status.SUCCESS)  # terminal: everyone is answered
-    watch.wake("task-1")
+    watch.wake("task_x")
     await settle()
     assert running.done()
     assert running.result().status is Status.SUCCESS
