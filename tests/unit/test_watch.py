@@ -227,6 +227,21 @@ async def test_a_waiter_that_goes_away_leaves_the_others_waiting() -> None:
     assert store.reads == 0
 
 
+async def test_each_waiter_gets_the_value_that_answered_it() -> None:
+    store, timer = Store(), ManualTimer()
+    watch = watchers(store, timer)
+    running = asyncio.ensure_future(
+        watch.wait(store.task, lambda t: t.status is not Status.QUEUED, 30)
+    )
+    await settle()
+    store.held = store.change(status=Status.IN_PROGRESS)
+    watch.wake("task_x")
+    store.held = store.change(status=Status.SUCCESS)  # before the waiter could run again
+    watch.wake("task_x")
+    await settle()
+    assert running.result().status is Status.IN_PROGRESS  # an event stream shows both
+
+
 async def test_a_newer_copy_than_the_watchers_answers_at_once() -> None:
     store, timer = Store(), ManualTimer()
     watch = watchers(store, timer)

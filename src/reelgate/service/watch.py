@@ -51,14 +51,15 @@ class _Waiter:
 
     def __init__(self, ready: Predicate) -> None:
         self.ready = ready
-        self.answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # The value that answered it (not a later one: an event stream shows every status).
+        self.answer: asyncio.Future[Task] = asyncio.get_running_loop().create_future()
 
-    def settle(self, error: BaseException | None = None) -> None:
-        if self.answer.done():
-            return
-        if error is None:
-            self.answer.set_result(None)
-        else:
+    def settle(self, task: Task) -> None:
+        if not self.answer.done():
+            self.answer.set_result(task)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.answer.done():
             self.answer.set_exception(error)
 
 
@@ -79,7 +80,7 @@ class _Watch:
         self.task = task
         for waiter in self.waiters:
             if waiter.ready(task) or task.status.terminal:
-                waiter.settle()
+                waiter.settle(task)
 
     def poke(self) -> None:
         self.dirty = True
@@ -114,9 +115,15 @@ class TaskWatchers:
         return len(self._watches)
 
     def wake(self, task_id: str) -> None:
-        """The task may have changed (a write here, a notification from elsewhere)."""
+        """The task may have changed: written here (the new value is in memory already, and
+        goes to the waiters now: every value, none skipped) or elsewhere (the watcher reads)."""
         watch = self._watches.get(task_id)
-        if watch is not None:
+        if watch is None:
+            return
+        held = self._cached(watch.task.owner_id, task_id)
+        if held is not None and held.version > watch.task.version:
+            watch.publish(held)
+        else:
             watch.poke()
 
     async def wait(self, task: Task, ready: Predicate, seconds: float) -> Task:
@@ -131,16 +138,15 @@ class TaskWatchers:
             return watch.task
         waiter = _Waiter(ready)
         watch.waiters.add(waiter)
-        deadline = self.timer.call_at(self.timer.now() + seconds, waiter.settle)
+        deadline = self.timer.call_at(self.timer.now() + seconds, lambda: waiter.settle(watch.task))
         try:
-            await waiter.answer
+            return await waiter.answer
         finally:
             deadline.cancel()
             watch.waiters.discard(waiter)
             if not watch.waiters:
                 watch.closing = True
                 watch.poke()  # the watcher sees it has no one left, and ends
-        return watch.task
 
     def _watch(self, task: Task) -> _Watch:
         watch = self._watches.get(task.id)
@@ -172,7 +178,7 @@ class TaskWatchers:
                     break  # every waiter was answered by that value
         except Exception as exc:  # handed to every waiter, who re-raise it
             for waiter in watch.waiters:
-                waiter.settle(exc)
+                waiter.fail(exc)
         finally:
             watch.closing = True
             if self._watches.get(watch.task.id) is watch:
