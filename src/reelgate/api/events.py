@@ -60,7 +60,7 @@ class TaskEvents:
             yield self._event(task)
         sent = task
         # The token is checked again this often: a revoked one ends the stream within its
-        # cache lifetime (and a quarter), at no cost while the look-up is cached.
+        # cache lifetime plus one such interval, at no cost while the look-up is cached.
         check = min(self.keepalive, max(self.service.token_ttl / 4, MIN_TOKEN_CHECK_S))
         loop = asyncio.get_running_loop()
         quiet_since = loop.time()
