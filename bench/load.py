@@ -10,8 +10,15 @@ during it (so waiters really wake), and tasks already done. Clients keep their c
 
 The baseline, measured in the same run: the same pollers against a bare Starlette handler that
 returns the same body under the same server. Prints requests, errors, p50/p99/max per kind, and
-the ratio of reelgate's poll p99 to the baseline's. ``BENCH_LOAD_CLIENTS`` and
-``BENCH_LOAD_SECONDS`` shrink it; ``--json PATH`` also writes the figures there.
+the ratio of reelgate's poll p99 to the baseline's.
+
+Then, on the same server, **many long-polls on one task** (``BENCH_LOAD_WAITERS``, default as many
+as clients): a fifth of the clients poll the other tasks alone for half the time, then beside the
+long-pollers, all of them holding ``?wait=`` on one task that does not change. Reported: the task
+rows the server read per second in each half (its ``reelgate_task_reads_total``), the pollers'
+p99 beside the long-polls against alone (target: at most 1.5 times), and how far past its
+``wait`` a long-poll was answered. ``BENCH_LOAD_CLIENTS`` and ``BENCH_LOAD_SECONDS`` shrink it;
+``--json PATH`` also writes the figures there.
 """
 
 from __future__ import annotations
@@ -38,6 +45,10 @@ SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", "20"))
 LONG_SHARE = 0.2
 WAIT_S = 5
 PORT, BARE_PORT = 18720, 18721
+WAITERS = int(os.environ.get("BENCH_LOAD_WAITERS", str(CLIENTS)))
+HALF_S = SECONDS / 2
+HOLD_WAIT_S = max(1, min(5, int(HALF_S)))  # the long-polls' wait on the one task
+TARGET_RATIO = 1.5
 
 
 @dataclass
@@ -96,7 +107,13 @@ async def _exchange(
 
 
 async def _client(
-    port: int, paths: list[str], token: str, long: bool, until: float, out: Kind
+    port: int,
+    paths: list[str],
+    token: str,
+    long: bool,
+    until: float,
+    out: Kind,
+    wait: int = WAIT_S,
 ) -> None:
     rng = random.Random()
     try:
@@ -110,7 +127,7 @@ async def _client(
             path = rng.choice(paths)
             query, extra = "", ""
             if long:
-                query = f"?wait={WAIT_S}"
+                query = f"?wait={wait}"
                 if path in etags:
                     extra = f"If-None-Match: {etags[path]}\r\n"
             raw = (
@@ -149,6 +166,66 @@ async def run_load(port: int, paths: list[str], token: str, *, long_share: float
     return [polls, longs] if n_long else [polls]
 
 
+def task_reads(base: str) -> float:
+    """Task rows the server has read so far (all reasons)."""
+    text = httpx.get(f"{base}/metrics", timeout=30).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("reelgate_task_reads_total{")
+    )
+
+
+async def _half(
+    port: int, others: list[str], token: str, hot: str, waiters: int
+) -> tuple[Kind, Kind, float]:
+    """Pollers on ``others`` for half the time, beside ``waiters`` long-polls on ``hot``: the
+    pollers, the long-polls and the task rows read per second meanwhile."""
+    base = f"http://127.0.0.1:{port}"
+    polls = Kind("polls, alone" if not waiters else f"polls, beside {waiters} long-polls")
+    longs = Kind(f"long-polls on one task (wait={HOLD_WAIT_S})")
+    before, started = task_reads(base), time.perf_counter()
+    until = started + HALF_S
+    await asyncio.gather(
+        *(_client(port, others, token, False, until, polls) for _ in range(max(1, CLIENTS // 5))),
+        *(_client(port, [hot], token, True, until, longs, HOLD_WAIT_S) for _ in range(waiters)),
+    )
+    per_second = (task_reads(base) - before) / (time.perf_counter() - started)
+    return polls, longs, per_second
+
+
+def one_task(port: int, paths: list[str], token: str) -> dict[str, object]:
+    """The many-long-polls-on-one-task scenario (see the module docstring)."""
+    hot, others = paths[0], paths[1:]  # (paths[0] stays unfinished for the whole run)
+    alone, _, reads_alone = asyncio.run(_half(port, others, token, hot, 0))
+    beside, longs, reads_beside = asyncio.run(_half(port, others, token, hot, WAITERS))
+    ratio = beside.pct(99) / alone.pct(99) if alone.latencies else float("nan")
+    late = sorted(max(0.0, t - HOLD_WAIT_S) for t in longs.latencies) or [0.0]
+    print(f"{WAITERS} long-polls on one task beside {max(1, CLIENTS // 5)} pollers:")
+    for kind in (alone, beside, longs):
+        print(kind.line())
+    print(f"  task rows read per second: {reads_alone:.1f} alone, {reads_beside:.1f} beside")
+    print(f"  poll p99 beside / alone = {ratio:.2f} (target <= {TARGET_RATIO})")
+    print(
+        f"  long-polls answered past their wait (queueing in the server included): "
+        f"p50 {late[len(late) // 2] * 1000:.0f} ms, max {late[-1] * 1000:.0f} ms"
+    )
+    return {
+        "waiters": WAITERS,
+        "wait_s": HOLD_WAIT_S,
+        "alone": alone.figures(),
+        "beside": beside.figures(),
+        "long_polls": longs.figures(),
+        "reads_per_s_alone": reads_alone,
+        "reads_per_s_beside": reads_beside,
+        "p99_ratio": ratio,
+        "target_ratio": TARGET_RATIO,
+        "late_p50_ms": late[len(late) // 2] * 1000,
+        "late_max_ms": late[-1] * 1000,
+        "errors": alone.errors + beside.errors + longs.errors,
+    }
+
+
 def make_tasks(base: str, token: str) -> list[str]:
     """Task paths: unfinished for the whole run, ending during it, and already done."""
     headers = {"Authorization": f"Bearer {token}"}
@@ -182,6 +259,7 @@ def main() -> None:
             paths = make_tasks(base, token)
             ours = asyncio.run(run_load(PORT, paths, token, long_share=LONG_SHARE))
             body = httpx.get(base + paths[-1], headers={"Authorization": f"Bearer {token}"})
+            shared = one_task(PORT, paths, token)
         finally:
             stop(proc)
         (work / "body.json").write_bytes(body.content)
@@ -199,7 +277,7 @@ def main() -> None:
     print(theirs[0].line())
     ratio = ours[0].pct(99) / theirs[0].pct(99) if theirs[0].latencies else float("nan")
     print(f"  poll p99: reelgate / bare starlette = {ratio:.2f}")
-    errors = sum(k.errors for k in ours)
+    errors = sum(k.errors for k in ours) + int(str(shared["errors"]))
     print(json.dumps({"errors": errors, "poll_p99_ms": round(ours[0].pct(99), 2)}))
     if args.json:
         figures = {
@@ -209,6 +287,7 @@ def main() -> None:
             "reelgate": [kind.figures() for kind in ours],
             "bare_starlette": theirs[0].figures(),
             "poll_p99_ratio": ratio,
+            "one_task": shared,
         }
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     sys.exit(1 if errors else 0)

@@ -20,10 +20,13 @@ class FileServer:
     redirects: dict[str, str] = field(default_factory=dict)
     hits: list[str] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    # Where it listens (a test in a network namespace may give loopback a public address).
+    host: str = "127.0.0.1"
+    port: int = 0
 
     def url(self, path: str) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        return f"http://{self.host}:{self.server.server_address[1]}{path}"
 
     def start(self) -> FileServer:
         owner = self
@@ -64,7 +67,7 @@ class FileServer:
             def log_message(self, *_args: Any) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((self.host, self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

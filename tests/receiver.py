@@ -28,13 +28,16 @@ class Receiver:
     answers: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
     received: list[Received] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    # Where it listens (a test in a network namespace may give loopback a public address).
+    host: str = "127.0.0.1"
+    port: int = 0
     # > 0: answer with a 20-byte body sent one byte at a time over this many seconds.
     trickle_s: float = 0.0
 
     @property
     def url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        return f"http://{self.host}:{self.server.server_address[1]}/hook"
 
     def start(self) -> Receiver:
         owner = self
@@ -68,7 +71,7 @@ class Receiver:
             def log_message(self, *_args: Any) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((self.host, self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

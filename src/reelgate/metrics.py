@@ -165,6 +165,13 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.task_reads = Counter(
+            "reelgate_task_reads",
+            "Task rows this process read from the database: for a cache miss (cache), a fresh "
+            "copy (refresh) or a waited-on task's watcher (watch)",
+            ["reason"],
+            registry=r,
+        )
         self.mirror_bytes = Counter(
             "reelgate_media_mirror_bytes", "Bytes copied into reelgate's storage", registry=r
         )

@@ -253,6 +253,27 @@ class Settings(BaseSettings):
     )
 
     # HTTP limits and caches.
+    http_max_connections: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="Connections `reelgate serve` (granian) handles at once; more wait in "
+        "the listen backlog",
+    )
+    http_backlog: int = Field(
+        2048,
+        ge=128,
+        le=65_535,
+        description="Connections the kernel queues before they are accepted (at most "
+        "net.core.somaxconn)",
+    )
+    http_header_timeout: float = Field(
+        10.0,
+        ge=0.1,
+        le=60,
+        description="Seconds a connection may take to send a request's headers (before its "
+        "first byte, while they trickle in, idle between keep-alive requests); then it is closed",
+    )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     media_link_ttl: int = Field(24 * 3600, ge=60, description="Lifetime of signed media links (s)")
     token_cache_ttl: float = Field(5.0, ge=0, description="How long a token look-up is reused (s)")

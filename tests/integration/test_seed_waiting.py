@@ -109,12 +109,14 @@ def test_a_bad_wait_is_a_clear_400(
 
 def test_many_waiters_wake_together(live_server: LiveServer) -> None:
     task_id = create(live_server, queue_seconds=1, run_seconds=30)
+    with live_server.client() as c:
+        queued = submitted_etag(c, task_id)  # (a waiter that starts late is answered at once)
     results: list[str] = []
 
     def wait() -> None:
         with httpx.Client(
             base_url=live_server.url,
-            headers={"Authorization": f"Bearer {live_server.token}"},
+            headers={"Authorization": f"Bearer {live_server.token}", "If-None-Match": queued},
             timeout=40,
         ) as c:
             data = c.get(f"/v1/video/generations/{task_id}", params={"wait": 30}).json()["data"]

@@ -388,3 +388,73 @@ def test_hot_routes_take_one_trailing_parameter() -> None:
     found = hot.match("/v1/videos/video_1")
     assert found is not None
     assert found[2] == "video_1"
+
+
+def waiting_gateway(
+    waiter: Any = None,
+) -> tuple[RsgiGateway, HttpStats, list[tuple[str | None, str | None, str, float]]]:
+    gw, stats, _ = gateway()
+    waits: list[tuple[str | None, str | None, str, float]] = []
+
+    async def wait(
+        authorization: str | None, seen: str | None, task_id: str, seconds: float
+    ) -> Answer | None:
+        waits.append((authorization, seen, task_id, seconds))
+        if task_id != "known":
+            return None
+        await asyncio.sleep(0)
+        return 304, [("etag", 'W/"1.0"')], b""
+
+    gw.hot.add("/tasks/{task_id}", gw.hot.match("/tasks/x")[1], waiter or wait)  # type: ignore[index]
+    return gw, stats, waits
+
+
+@pytest.mark.parametrize(
+    ("scope", "seconds"),
+    [
+        (Scope("GET", "/tasks/known", "wait=5", if_none_match='W/"1.0"'), 5.0),
+        (Scope("GET", "/tasks/known", prefer="wait=2.5"), 2.5),
+        (Scope("GET", "/tasks/known", "wait=0"), 0.0),
+    ],
+)
+def test_a_long_poll_of_a_hot_route_is_awaited_below_the_application(
+    scope: Scope, seconds: float
+) -> None:
+    gw, stats, waits = waiting_gateway()
+    proto = Proto()
+    run(gw, scope, proto)
+    assert waits == [(None, scope.headers.get("if-none-match"), "known", seconds)]
+    assert (proto.status, proto.body) == (304, b"")
+    assert [name for name, _ in proto.headers] == ["etag", "x-request-id"]
+    assert stats.route("/tasks/{task_id}", "GET").answers == {304: 1}
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        Scope("GET", "/tasks/known", "wait=5&other=1"),  # more than wait: the application's
+        Scope("GET", "/tasks/known", "wait=abc"),  # its 400 comes from the application
+        Scope("GET", "/tasks/known", "wait=61"),
+        Scope("GET", "/tasks/known", "other=1"),
+        Scope("GET", "/tasks/known", prefer="respond-async"),  # Prefer without a wait
+        Scope("GET", "/tasks/unknown", "wait=5"),  # declined before waiting
+    ],
+)
+def test_other_long_polls_go_to_the_application(scope: Scope) -> None:
+    gw, _, waits = waiting_gateway()
+    proto = Proto()
+    run(gw, scope, proto)
+    assert proto.answers == 1
+    assert b'"path":"/tasks/' in proto.body  # the application's echo
+    assert all(task_id == "unknown" for _, _, task_id, _ in waits)
+
+
+def test_a_failing_long_poll_is_a_500_in_the_error_shape() -> None:
+    async def broken(*_args: Any) -> Answer | None:
+        raise RuntimeError("bug in a long-poll")
+
+    gw, _, _ = waiting_gateway(broken)
+    proto = Proto()
+    run(gw, Scope("GET", "/tasks/known", "wait=1"), proto)
+    assert proto.status == 500
+    assert b'"code":"internal_error"' in proto.body

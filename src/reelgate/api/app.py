@@ -81,7 +81,7 @@ def create_app(
         app.state.runtime = runtime
         seed = SeedSurface(runtime.service, runtime.links, settings.max_body_bytes)
         handlers["seed_get"] = seed.get
-        hot.add(SEED_GET, seed.hot_get)
+        hot.add(SEED_GET, seed.hot_get, seed.hot_wait)
         handlers["seed_create"] = seed.create
         handlers["seed_list"] = seed.list
         handlers["usage"] = seed.usage

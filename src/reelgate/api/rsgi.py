@@ -8,6 +8,10 @@ through a small RSGI→ASGI bridge into the Starlette application, unchanged: re
 streamed in, responses sent whole or streamed out (SSE, media), and a client that goes away is
 reported to the application as ``http.disconnect``.
 
+Long-polls of a cached token and task (``?wait=`` alone, or ``Prefer: wait``) are awaited here
+too: a thousand clients waiting on one task are answered together when it changes, and through
+the full application each answer cost ten polls' worth of CPU, stalling every other request.
+
 The hot answers carry the same ``X-Request-Id`` and metrics as ``api.context.RequestObserver``
 gives the others. ``reelgate serve --server uvicorn`` serves the plain ASGI application.
 """
@@ -27,11 +31,14 @@ from granian._granian import RSGIHTTPProtocol as HTTPProtocol
 from granian._granian import RSGIProtocolClosed as ProtocolClosed
 from granian.rsgi import Scope
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.types import Message
 
 from reelgate import logs
 from reelgate.api.app import app_from_env
 from reelgate.api.hotpath import HotHandler, HotRoutes
+from reelgate.api.seed import wait_seconds
+from reelgate.core.errors import ReelgateError
 from reelgate.metrics import RouteStats
 
 log = logging.getLogger("reelgate.api")
@@ -71,9 +78,14 @@ class RsgiGateway:
 
     # -- requests ------------------------------------------------------------------------------
     async def __rsgi__(self, scope: Scope, proto: HTTPProtocol) -> None:
-        if scope.method == "GET" and not scope.query_string:
-            hit = self.hot.match(scope.path)
-            if hit is not None and self._hot(scope, proto, *hit):
+        if scope.method == "GET":
+            if not scope.query_string:
+                hit = self.hot.match(scope.path)
+                if hit is not None and self._hot(scope, proto, *hit):
+                    return
+            if (scope.query_string or "prefer" in scope.headers) and await self._hot_wait(
+                scope, proto
+            ):
                 return
         await self._bridge(scope, proto)
 
@@ -96,13 +108,45 @@ class RsgiGateway:
             return False  # the application answers it, and reports what went wrong
         if answer is None:
             return False
-        sent = headers.get("x-request-id")
+        self._send(scope, proto, stats, start, answer)
+        return True
+
+    async def _hot_wait(self, scope: Scope, proto: HTTPProtocol) -> bool:
+        """A long-poll of a cached token and task, awaited here; False: the application answers
+        it (nothing was awaited yet)."""
+        hit = self.hot.match_waiter(scope.path)
+        wait = _wait_of(scope) if hit is not None else None
+        if hit is None or wait is None:
+            return False
+        stats, waiter, task_id = hit
+        start = time.perf_counter()
+        headers = scope.headers
+        try:
+            answer = await waiter(
+                headers.get("authorization"), headers.get("if-none-match"), task_id, wait
+            )
+        except Exception as exc:
+            log.error("long-poll failed", exc_info=exc)
+            answer = (500, [("content-type", "application/json")], _FAILED)
+        if answer is None:
+            return False
+        self._send(scope, proto, stats, start, answer)
+        return True
+
+    def _send(
+        self,
+        scope: Scope,
+        proto: HTTPProtocol,
+        stats: RouteStats,
+        start: float,
+        answer: tuple[int, list[tuple[str, str]], bytes],
+    ) -> None:
+        sent = scope.headers.get("x-request-id")
         request_id = logs.request_id_from_header(_raw(sent)) if sent else logs.new_request_id()
         status, out, body = answer
         proto.response_bytes(status, [*out, ("x-request-id", request_id)], body)
         stats.timed(time.perf_counter() - start)
         stats.answered(status)
-        return True
 
     async def _bridge(self, scope: Scope, proto: HTTPProtocol) -> None:
         exchange = _Exchange(proto)
@@ -227,6 +271,27 @@ def _headers(headers: Any) -> list[tuple[bytes, bytes]]:
     if len(readable) < len(names):
         out += [(name, UNREADABLE) for name in names if name not in readable]
     return out
+
+
+def _wait_of(scope: Scope) -> float | None:
+    """The seconds of a long-poll whose query is only ``wait=`` (or none, with ``Prefer``), read
+    as the seed's route reads them; None for anything else (the application answers it, errors
+    included)."""
+    query = scope.query_string
+    if query and (not query.startswith("wait=") or "&" in query):
+        return None
+    prefer = scope.headers.get("prefer")
+    request = Request(
+        {
+            "type": "http",
+            "query_string": query.encode("utf-8"),
+            "headers": [(b"prefer", _raw(prefer))] if prefer is not None else [],
+        }
+    )
+    try:
+        return wait_seconds(request)
+    except ReelgateError:
+        return None
 
 
 def _raw(value: str) -> bytes:

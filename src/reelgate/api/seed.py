@@ -263,6 +263,28 @@ class SeedSurface:
             self.service.refresh_durations_soon()
         return self._status_answer(task, if_none_match)
 
+    async def hot_wait(
+        self, authorization: str | None, if_none_match: str | None, task_id: str, wait: float
+    ) -> Answer | None:
+        """The long-poll for ``api.hotpath``, as ``get`` answers it, when the token and the task
+        are cached; None (before any waiting) leaves the request to ``get``."""
+        owner = self.service.cached_token(bearer_value(authorization))
+        task = self.service.cached_task(owner, task_id) if owner is not None else None
+        if owner is None or task is None:
+            return None
+        try:
+            if wait and not task.status.terminal:
+                task = await self.service.wait_status(
+                    owner, task_id, seen_version(if_none_match), wait
+                )
+        except ReelgateError as exc:
+            error = error_response(exc)
+            headers = [(k, v) for k, v in error.headers.items() if k != "content-length"]
+            return error.status_code, headers, bytes(error.body)
+        if not task.status.terminal:
+            self.service.refresh_durations_soon()
+        return self._status_answer(task, if_none_match)
+
     def _status_answer(self, task: Task, seen: str | None) -> Answer:
         """200 with the task, or 304 when ``seen`` is its ETag. Built once per task value, link
         epoch and estimate (an unfinished task's poll hint comes from its estimate)."""

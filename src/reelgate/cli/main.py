@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reelgate import logs
+from reelgate.cli.serving import run_granian, run_uvicorn
 from reelgate.cli.simulate import simulate
 from reelgate.cli.video import video_app
 from reelgate.core.errors import ReelgateError
@@ -140,34 +141,11 @@ def serve(
     os.environ["REELGATE_HOST"] = settings.host
     os.environ["REELGATE_PORT"] = str(settings.port)
     os.environ["REELGATE_WORKER_ENABLED"] = "true" if worker else "false"
+    # Connection limits and timeouts are set on purpose: see reelgate.cli.serving.
     if server is ServerKind.uvicorn:
-        import uvicorn
-
-        uvicorn.run(
-            "reelgate.api.app:app_from_env",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            access_log=False,
-        )
-        return
-    from granian import Granian
-    from granian.constants import Interfaces, Loops
-
-    # RSGI: the status GETs are answered below the ASGI stack (reelgate.api.rsgi); the loop is
-    # uvloop where it is installed (a dependency except on Windows), else asyncio's.
-    Granian(
-        "reelgate.api.rsgi:gateway_from_env",
-        address=settings.host,
-        port=settings.port,
-        interface=Interfaces.RSGI,
-        loop=Loops.auto,
-        websockets=False,
-        factory=True,
-        workers=1,
-        log_access=False,
-    ).serve()
+        run_uvicorn(settings)
+    else:
+        run_granian(settings)
 
 
 @app.command("worker")

@@ -3,7 +3,7 @@
 Copy jobs are written with a task's success and claimed with a lease. Each file is streamed in
 chunks into the media storage (a local directory: via ``<name>.part`` and a rename; a bucket: a
 multipart upload), so memory stays bounded whatever the size and a half-written file is never
-served. Every address is checked against the SSRF guard,
+served. Every connection goes to an address the SSRF guard resolved and checked (``net``),
 redirects included. A failed copy is retried (``core.media.retry_at``) and, once given up, leaves
 the task a success with its upstream URL. Stored copies are deleted after the retention period.
 A copy whose handling raises anything else is a failed attempt too (logged with its traceback);
@@ -32,7 +32,7 @@ from reelgate.engine.supervisor import (
     unavailable,
 )
 from reelgate.metrics import METRICS
-from reelgate.net import Network, check_host
+from reelgate.net import AddressGuard, Network, Resolver, guarded_client, system_resolver
 from reelgate.service import VideoService
 from reelgate.storage import MediaStorage
 
@@ -57,6 +57,7 @@ class MediaMirror:
         allow_networks: Sequence[Network] = (),
         transport: httpx.AsyncBaseTransport | None = None,
         pause_for: Pause = pause,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.service = service
         self._pause = pause_for
@@ -64,8 +65,11 @@ class MediaMirror:
         self.worker_id = worker_id
         self.retention_s = retention_s
         self.allow = allow_networks
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=False, transport=transport
+        # Every connection goes to an address the guard checked (each redirect hop included).
+        self._client = guarded_client(
+            AddressGuard(allow_networks, resolver),
+            timeout=httpx.Timeout(60.0, connect=10.0),
+            transport=transport,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -159,15 +163,15 @@ class MediaMirror:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise InvalidRequest("only http(s) URLs are copied", code="url_not_allowed")
-            await check_host(
-                parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), self.allow
-            )
-            async with self._client.stream("GET", url) as response:
-                if response.is_redirect and "location" in response.headers:
-                    url = urljoin(url, response.headers["location"])
-                    continue
-                response.raise_for_status()
-                return await self.storage.save(name, _limited(response))
+            try:
+                async with self._client.stream("GET", url) as response:
+                    if response.is_redirect and "location" in response.headers:
+                        url = urljoin(url, response.headers["location"])
+                        continue
+                    response.raise_for_status()
+                    return await self.storage.save(name, _limited(response))
+            except httpx.InvalidURL:
+                raise InvalidRequest("the URL does not parse", code="url_not_allowed") from None
         raise InvalidRequest("too many redirects", code="url_not_allowed")
 
 

@@ -38,7 +38,7 @@ from reelgate.engine.supervisor import (
     unavailable,
 )
 from reelgate.metrics import METRICS
-from reelgate.net import Network, check_host
+from reelgate.net import AddressGuard, Network, Resolver, guarded_client, system_resolver
 from reelgate.service import VideoService
 
 log = logging.getLogger("reelgate.webhooks")
@@ -63,6 +63,7 @@ class WebhookSender:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout_s: float = TIMEOUT_S,
         pause_for: Pause = pause,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.service = service
         self._pause = pause_for
@@ -71,9 +72,11 @@ class WebhookSender:
         self.worker_id = worker_id
         self.allow = allow_networks
         self.retry_scale = retry_scale
-        self._client = httpx.AsyncClient(
+        # Every connection goes to an address the guard checked at send time (DNS may have
+        # moved since create), never to a second resolution of the name.
+        self._client = guarded_client(
+            AddressGuard(allow_networks, resolver),
             timeout=timeout_s,
-            follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
             transport=transport,
         )
@@ -173,13 +176,9 @@ class WebhookSender:
         status: int | None = None
         error = ""
         try:
-            parts = urlsplit(delivery.url)
-            host = parts.hostname or ""
-            port = parts.port or (443 if parts.scheme == "https" else 80)
             # One bound for the whole attempt (a receiver trickling its answer included), well
             # inside the claim's lease: a crashed sender's deliveries come back soon.
             async with asyncio.timeout(self.timeout_s):
-                await check_host(host, port, self.allow)  # again at send time: DNS may move
                 response = await self._client.post(
                     delivery.url, content=payload.encode(), headers=headers
                 )
@@ -190,7 +189,7 @@ class WebhookSender:
             error = exc.message
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
-        except ValueError as exc:  # a malformed URL or port
+        except (ValueError, httpx.InvalidURL) as exc:  # a malformed URL or port
             error = str(exc)[:500]
         except TimeoutError:
             error = f"no answer within {self.timeout_s:g} s"

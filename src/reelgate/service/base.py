@@ -77,9 +77,8 @@ class ServiceBase:
         # The files behind ``local://`` references (None: nothing to delete with a task).
         self.media = media
         self.media_due = asyncio.Event()
-        self._waiters: dict[str, asyncio.Event] = {}
         self._monotonic = monotonic
-        # A waiter re-reads its task at least this often (a change it cannot hear of).
+        # A waited-on task is re-read at least this often (a change no one announces).
         self.recheck = 1.0
         # What a client's estimate assumes before any task of a model has finished (s).
         self.default_typical = typical_seconds
@@ -110,6 +109,11 @@ class ServiceBase:
             return self.channels.registry
         assert self._registry is not None
         return self._registry
+
+    @property
+    def token_ttl(self) -> float:
+        """How long a token look-up is reused: a revoked token still works at most this long."""
+        return self._token_ttl
 
     async def get(self, owner: ApiToken, task_id: str) -> Task:
         cached = self.cached_task(owner, task_id)
@@ -151,6 +155,7 @@ class ServiceBase:
     def _reading(self, key: tuple[str, str]) -> asyncio.Future[Task | None]:
         pending = self._loading.get(key)
         if pending is None:
+            METRICS.task_reads.labels("cache").inc()
             pending = asyncio.ensure_future(self.store.get_task(*key))
             self._loading[key] = pending
             pending.add_done_callback(lambda _done: self._loading.pop(key, None))
@@ -176,10 +181,14 @@ class ServiceBase:
 
     async def refresh(self, owner: ApiToken, task_id: str) -> Task:
         """The task as stored now (a cached copy is replaced)."""
-        task = await self.store.get_task(owner.id, task_id)
+        return await self._reread(owner.id, task_id)
+
+    async def _reread(self, owner_id: str, task_id: str, reason: str = "refresh") -> Task:
+        METRICS.task_reads.labels(reason).inc()
+        task = await self.store.get_task(owner_id, task_id)
         if task is None:
             raise NotFound(f"no task '{task_id}' for this token", code="task_not_found")
-        cached = self._tasks.get((owner.id, task_id))
+        cached = self._tasks.get((owner_id, task_id))
         if cached is not None and cached.version == task.version:
             return cached  # keep the identical value (rendered bodies are cached by identity)
         self._remember(task)
@@ -190,9 +199,7 @@ class ServiceBase:
         self._listeners.append(listener)
 
     def _wake(self, task_id: str) -> None:
-        event = self._waiters.pop(task_id, None)
-        if event is not None:
-            event.set()
+        """The task changed here (``service.waiting`` tells its watcher)."""
 
     async def _write(self, old: Task, new: Task, *, unleased_at: float | None = None) -> Task:
         new = dataclasses.replace(new, version=old.version + 1)

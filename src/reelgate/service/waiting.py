@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from reelgate.core import schedule
 from reelgate.core.errors import ReelgateError
 from reelgate.core.ids import ApiToken
 from reelgate.core.lifecycle import Task
 from reelgate.service.base import ServiceBase
+from reelgate.service.watch import TaskWatchers, Timer
 
 
 class Waiting(ServiceBase):
+    def __init__(self, *args: Any, timer: Timer | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # One watcher per waited-on task, shared by its long-polls and event streams.
+        self.watchers = TaskWatchers(
+            lambda owner_id, task_id: self._reread(owner_id, task_id, "watch"),
+            self._held,
+            recheck=lambda: self.recheck,
+            timer=timer,
+        )
+
     # -- waiting for changes -------------------------------------------------------------------
     async def wait_change(
         self, owner: ApiToken, task_id: str, version: int, seconds: float
@@ -20,21 +32,11 @@ class Waiting(ServiceBase):
         """The task once its version is past ``version`` (or as it is after ``seconds``).
 
         Woken at once by a change this process makes or hears of (PostgreSQL NOTIFY); between
-        wake-ups the row is re-read every ``recheck`` seconds, so a change made by a process that
-        cannot notify (a separate worker on SQLite) is seen within that time.
+        wake-ups the task's watcher re-reads it every ``recheck`` seconds, so a change made by a
+        process that cannot notify (a separate worker on SQLite) is seen within that time.
         """
-        loop = asyncio.get_running_loop()  # waiting is real time, whatever the task clock says
-        deadline = loop.time() + max(0.0, seconds)
         task = await self.get(owner, task_id)
-        while task.version <= version and not task.status.terminal:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            event = self._waiters.setdefault(task_id, asyncio.Event())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), min(remaining, self.recheck))
-            task = await self.refresh(owner, task_id)
-        return task
+        return await self.watchers.wait(task, lambda t: t.version > version, seconds)
 
     async def wait_status(
         self, owner: ApiToken, task_id: str, seen_version: int | None, seconds: float
@@ -48,14 +50,14 @@ class Waiting(ServiceBase):
         if seen_version is not None and seen_version < task.version:
             return task
         start = task.status
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        while not task.status.terminal and task.status is start:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            task = await self.wait_change(owner, task_id, task.version, remaining)
-        return task
+        return await self.watchers.wait(task, lambda t: t.status is not start, seconds)
+
+    def _held(self, owner_id: str, task_id: str) -> Task | None:
+        entry = self._tasks.peek((owner_id, task_id))
+        return entry[0] if entry is not None else None
+
+    def _wake(self, task_id: str) -> None:
+        self.watchers.wake(task_id)
 
     async def expected_remaining(self, task: Task) -> float | None:
         """Seconds until the task is expected to finish (per-model history), None if done."""
