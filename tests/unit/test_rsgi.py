@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -458,3 +459,22 @@ def test_a_failing_long_poll_is_a_500_in_the_error_shape() -> None:
     run(gw, Scope("GET", "/tasks/known", "wait=1"), proto)
     assert proto.status == 500
     assert b'"code":"internal_error"' in proto.body
+
+
+def test_a_client_that_left_is_not_an_unhandled_error(caplog: pytest.LogCaptureFixture) -> None:
+    """Found by the hostile corpus: an event stream whose client had gone raised the bridge's
+    closed-connection signal into the error handler, which logged it as an unhandled error."""
+    from starlette.requests import ClientDisconnect
+
+    from reelgate.api.errors import ClientGone, on_unexpected
+
+    request = Request({"type": "http", "method": "GET", "path": "/v1/x", "headers": []})
+    for gone in (ClientGone("the client closed the connection"), ClientDisconnect()):
+        answer = asyncio.run(on_unexpected(request, gone))
+        assert answer.status_code == 499
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    broken = asyncio.run(on_unexpected(request, RuntimeError("a bug")))
+    assert broken.status_code == 500
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "unhandled error"
+    ]

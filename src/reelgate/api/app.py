@@ -28,8 +28,8 @@ from reelgate.api.billing import BillingSurface
 from reelgate.api.callbacks import CallbackSurface
 from reelgate.api.console import console_mount
 from reelgate.api.context import RequestObserver
-from reelgate.api.edge import check_request
-from reelgate.api.errors import on_http_exception, on_reelgate_error, on_unexpected, surface_error
+from reelgate.api.edge import checked
+from reelgate.api.errors import on_http_exception, on_reelgate_error, on_unexpected
 from reelgate.api.events import TaskEvents
 from reelgate.api.health import Readiness, healthz
 from reelgate.api.hotpath import HotRoutes
@@ -138,16 +138,12 @@ def create_app(
     def late(name: str) -> Callable[[Request], object]:
         # Routes are declared before start-up builds their handlers; bind them on first use.
         async def endpoint(request: Request) -> Response:
-            try:
-                check_request(request)  # canonical path segments and query parameters
-            except ReelgateError as exc:
-                return surface_error(request.url.path, exc)
             response = await handlers[name](request)  # type: ignore[misc]
             assert isinstance(response, Response)
             return response
 
         endpoint.__name__ = name
-        return endpoint
+        return checked(endpoint)  # canonical path segments and query parameters first
 
     routes = [
         Route(SEED_GET, late("seed_get"), methods=["GET"]),

@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from reelgate.api.edge import checked
 from reelgate.api.errors import error_response
 from reelgate.api.seed import bearer
 from reelgate.core.errors import ReelgateError
@@ -178,9 +179,9 @@ def console_mount() -> Mount:
         for path, template, title, audience in PAGES
     ]
     routes += [
-        Route("/tasks/{task_id}", console.task_page, methods=["GET"]),
-        Route("/api/whoami", console.whoami, methods=["GET"]),
-        Route("/api/tasks/{task_id}", console.task_api, methods=["GET"]),
+        Route("/tasks/{task_id}", checked(console.task_page), methods=["GET"]),
+        Route("/api/whoami", checked(console.whoami), methods=["GET"]),
+        Route("/api/tasks/{task_id}", checked(console.task_api), methods=["GET"]),
         Mount("/static", StaticFiles(packages=[("reelgate", "console/static")]), name="static"),
     ]
     return Mount(PREFIX, routes=routes)

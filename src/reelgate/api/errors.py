@@ -16,7 +16,7 @@ import math
 from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from reelgate.core.canonical import shown
@@ -152,6 +152,21 @@ def on_http_exception(
     return handler
 
 
+class ClientGone(OSError):
+    """The client closed its connection while its answer was being sent (a stream it left)."""
+
+
+def _client_left(exc: BaseException) -> bool:
+    # Ours (the RSGI bridge), Starlette's, and uvicorn's own (not imported: it is optional).
+    return isinstance(exc, ClientGone | ClientDisconnect) or (
+        isinstance(exc, OSError) and type(exc).__name__ == "ClientDisconnected"
+    )
+
+
 async def on_unexpected(request: Request, exc: Exception) -> Response:
+    if _client_left(exc):
+        # Nobody is there to answer: not an error of reelgate's (an SSE client went away).
+        log.debug("client left before its answer ended")
+        return Response(status_code=499)
     log.exception("unhandled error", exc_info=exc)
     return surface_error(request.url.path, ReelgateError("internal error; it has been logged"))

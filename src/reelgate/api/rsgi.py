@@ -36,6 +36,7 @@ from starlette.types import Message
 
 from reelgate import logs
 from reelgate.api.app import app_from_env
+from reelgate.api.errors import ClientGone
 from reelgate.api.hotpath import HotHandler, HotRoutes
 from reelgate.api.seed import wait_seconds
 from reelgate.core.errors import ReelgateError
@@ -225,7 +226,7 @@ class _Exchange:
                 await self._stream.send_bytes(bytes(body))
             except ProtocolClosed as exc:
                 self.closed = True
-                raise OSError("the client closed the connection") from exc
+                raise ClientGone("the client closed the connection") from exc
         if not more:
             self._sent = True
 
