@@ -160,21 +160,21 @@ async def reelgate_runtime(
 def counting_rounds(runtime: Runtime) -> Iterator[list[int]]:
     """Count look-up rounds: calls of the provider's batch look-up (one per worker tick)."""
     cls: Any = type(runtime.registry.provider("ark"))
-    original = getattr(cls, "fetch_many", None)
+    original = getattr(cls, "look_up", None)
     sizes: list[int] = []
     if original is None:
         yield sizes
         return
 
-    async def fetch_many(self: Any, upstream_ids: Sequence[str]) -> Any:
+    async def look_up(self: Any, upstream_ids: Sequence[str]) -> Any:
         sizes.append(len(upstream_ids))
         return await original(self, upstream_ids)
 
-    cls.fetch_many = fetch_many
+    cls.look_up = look_up
     try:
         yield sizes
     finally:
-        cls.fetch_many = original
+        cls.look_up = original
 
 
 # -- the tracking comparison -----------------------------------------------------------------

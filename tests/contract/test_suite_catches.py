@@ -12,7 +12,7 @@ import pytest
 
 from reelgate.core.capabilities import NormalizedRequest
 from reelgate.core.errors import InvalidRequest, UpstreamUnavailable
-from reelgate.core.lifecycle import CallbackHint, Observation, UpstreamState
+from reelgate.core.lifecycle import Callback, CallbackHint, Observation, UpstreamState
 from reelgate.testing import InMemoryProvider
 from reelgate.testing import contract_checks as checks
 from reelgate.testing.contract_support import Scenario, run_check
@@ -23,16 +23,16 @@ from reelgate.testing.targets import MEMORY, memory_target
 class ShowsUnknownStatus(InMemoryProvider):
     """Maps a status it does not know to "running" instead of None."""
 
-    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
-        answer = await super().fetch_many(upstream_ids)
+    async def look_up(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
+        answer = await super().look_up(upstream_ids)
         return {u: o or Observation(UpstreamState.RUNNING) for u, o in answer.items()}
 
 
 class AnswersUnknownIds(InMemoryProvider):
     """Maps an id unknown upstream to None (look again) instead of leaving it out."""
 
-    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
-        answer = dict(await super().fetch_many(upstream_ids))
+    async def look_up(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
+        answer = dict(await super().look_up(upstream_ids))
         return {u: answer.get(u) for u in upstream_ids}
 
 
@@ -44,9 +44,9 @@ class NeverReconciles(InMemoryProvider):
 class LosesTasksOnBadAnswers(InMemoryProvider):
     """Reads a look-up whose answer was lost as "no task" (the engine would count it lost)."""
 
-    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
+    async def look_up(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
         try:
-            return await super().fetch_many(upstream_ids)
+            return await super().look_up(upstream_ids)
         except UpstreamUnavailable:
             return {}
 
@@ -82,14 +82,14 @@ class CancelsAnything(InMemoryProvider):
 
 
 class ParsesNaively(InMemoryProvider):
-    def parse_callback(self, body: bytes) -> CallbackHint | None:
-        payload = json.loads(body)
+    def parse_callback(self, callback: Callback) -> CallbackHint | None:
+        payload = json.loads(callback.body)
         return CallbackHint(payload["id"], payload["status"] != "running")
 
 
 class HidesModeration(InMemoryProvider):
-    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
-        answer = await super().fetch_many(upstream_ids)
+    async def look_up(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
+        answer = await super().look_up(upstream_ids)
         return {
             u: dataclasses.replace(o, error_code="upstream_failed") if o and o.error_code else o
             for u, o in answer.items()
@@ -99,8 +99,8 @@ class HidesModeration(InMemoryProvider):
 class LooksUpOneByOne(InMemoryProvider):
     """Declares batches of 1000 but costs one upstream request per id."""
 
-    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
-        answer = await super().fetch_many(upstream_ids)
+    async def look_up(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
+        answer = await super().look_up(upstream_ids)
         self.lookups += len(upstream_ids) - 1
         return answer
 

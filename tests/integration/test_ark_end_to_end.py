@@ -185,7 +185,7 @@ def test_the_timeout_bounds_a_whole_answer_not_each_read() -> None:
         provider = ArkProvider(ARK_KEY, base_url=handle.base_url, timeout_s=0.5)
         started = time.monotonic()
         try:
-            await provider.fetch_many(ids)
+            await provider.look_up(ids)
         except UpstreamUnavailable as exc:
             return time.monotonic() - started, exc.code
         finally:

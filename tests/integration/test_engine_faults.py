@@ -19,7 +19,7 @@ from reelgate.api.health import Readiness
 from reelgate.core import schedule
 from reelgate.core.capabilities import Mode, ModelCapabilities, NormalizedRequest
 from reelgate.core.channels import AdmissionCaps
-from reelgate.core.lifecycle import CallbackHint, Observation, Status, Task, UpstreamState
+from reelgate.core.lifecycle import Callback, CallbackHint, Observation, Status, Task, UpstreamState
 from reelgate.core.request import VideoRequest
 from reelgate.core.webhooks import MAX_ATTEMPTS
 from reelgate.engine import supervisor
@@ -114,7 +114,7 @@ class Hostile:
         self.reconciles[task_id] = self.reconciles.get(task_id, 0) + 1
         return next((u for u, (t, _, _) in self.jobs.items() if t == task_id), None)
 
-    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
+    async def look_up(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
         self.lookups.append(len(upstream_ids))
         seen: dict[str, Observation | None] = {}
         for u in upstream_ids:
@@ -132,8 +132,8 @@ class Hostile:
         self.cancels += 1
         self._raise_for(self.jobs[upstream_id][1], "cancel")
 
-    def parse_callback(self, body: bytes) -> CallbackHint | None:
-        upstream_id = body.decode()
+    def parse_callback(self, callback: Callback) -> CallbackHint | None:
+        upstream_id = callback.body.decode()
         self._raise_for(self.jobs[upstream_id][1], "callback")
         return CallbackHint(upstream_id, True)
 
@@ -334,7 +334,10 @@ async def test_a_callback_the_provider_cannot_parse_still_brings_a_look_forward(
     await worker.tick()
     upstream_id = next(iter(up.jobs))
     before = faults("callbacks")
-    assert await service.callback("hostile", task.id, upstream_id.encode()) is True
+    assert await service.callback("hostile", task.id, Callback(upstream_id.encode())) == (
+        True,
+        None,
+    )
     assert faults("callbacks") - before == 1
     row = await store.find_task(task.id)
     assert row is not None

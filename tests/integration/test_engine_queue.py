@@ -14,7 +14,7 @@ from reelgate.core.capabilities import NormalizedRequest
 from reelgate.core.channels import AdmissionCaps
 from reelgate.core.errors import UpstreamError, UpstreamUnavailable
 from reelgate.core.ids import ApiToken
-from reelgate.core.lifecycle import Status, Task
+from reelgate.core.lifecycle import Callback, CallbackHint, Status, Task
 from reelgate.core.request import VideoRequest
 from reelgate.engine.callbacks import CallbackUrls
 from reelgate.engine.worker import MIN_WAIT, Worker
@@ -42,6 +42,12 @@ def engine(
 ) -> tuple[VideoService, Worker]:
     service = VideoService(store, Registry(list(accounts)), clock=clock, monotonic=clock)
     return service, Worker(service, clock=clock, **worker_kw)  # type: ignore[arg-type]
+
+
+async def called(service: VideoService, provider: str, task_id: str, body: bytes) -> bool:
+    """Whether a callback with ``body`` brought the task's look-up forward."""
+    scheduled, _ = await service.callback(provider, task_id, Callback(body))
+    return scheduled
 
 
 def request(**kw: object) -> VideoRequest:
@@ -211,13 +217,13 @@ async def test_a_callback_brings_the_confirming_look_forward(store: SqlStore) ->
     looks = up.lookups
     clock.advance(10)  # done upstream; the safety-net schedule would look much later
     assert await worker.tick() == 0
-    assert not await service.callback(
-        "mem", task.id, up.callback_body("someone-else", "succeeded")
+    assert not await called(
+        service, "mem", task.id, up.callback_body("someone-else", "succeeded")
     )  # names another task
-    assert not await service.callback("other", task.id, up.callback_body("default-0"))
-    assert await service.callback("mem", task.id, up.callback_body("default-0"))
-    assert not await service.callback(
-        "mem", task.id, up.callback_body("default-0")
+    assert not await called(service, "other", task.id, up.callback_body("default-0"))
+    assert await called(service, "mem", task.id, up.callback_body("default-0"))
+    assert not await called(
+        service, "mem", task.id, up.callback_body("default-0")
     )  # a burst: one look
     due = schedule.callback_look(clock(), final=True)
     assert clock() + schedule.CALLBACK_COALESCE <= due
@@ -229,7 +235,7 @@ async def test_a_callback_brings_the_confirming_look_forward(store: SqlStore) ->
     done = await service.get(me, task.id)
     assert done.status is Status.SUCCESS
     # Replayed after the end: changes nothing, costs nothing.
-    assert not await service.callback("mem", task.id, done)
+    assert not await called(service, "mem", task.id, up.callback_body("default-0"))
     clock.advance(1)
     await worker.tick()
     assert up.lookups == looks + 1
@@ -439,3 +445,24 @@ async def test_a_create_that_waited_past_its_lease_is_not_sent_twice(store: SqlS
     assert up.submits == [task.id]  # the slow worker saw it had lost the lease
     done = await service.get(me, task.id)
     assert done.upstream_id == "default-0"
+
+
+async def test_a_handshake_callback_is_answered_and_names_no_task(store: SqlStore) -> None:
+    """An upstream whose callbacks start with a challenge (MiniMax's) gets its reply; the
+    handshake itself brings no look-up forward."""
+
+    class Handshaking(InMemoryProvider):
+        def parse_callback(self, callback: Callback) -> CallbackHint | None:
+            if callback.body.startswith(b'{"challenge"'):
+                return CallbackHint("", False, reply=callback.body)
+            return super().parse_callback(callback)
+
+    clock = ManualClock()
+    up = Handshaking(clock, name="mem", queued=10, running=10)
+    service, worker = engine(store, up, clock=clock)
+    me = await owner(service)
+    task = await service.create(me, request())
+    await worker.tick()
+    challenge = b'{"challenge":"c-123"}'
+    assert await service.callback("mem", task.id, Callback(challenge)) == (False, challenge)
+    assert await called(service, "mem", task.id, up.callback_body("default-0"))

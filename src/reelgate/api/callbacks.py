@@ -16,6 +16,7 @@ from starlette.responses import Response
 from reelgate.api.body import read_limited
 from reelgate.api.errors import error_response
 from reelgate.core.errors import NotFound, ReelgateError
+from reelgate.core.lifecycle import Callback
 from reelgate.engine.callbacks import CallbackUrls
 from reelgate.service import VideoService
 
@@ -36,9 +37,19 @@ class CallbackSurface:
             if not self.urls.verify(params["task_id"], params["token"]):
                 raise NotFound("not found", code="not_found")
             body = await read_limited(request, MAX_CALLBACK_BYTES)
-            scheduled = await self.service.callback(params["provider"], params["task_id"], body)
+            # The address as reelgate handed it out (behind a proxy the request's own URL differs;
+            # an upstream that signs the URL signed this one).
+            url = self.urls.url(params["provider"], params["task_id"])
+            if request.url.query:
+                url += "?" + request.url.query
+            callback = Callback(body, dict(request.headers.items()), url)
+            scheduled, reply = await self.service.callback(
+                params["provider"], params["task_id"], callback
+            )
         except ReelgateError as exc:
             return error_response(exc)
         log.debug("callback for %s: look-up %s", params["task_id"], scheduled or "not needed")
+        if reply is not None:  # the upstream's handshake wants its challenge back
+            return Response(reply, media_type="application/json")
         # 200 either way: the upstream has delivered; retrying would change nothing.
         return Response(b'{"received":true}', media_type="application/json")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, assert_never
 
@@ -87,10 +88,25 @@ class Observation:
 
 @dataclass(frozen=True, slots=True)
 class CallbackHint:
-    """What an upstream callback claims (unverified): which task, and whether it says it ended."""
+    """What an upstream callback claims (unverified): which task, and whether it says it ended.
+
+    ``reply`` is what the upstream must get back (a challenge echoed in a handshake); a hint with
+    a reply and no ``upstream_id`` is a handshake alone, naming no task."""
 
     upstream_id: str
     final: bool
+    reply: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """An upstream's request to a task's callback address, as received (nothing verified yet):
+    its body, its headers (lower-case names) and the full URL it was sent to (some upstreams
+    sign the URL with the body)."""
+
+    body: bytes
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    url: str = ""
 
 
 # The error text shown in ``fail_reason`` when an upstream gives none.

@@ -144,7 +144,7 @@ class Tracking(WorkerState):
                 await self.service.reschedule(task, wait)
             return
         try:
-            seen = await provider.fetch_many([t.upstream_id or "" for t in tasks])
+            seen = await provider.look_up([t.upstream_id or "" for t in tasks])
         except ReelgateError as exc:
             log.warning("look-up at %s/%s failed (%s)", key[0], key[1], exc.code)
             for task in tasks:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest
 from reelgate.core.channels import AdmissionCaps, Channel
-from reelgate.core.lifecycle import CallbackHint, Observation
+from reelgate.core.lifecycle import Callback, CallbackHint, Observation
 from reelgate.net import Network
 
 if TYPE_CHECKING:
@@ -57,8 +57,8 @@ class Provider(Protocol):
         video. Raises ``UpstreamError`` when it cannot tell (the engine then waits and retries).
         """
 
-    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
-        """Look up many tasks at once.
+    async def look_up(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
+        """Ask the upstream about many tasks at once (its batch look-up, or one call each).
 
         An id missing from the answer is unknown upstream; an id mapped to ``None`` was seen but
         could not be understood (an unknown status string): look again later.
@@ -67,8 +67,12 @@ class Provider(Protocol):
     async def cancel(self, upstream_id: str) -> None:
         """Cancel upstream work, or raise ``Conflict`` when it can no longer be cancelled."""
 
-    def parse_callback(self, body: bytes) -> CallbackHint | None:
-        """What a callback body claims (a hint to confirm, never trusted as is)."""
+    def parse_callback(self, callback: Callback) -> CallbackHint | None:
+        """What a callback claims (a hint to confirm with a look-up, never trusted as is).
+
+        ``None``: nothing to go by (garbage, or a signature that does not verify): the task is
+        looked up soon anyway. A hint names the task and whether it says it ended; a hint with a
+        ``reply`` is answered with it (a handshake's challenge). Never raises."""
 
     async def probe(self) -> None:
         """One cheap authenticated call; raises the upstream's error when the channel can't work

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Sequence
 
 from reelgate.core import lifecycle, schedule
-from reelgate.core.lifecycle import Observation, Task
+from reelgate.core.lifecycle import Callback, Observation, Task
 from reelgate.core.media import MediaCopy
 from reelgate.metrics import METRICS
 from reelgate.service.base import ServiceBase
@@ -82,24 +82,25 @@ class EngineWrites(ServiceBase):
         )
 
     # -- upstream callbacks --------------------------------------------------------------------
-    async def callback(self, provider_name: str, task_id: str, body: bytes) -> bool:
+    async def callback(
+        self, provider_name: str, task_id: str, callback: Callback
+    ) -> tuple[bool, bytes | None]:
         """An upstream says a task changed: look it up soon (the engine confirms before applying).
 
-        The caller has checked the address's token. Returns whether a look was scheduled: a
+        The caller has checked the address's token. Returns whether a look was scheduled (a
         callback for a finished task, another provider's, or naming another upstream task
-        changes nothing.
+        changes nothing), and what to answer the upstream with when its protocol wants an
+        answer (a handshake's challenge).
         """
         task = await self.store.find_task(task_id)
         if task is None or task.provider != provider_name:
-            return False
+            return False, None
         # The channel that created the task reads it (a signed callback needs its secret).
         provider = self.registry.instance_of(provider_name, task.channel)
         if provider is None:
-            return False
-        if task.status.terminal or task.upstream_id is None:
-            return False
+            return False, None
         try:
-            hint = provider.parse_callback(body)
+            hint = provider.parse_callback(callback)
         except Exception as exc:  # the provider's bug: a look-up will tell what happened
             METRICS.engine_faults.labels("callbacks").inc()
             log.error(
@@ -110,14 +111,19 @@ class EngineWrites(ServiceBase):
                 extra={"task_id": task.id, "request_id": task.request_id},
             )
             hint = None
+        reply = hint.reply if hint is not None else None
+        if hint is not None and reply is not None and not hint.upstream_id:
+            return False, reply  # a handshake alone
+        if task.status.terminal or task.upstream_id is None:
+            return False, reply
         if hint is not None and hint.upstream_id != task.upstream_id:
-            return False
+            return False, reply
         # An end is confirmed at once; a start only soon (so that many share one look-up).
         final = hint is None or hint.final
         nudged = await self.store.nudge(task.id, schedule.callback_look(self.clock(), final=final))
         if nudged:
             self.work_available.set()
-        return nudged
+        return nudged, reply
 
     async def media_settled(self, task_id: str, copies: Sequence[MediaCopy]) -> Task | None:
         """Record where a task's result files are kept now that every copy job has ended."""

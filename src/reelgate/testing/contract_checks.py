@@ -6,6 +6,7 @@ is which (and are what a target's ``not_applicable`` and ``known_failures`` refe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -22,7 +23,7 @@ from reelgate.core.errors import (
     UpstreamUnavailable,
 )
 from reelgate.core.ids import new_task_id
-from reelgate.core.lifecycle import CallbackHint, Observation, UpstreamState
+from reelgate.core.lifecycle import Callback, CallbackHint, Observation, UpstreamState
 from reelgate.testing.contract_support import CallbackReceiver, Rig, assert_mp4, other_id
 from reelgate.testing.simulator.kinds import Fault, FaultKind, Outcome
 
@@ -226,22 +227,22 @@ async def reconcile(rig: Rig) -> None:
 
 
 # -- callbacks ----------------------------------------------------------------------------------
-def _hints(rig: Rig, bodies: list[bytes]) -> list[CallbackHint | None]:
-    return [rig.provider.parse_callback(b) for b in bodies]
+def _hints(rig: Rig, received: list[Callback]) -> list[CallbackHint | None]:
+    return [rig.provider.parse_callback(c) for c in received]
 
 
-async def _final_callback(rig: Rig, receiver: CallbackReceiver, url: str) -> tuple[str, bytes]:
+async def _final_callback(rig: Rig, receiver: CallbackReceiver, url: str) -> tuple[str, Callback]:
     """Create a task that calls ``url`` back, run it to its end; its id and final callback."""
     _, upstream_id = await rig.create(callback_url=url)
     rig.advance_past_queue()
     rig.advance_past_run()
 
-    def ended(bodies: list[bytes]) -> bool:
-        return any(h is not None and h.final for h in _hints(rig, bodies))
+    def ended(received: list[Callback]) -> bool:
+        return any(h is not None and h.final for h in _hints(rig, received))
 
-    bodies = await receiver.wait_for(ended)
-    hints = _hints(rig, bodies)
-    return upstream_id, next(b for b, h in zip(bodies, hints, strict=True) if h and h.final)
+    received = await receiver.wait_for(ended)
+    hints = _hints(rig, received)
+    return upstream_id, next(c for c, h in zip(received, hints, strict=True) if h and h.final)
 
 
 async def callbacks(rig: Rig) -> None:
@@ -251,26 +252,31 @@ async def callbacks(rig: Rig) -> None:
     receiver = CallbackReceiver()
     with receiver.serving() as url:
         upstream_id, _ = await _final_callback(rig, receiver, url)
-    hints = _hints(rig, receiver.bodies)
+    hints = _hints(rig, receiver.received)
     assert all(h is not None and h.upstream_id == upstream_id for h in hints), hints
     assert (await rig.state_of(upstream_id)).state is UpstreamState.SUCCEEDED
 
 
 async def forged_callbacks(rig: Rig) -> None:
     """A callback copied onto another task, or onto an id never handed out, is at most a hint
-    naming it: the look-up it leads to tells the truth."""
+    naming it (a signed one is no hint at all): the look-up it leads to tells the truth."""
     if rig.target.features.callbacks == "none":
         pytest.skip(f"{rig.target.name} declares no callbacks")
     receiver = CallbackReceiver()
     with receiver.serving() as url:
-        finished, body = await _final_callback(rig, receiver, url)
+        finished, real = await _final_callback(rig, receiver, url)
     _, queued = await rig.create()
+    body = real.body
     assert finished.encode() in body, "a callback that does not name its task"
-    hint = rig.provider.parse_callback(body.replace(finished.encode(), queued.encode()))
+
+    def forged(name: str) -> Callback:
+        return dataclasses.replace(real, body=body.replace(finished.encode(), name.encode()))
+
+    hint = rig.provider.parse_callback(forged(queued))
     assert hint is None or hint.upstream_id == queued, hint
     assert (await rig.state_of(queued)).state is UpstreamState.QUEUED
     stranger = other_id(finished, {finished, queued})
-    hint = rig.provider.parse_callback(body.replace(finished.encode(), stranger.encode()))
+    hint = rig.provider.parse_callback(forged(stranger))
     assert hint is None or hint.upstream_id == stranger, hint
     assert stranger not in await rig.look(stranger)
 
@@ -304,7 +310,7 @@ _DEEP_GARBAGE = [b"[" * 5000, b'{"id":' * 5000]
 def _never_raises(rig: Rig, bodies: list[bytes]) -> None:
     for body in bodies:
         try:
-            hint = rig.provider.parse_callback(body)
+            hint = rig.provider.parse_callback(Callback(body, {}, "http://127.0.0.1/cb"))
         except Exception as exc:
             raise AssertionError(f"parse_callback({body[:40]!r}…) raised {exc!r}") from exc
         assert hint is None or isinstance(hint, CallbackHint), hint

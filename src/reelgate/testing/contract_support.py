@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest, normalize
 from reelgate.core.ids import new_task_id
-from reelgate.core.lifecycle import Observation, UpstreamState
+from reelgate.core.lifecycle import Callback, Observation, UpstreamState
 from reelgate.providers.base import Provider
 from reelgate.testing.simulator.kinds import Outcome
 from reelgate.testing.simulator.server import start_server
@@ -120,8 +120,8 @@ class Rig:
         self.upstream.control.advance(self.timings[1] + 1)
 
     async def look(self, *upstream_ids: str) -> Mapping[str, Observation | None]:
-        """``fetch_many``, with the answer's shape checked (only asked ids, closed states)."""
-        answer = await self.provider.fetch_many(list(upstream_ids))
+        """``look_up``, with the answer's shape checked (only asked ids, closed states)."""
+        answer = await self.provider.look_up(list(upstream_ids))
         assert set(answer) <= set(upstream_ids), f"answered ids never asked: {answer}"
         for upstream_id, seen in answer.items():
             assert seen is None or isinstance(seen, Observation), (upstream_id, seen)
@@ -183,13 +183,20 @@ def assert_mp4(data: bytes) -> None:
 
 
 class CallbackReceiver:
-    """An HTTP endpoint on loopback that keeps every body posted to it."""
+    """An HTTP endpoint on loopback that keeps every callback posted to it (body, headers and
+    the URL it was posted to, as reelgate's callback route hands them to a provider)."""
 
     def __init__(self) -> None:
-        self.bodies: list[bytes] = []
+        self.received: list[Callback] = []
+
+    @property
+    def bodies(self) -> list[bytes]:
+        return [c.body for c in self.received]
 
     async def _hook(self, request: Request) -> Response:
-        self.bodies.append(await request.body())
+        self.received.append(
+            Callback(await request.body(), dict(request.headers.items()), str(request.url))
+        )
         return Response(b'{"received":true}', media_type="application/json")
 
     @contextlib.contextmanager
@@ -203,9 +210,9 @@ class CallbackReceiver:
             server.should_exit = True
             thread.join(timeout=10)
 
-    async def wait_for(self, condition: Callable[[list[bytes]], bool]) -> list[bytes]:
+    async def wait_for(self, condition: Callable[[list[Callback]], bool]) -> list[Callback]:
         deadline = time.monotonic() + SETTLE_S
-        while not condition(list(self.bodies)):
+        while not condition(list(self.received)):
             assert time.monotonic() < deadline, f"no such callback came: {self.bodies}"
             await asyncio.sleep(POLL_S)
-        return list(self.bodies)
+        return list(self.received)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from reelgate.core.capabilities import Mode, ModelCapabilities, NormalizedRequest, Option
 from reelgate.core.channels import DEFAULT_CHANNEL, AdmissionCaps
 from reelgate.core.errors import Conflict, ReelgateError, UpstreamError, UpstreamUnavailable
-from reelgate.core.lifecycle import CallbackHint, Observation, UpstreamState
+from reelgate.core.lifecycle import Callback, CallbackHint, Observation, UpstreamState
 from reelgate.testing.simulator.faults import take_fault
 from reelgate.testing.simulator.kinds import Fault, FaultKind, Outcome
 
@@ -90,7 +90,7 @@ class InMemoryProvider:
         self.submit_calls = 0  # every submit, failed ones included
         self.submits: list[str] = []
         self.callback_urls: list[str | None] = []
-        self.lookups = 0  # fetch_many calls (one batch each)
+        self.lookups = 0  # look_up calls (one batch each)
         self.reconciles = 0
         self.probes = 0
         # What goes wrong: faults of the shared kinds, errors the next submits raise (nothing
@@ -173,7 +173,7 @@ class InMemoryProvider:
             raise self.fail_reconciles.pop(0)
         return next((j.id for j in self.jobs.values() if j.task_id == task_id), None)
 
-    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
+    async def look_up(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
         self.lookups += 1
         fault = self._fault("lookup")
         if fault is not None:
@@ -193,9 +193,9 @@ class InMemoryProvider:
         if fault is not None:
             raise _lost(fault)
 
-    def parse_callback(self, body: bytes) -> CallbackHint | None:
+    def parse_callback(self, callback: Callback) -> CallbackHint | None:
         try:
-            payload = json.loads(body)
+            payload = json.loads(callback.body)
         except (ValueError, RecursionError):
             return None
         if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):

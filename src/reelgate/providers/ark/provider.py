@@ -25,7 +25,7 @@ from reelgate.core.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from reelgate.core.lifecycle import CallbackHint, Observation, UpstreamState
+from reelgate.core.lifecycle import Callback, CallbackHint, Observation, UpstreamState
 from reelgate.metrics import METRICS
 from reelgate.providers.ark import catalog as ark_catalog
 from reelgate.providers.ark import models as ark_models
@@ -321,7 +321,7 @@ class ArkProvider:
             )
         return candidates[0] if candidates else None
 
-    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
+    async def look_up(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
         found: dict[str, Observation | None] = {}
         ids = list(dict.fromkeys(upstream_ids))
         if len(ids) > 1:
@@ -358,9 +358,9 @@ class ArkProvider:
     async def probe(self) -> None:
         await self._call("GET", TASKS, params={"page_num": 1, "page_size": 1})
 
-    def parse_callback(self, body: bytes) -> CallbackHint | None:
+    def parse_callback(self, callback: Callback) -> CallbackHint | None:
         try:
-            payload = json.loads(body)
+            payload = json.loads(callback.body)
         except (ValueError, RecursionError):  # anyone may post here: garbage is no hint
             return None
         if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):

@@ -28,7 +28,7 @@ from typing import Any
 from reelgate.core.capabilities import Mode, ModelCapabilities, NormalizedRequest, Option
 from reelgate.core.channels import AdmissionCaps
 from reelgate.core.errors import Conflict, InvalidRequest, ReelgateError, UpstreamUnavailable
-from reelgate.core.lifecycle import CallbackHint, Observation, UpstreamState
+from reelgate.core.lifecycle import Callback, CallbackHint, Observation, UpstreamState
 from reelgate.core.schedule import Backoff
 from reelgate.net import Network, decode_data_uri, fetch_url
 from reelgate.providers.render import render_video
@@ -182,7 +182,7 @@ class SandboxProvider:
         job = await asyncio.to_thread(self._read_job, job_id_of(task_id))
         return job.id if job is not None else None
 
-    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
+    async def look_up(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
         """One batch: every job file is read in a single trip to the thread pool."""
         jobs = await asyncio.to_thread(lambda: [self._read_job(i) for i in upstream_ids])
         return {job.id: self._observe(job) for job in jobs if job is not None}
@@ -205,7 +205,7 @@ class SandboxProvider:
                 f"the sandbox cannot write its job files ({exc.strerror or type(exc).__name__})"
             ) from exc
 
-    def parse_callback(self, body: bytes) -> CallbackHint | None:
+    def parse_callback(self, callback: Callback) -> CallbackHint | None:
         return None  # the sandbox never calls back; the engine's polling is enough locally
 
     async def probe(self) -> None:

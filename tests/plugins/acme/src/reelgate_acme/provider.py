@@ -19,7 +19,7 @@ from reelgate.core.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from reelgate.core.lifecycle import CallbackHint, Observation, UpstreamState
+from reelgate.core.lifecycle import Callback, CallbackHint, Observation, UpstreamState
 
 BATCH = 50
 _STATES = {
@@ -113,7 +113,7 @@ class AcmeProvider:
         jobs = [j for j in payload.get("jobs") or [] if isinstance(j, dict)]
         return str(jobs[0]["id"]) if jobs and jobs[0].get("id") else None
 
-    async def fetch_many(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
+    async def look_up(self, upstream_ids: Sequence[str]) -> Mapping[str, Observation | None]:
         ids = list(dict.fromkeys(upstream_ids))
         found: dict[str, Observation | None] = {}
         for start in range(0, len(ids), BATCH):
@@ -129,7 +129,7 @@ class AcmeProvider:
         if status in (404, 409):
             raise Conflict("Acme cannot cancel this job", code="not_cancellable")
 
-    def parse_callback(self, body: bytes) -> CallbackHint | None:
+    def parse_callback(self, callback: Callback) -> CallbackHint | None:
         return None  # Acme never calls back
 
     async def probe(self) -> None:
