@@ -146,6 +146,26 @@ def test_a_success_settles_to_its_usage(
     assert pricing.close(unit, price, 2_000_000, succeeded=True, usage_tokens=usage) == expected
 
 
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (8.0, Closing("settle", 1000 - 800, 8)),  # made less than estimated: the rest back
+        (7.2, Closing("settle", 1000 - 800, 8)),  # a started second counts whole
+        (10.0, Closing("settle", 0, 10)),
+        (12.0, Closing("settle", 1000 - 1200, 12)),  # made more: the difference is charged
+        (None, Closing("settle", 0, None)),  # not reported: the estimate stands
+        (-1.0, Closing("settle", 0, None)),  # nonsense from upstream: the estimate stands
+    ],
+)
+def test_a_per_second_price_settles_on_the_seconds_made(
+    seconds: float | None, expected: Closing
+) -> None:
+    closing = pricing.close(
+        "per_second", 100, 1000, succeeded=True, usage_tokens=None, usage_seconds=seconds
+    )
+    assert closing == expected
+
+
 def test_a_failure_is_refunded_in_full() -> None:
     closing = pricing.close("per_million_tokens", 16 * M, 1234, succeeded=False, usage_tokens=99)
     assert closing == Closing("refund", 1234, None)

@@ -83,6 +83,8 @@ class Observation:
     error_code: str = ""
     error_message: str = ""
     usage_tokens: int | None = None
+    # Seconds of video the upstream says it made (what a per-second price settles on).
+    usage_seconds: float | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -136,6 +138,7 @@ class Task:
     error_code: str = ""
     error_message: str = ""
     usage_tokens: int | None = None
+    usage_seconds: float | None = None
     next_poll_at: float = 0.0
     poll_attempts: int = 0
     submit_attempts: int = 0
@@ -217,6 +220,7 @@ def apply(task: Task, seen: Observation, now: float) -> Task | None:
                 result_url=seen.video_url,
                 last_frame_url=seen.last_frame_url,
                 usage_tokens=seen.usage_tokens,
+                usage_seconds=seen.usage_seconds,
             )
         case Status.FAILURE:
             code, message = _DEFAULT_FAILURE.get(seen.state, ("upstream_failed", "task failed"))

@@ -11,6 +11,7 @@ amounts are integers, and every division rounds up (``ceil``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -106,14 +107,19 @@ def close(
     *,
     succeeded: bool,
     usage_tokens: int | None,
+    usage_seconds: float | None = None,
 ) -> Closing:
     """How a pre-charge of ``precharged`` closes: failures are refunded in full; a success is
-    settled to the cost of the upstream's usage (tokens), or keeps the estimate without one."""
+    settled to the cost of what the upstream says it made (tokens, or seconds of video for a
+    per-second price, started seconds counted whole), or keeps the estimate without it."""
     if not succeeded:
         return Closing(REFUND, precharged, None)
-    if unit != "per_million_tokens" or usage_tokens is None:
-        return Closing(SETTLE, 0, None)
-    return Closing(SETTLE, precharged - cost(unit, price, usage_tokens), usage_tokens)
+    if unit == "per_million_tokens" and usage_tokens is not None:
+        return Closing(SETTLE, precharged - cost(unit, price, usage_tokens), usage_tokens)
+    if unit == "per_second" and usage_seconds is not None and usage_seconds >= 0:
+        made = math.ceil(usage_seconds - 1e-9)
+        return Closing(SETTLE, precharged - cost(unit, price, made), made)
+    return Closing(SETTLE, 0, None)
 
 
 def facts(request: NormalizedRequest, caps: ModelCapabilities) -> PriceFacts:

@@ -46,6 +46,7 @@ tasks = sa.Table(
     sa.Column("error_code", sa.String(128), nullable=False, server_default=""),
     sa.Column("error_message", sa.Text, nullable=False, server_default=""),
     sa.Column("usage_tokens", sa.BigInteger, nullable=True),
+    sa.Column("usage_seconds", sa.Float, nullable=True),
     sa.Column("submit_time", sa.BigInteger, nullable=False),
     sa.Column("start_time", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("finish_time", sa.BigInteger, nullable=False, server_default="0"),

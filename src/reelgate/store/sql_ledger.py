@@ -104,6 +104,7 @@ async def settle_task(conn: AsyncConnection, task: Task, now: float) -> None:
         -int(held.amount),
         succeeded=task.status is Status.SUCCESS,
         usage_tokens=task.usage_tokens,
+        usage_seconds=task.usage_seconds,
     )
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     await conn.execute(
