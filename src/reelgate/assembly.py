@@ -321,6 +321,8 @@ async def _start_engine(
     networks = allowed_networks(settings)
     worker = runtime.worker = Worker(
         service,
+        queue=runtime.store,
+        buckets=service.buckets,
         batch_size=settings.worker_batch_size,
         lease_seconds=settings.worker_lease_seconds,
         poll_interval=settings.worker_poll_interval,
@@ -343,6 +345,7 @@ async def _start_engine(
         service,
         lambda task: task_data(task, links, None, service.estimate(task)),
         worker_id=worker.id,
+        outbox=runtime.store,
         allow_networks=networks,
         retry_scale=settings.webhook_retry_scale,
     )
@@ -351,6 +354,7 @@ async def _start_engine(
         service,
         mirror_storage,
         worker_id=worker.id,
+        outbox=runtime.store,
         retention_s=settings.media_retention_days * 86400,
         allow_networks=networks,
     )

@@ -37,6 +37,7 @@ from reelgate.engine.supervisor import (
 from reelgate.providers.base import Provider
 from reelgate.providers.registry import Registry
 from reelgate.service import VideoService
+from reelgate.store.base import RateBuckets, TaskQueue
 
 log = logging.getLogger("reelgate.engine")
 
@@ -67,6 +68,9 @@ class WorkerState:
     """What the worker's loops share (set up by ``Worker.__init__``), and helpers on it."""
 
     service: VideoService
+    # The engine's ports: claims and leases, and the shared rate buckets.
+    queue: TaskQueue
+    buckets: RateBuckets
     id: str
     batch_size: int
     lease_seconds: float
@@ -140,7 +144,7 @@ class WorkerState:
         left = sorted(orphans)
         try:
             while left:
-                await self.service.store.hold(left[0], self.id, now, now - 1.0)
+                await self.queue.hold(left[0], self.id, now, now - 1.0)
                 left.pop(0)
         finally:
             self._orphans[loop].update(left)
@@ -151,7 +155,7 @@ class WorkerState:
         if now - self._typical_at >= TYPICAL_REFRESH:
             self._typical_at = now
             with contextlib.suppress(ReelgateError):
-                self._typical = await self.service.store.typical_durations()
+                self._typical = await self.queue.typical_durations()
         learned = self._typical.get((task.provider, task.model))
         return learned if learned is not None else self._typical_defaults.get(task.provider)
 
@@ -161,7 +165,7 @@ class WorkerState:
         if rate is None or wanted <= 0:
             return wanted
         key = f"rpm:{provider.name}:{provider.channel}"
-        return await self.service.buckets.take_tokens(key, wanted, rate[0], rate[1], self._clock())
+        return await self.buckets.take_tokens(key, wanted, rate[0], rate[1], self._clock())
 
     @staticmethod
     def _rate_wait(provider: Provider) -> float:
@@ -176,7 +180,7 @@ class Admission(WorkerState):
         await self._give_back("admission")
         handled = 0
         now = self._clock()
-        waiting = await self.service.store.count_unsubmitted(now, self.batch_size)
+        waiting = await self.queue.count_unsubmitted(now, self.batch_size)
         for models, channels, count in routing_groups(self.service.registry, waiting):
             left = self.batch_size
             for planned, share in admission_plan(channels, count, now, self._rng):
@@ -192,7 +196,7 @@ class Admission(WorkerState):
                     or channel.state(now) is not ChannelState.ACTIVE
                 ):
                     continue
-                claimed = await self.service.store.claim_admission(
+                claimed = await self.queue.claim_admission(
                     channel.provider,
                     channel.name,
                     channel.caps,
@@ -266,7 +270,7 @@ class Admission(WorkerState):
             # A lease claimed moments ago is still this worker's: nobody takes a task before
             # its lease ends (a whole lease after the claim), so only a long wait for a slot
             # needs the check (and the renewal) that costs a transaction.
-            if start - now >= self.lease_seconds / 3 and not await self.service.store.hold(
+            if start - now >= self.lease_seconds / 3 and not await self.queue.hold(
                 task.id, self.id, start, start + self.lease_seconds
             ):
                 # The lease ran out while the task waited for a slot, and another worker may

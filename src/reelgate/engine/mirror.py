@@ -35,6 +35,7 @@ from reelgate.metrics import METRICS
 from reelgate.net import AddressGuard, Network, Resolver, guarded_client, system_resolver
 from reelgate.service import VideoService
 from reelgate.storage import MediaStorage
+from reelgate.store.base import CopyOutbox
 
 log = logging.getLogger("reelgate.mirror")
 
@@ -54,12 +55,15 @@ class MediaMirror:
         *,
         worker_id: str,
         retention_s: float,
+        outbox: CopyOutbox | None = None,
         allow_networks: Sequence[Network] = (),
         transport: httpx.AsyncBaseTransport | None = None,
         pause_for: Pause = pause,
         resolver: Resolver = system_resolver,
     ) -> None:
         self.service = service
+        # The mirror's port: the copy jobs (default: the service's store).
+        self.outbox: CopyOutbox = outbox if outbox is not None else service.store
         self._pause = pause_for
         self.storage = storage
         self.worker_id = worker_id
@@ -95,7 +99,7 @@ class MediaMirror:
 
     async def tick(self) -> int:
         now = self.service.clock()
-        for gone in await self.service.store.expire_copies(now, 100):
+        for gone in await self.outbox.expire_copies(now, 100):
             try:
                 if gone.name:
                     await self.storage.delete(gone.name)
@@ -110,7 +114,7 @@ class MediaMirror:
                     exc,
                     then="its file stays behind; links fall back to the upstream's",
                 )
-        due = await self.service.store.claim_copies(now, BATCH, self.worker_id, LEASE_SECONDS)
+        due = await self.outbox.claim_copies(now, BATCH, self.worker_id, LEASE_SECONDS)
         await settle_all(self.copy(c) for c in due)
         return len(due)
 
@@ -137,7 +141,7 @@ class MediaMirror:
                 )
                 message = "internal error in reelgate; it is logged"
             METRICS.mirror_failures.inc()
-            copies = await self.service.store.finish_copy(
+            copies = await self.outbox.finish_copy(
                 job,
                 state="pending" if retry is not None else "failed",
                 now=now,
@@ -147,7 +151,7 @@ class MediaMirror:
         else:
             METRICS.mirror_bytes.inc(size)
             now = self.service.clock()
-            copies = await self.service.store.finish_copy(
+            copies = await self.outbox.finish_copy(
                 job,
                 state="stored",
                 now=now,

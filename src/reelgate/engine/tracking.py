@@ -72,7 +72,7 @@ class Tracking(WorkerState):
     # -- 1. deadlines ------------------------------------------------------------------------------
     async def sweep(self) -> int:
         await self._give_back("tracking")
-        overdue = await self.service.store.claim_overdue(
+        overdue = await self.queue.claim_overdue(
             self._clock(), self.batch_size, self.id, self.lease_seconds
         )
         try:
@@ -101,7 +101,7 @@ class Tracking(WorkerState):
     # -- 3. tracking -------------------------------------------------------------------------------
     async def track(self) -> int:
         await self._give_back("tracking")
-        claimed = await self.service.store.claim_due(
+        claimed = await self.queue.claim_due(
             self._clock(), self.batch_size, self.id, self.lease_seconds
         )
         groups: dict[tuple[str, str | None], list[Task]] = defaultdict(list)

@@ -40,6 +40,7 @@ from reelgate.engine.supervisor import (
 from reelgate.metrics import METRICS
 from reelgate.net import AddressGuard, Network, Resolver, guarded_client, system_resolver
 from reelgate.service import VideoService
+from reelgate.store.base import DeliveryOutbox
 
 log = logging.getLogger("reelgate.webhooks")
 
@@ -58,6 +59,7 @@ class WebhookSender:
         render: Callable[[Task], Mapping[str, Any]],
         *,
         worker_id: str,
+        outbox: DeliveryOutbox | None = None,
         allow_networks: Sequence[Network] = (),
         retry_scale: float = 1.0,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -66,6 +68,8 @@ class WebhookSender:
         resolver: Resolver = system_resolver,
     ) -> None:
         self.service = service
+        # The sender's port: the deliveries and endpoints (default: the service's store).
+        self.outbox: DeliveryOutbox = outbox if outbox is not None else service.store
         self._pause = pause_for
         self.timeout_s = timeout_s
         self.render = render
@@ -103,7 +107,7 @@ class WebhookSender:
             await self._client.aclose()
 
     async def tick(self) -> int:
-        due = await self.service.store.claim_deliveries(
+        due = await self.outbox.claim_deliveries(
             self.service.clock(), BATCH, self.worker_id, LEASE_SECONDS
         )
         await settle_all(self.deliver(d) for d in due)
@@ -134,7 +138,7 @@ class WebhookSender:
             then=None if retry is not None else "giving up: the delivery failed",
         )
         state, next_at = ("pending", retry) if retry is not None else ("failed", now)
-        await self.service.store.record_attempt(
+        await self.outbox.record_attempt(
             delivery,
             Attempt(attempt_no, now, None, "internal error in reelgate; it is logged", 0),
             state=state,
@@ -144,21 +148,21 @@ class WebhookSender:
         METRICS.webhook_deliveries.labels("retry" if state == "pending" else state).inc()
 
     async def _deliver(self, delivery: Delivery) -> None:
-        endpoint = await self.service.store.webhook_endpoint(delivery.owner_id)
+        endpoint = await self.outbox.webhook_endpoint(delivery.owner_id)
         now = self.service.clock()
         if delivery.target == "endpoint" and (endpoint is None or not endpoint.enabled):
-            await self.service.store.settle_delivery(
+            await self.outbox.settle_delivery(
                 delivery.id, "disabled", "the endpoint was disabled or removed", now
             )
             return
         if endpoint is None:  # a task callback with no secret yet: make one
             owner_secret = webhooks.new_secret()
-            endpoint = await self.service.store.ensure_webhook_endpoint(
+            endpoint = await self.outbox.ensure_webhook_endpoint(
                 delivery.owner_id, owner_secret, now
             )
         payload = delivery.payload or await self._payload(delivery)
         if payload is None:
-            await self.service.store.settle_delivery(delivery.id, "failed", "task is gone", now)
+            await self.outbox.settle_delivery(delivery.id, "failed", "task is gone", now)
             return
         attempt_no = delivery.attempts + 1
         stamp = int(now)
@@ -203,7 +207,7 @@ class WebhookSender:
         else:
             retry = webhooks.next_attempt(attempt_no, now, self.retry_scale)
             state, next_at = ("pending", retry) if retry is not None else ("failed", now)
-        await self.service.store.record_attempt(
+        await self.outbox.record_attempt(
             delivery, record, state=state, next_attempt_at=next_at, payload=payload
         )
         METRICS.webhook_deliveries.labels("retry" if state == "pending" else state).inc()
@@ -217,14 +221,14 @@ class WebhookSender:
         )
 
     async def _payload(self, delivery: Delivery) -> str | None:
-        task = await self.service.store.get_task(delivery.owner_id, delivery.task_id)
+        task = await self.outbox.get_task(delivery.owner_id, delivery.task_id)
         if task is None:
             return None
         return webhooks.event_body(delivery, self.render(task))
 
     async def _disable(self, delivery: Delivery, now: float) -> None:
         if delivery.target == "endpoint":
-            await self.service.store.update_webhook_endpoint(
+            await self.outbox.update_webhook_endpoint(
                 delivery.owner_id,
                 now,
                 disabled_at=now,

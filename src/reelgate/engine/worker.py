@@ -54,6 +54,7 @@ from reelgate.engine.supervisor import (
 )
 from reelgate.engine.tracking import Tracking
 from reelgate.service import VideoService
+from reelgate.store.base import RateBuckets, TaskQueue
 
 log = logging.getLogger("reelgate.engine")
 
@@ -66,6 +67,8 @@ class Worker(Admission, Tracking):
         self,
         service: VideoService,
         *,
+        queue: TaskQueue | None = None,
+        buckets: RateBuckets | None = None,
         batch_size: int = 500,
         lease_seconds: float = 60.0,
         poll_interval: float = 0.5,
@@ -77,7 +80,11 @@ class Worker(Admission, Tracking):
         clock_rate: float = 1.0,
         pause_for: Pause | None = None,
     ) -> None:
+        """``queue`` and ``buckets``: the engine's ports to the task queue and the shared rate
+        buckets (default: the service's store and buckets)."""
         self.service = service
+        self.queue: TaskQueue = queue if queue is not None else service.store
+        self.buckets: RateBuckets = buckets if buckets is not None else service.buckets
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
@@ -132,8 +139,8 @@ class Worker(Admission, Tracking):
             log.info("worker %s stopped", self.id)
 
     async def _leave(self) -> None:
-        await self.service.store.release_leases(self.id)
-        await self.service.store.worker_gone(self.id)
+        await self.queue.release_leases(self.id)
+        await self.queue.worker_gone(self.id)
 
     def _supervised(
         self, name: str, stop: asyncio.Event | None, body: Callable[[], Awaitable[None]]
@@ -175,7 +182,7 @@ class Worker(Admission, Tracking):
         Submissions wake the worker at once; the interval bounds how late rate-limited and
         retried ones, and other processes' work on SQLite, are seen."""
         try:
-            due = await self.service.store.next_due(self._clock())
+            due = await self.queue.next_due(self._clock())
         except ReelgateError:
             return self.poll_interval
         if due is None:
@@ -185,7 +192,7 @@ class Worker(Admission, Tracking):
     async def announce(self) -> None:
         """Report this worker alive now, before its loops start: a gateway that starts
         serving is ready from its first request, not from the heartbeat task's first turn."""
-        await self.service.store.worker_seen(self.id, self._clock())
+        await self.queue.worker_seen(self.id, self._clock())
 
     async def _heartbeat(self) -> None:
         """Keep this worker's leases alive while a round outlasts them (slow upstream calls,
@@ -193,11 +200,11 @@ class Worker(Admission, Tracking):
         while True:
             now = self._clock()
             try:
-                await self.service.store.extend_leases(self.id, now, now + self.lease_seconds)
+                await self.queue.extend_leases(self.id, now, now + self.lease_seconds)
                 if not LOOPS.problems(now, owner=self.id):
                     # Readiness: alive, and neither loop is down or restarting again and again
                     # (seen from other processes once this report goes stale).
-                    await self.service.store.worker_seen(self.id, now)
+                    await self.queue.worker_seen(self.id, now)
             except ReelgateError as exc:
                 log.error("cannot extend leases: %s", exc.message)
             await asyncio.sleep(self.lease_seconds / 3)

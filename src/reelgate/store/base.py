@@ -1,4 +1,8 @@
-"""The store interface. One SQL implementation serves SQLite and PostgreSQL; tests may add fakes."""
+"""The store interface. One SQL implementation serves SQLite and PostgreSQL; tests may add fakes.
+
+The engine's loops see it through narrow ports (``TaskQueue``, ``DeliveryOutbox``,
+``CopyOutbox``, ``RateBuckets``); ``Store`` is all of them and the rest (tokens, channels,
+ledger, reads for the API)."""
 
 from __future__ import annotations
 
@@ -21,7 +25,129 @@ class RateBuckets(Protocol):
         to ``burst``, shared by every process); returns how many were taken."""
 
 
-class Store(Protocol):
+class TaskQueue(Protocol):
+    """The engine's port to the task queue: leased claims, leases, heartbeats and the durations
+    it learns. Changes to tasks go through the service (``EngineWrites``), never through here."""
+
+    async def claim_due(
+        self, now: float, limit: int, worker: str, lease_seconds: float
+    ) -> Sequence[Task]:
+        """Lease up to ``limit`` submitted, unfinished tasks whose ``next_poll_at`` has come."""
+
+    async def next_due(self, now: float) -> float | None:
+        """When the earliest submitted, unfinished task that no live lease holds is due for a
+        look (None: no such task); a worker sleeps until then at most."""
+
+    async def claim_admission(
+        self,
+        provider: str,
+        channel: str,
+        caps: AdmissionCaps,
+        now: float,
+        worker: str,
+        lease_seconds: float,
+        limit: int,
+        *,
+        models: Sequence[str] | None = None,
+    ) -> Sequence[Task]:
+        """Lease the oldest unsubmitted tasks ``channel`` has room for under ``caps``, marking
+        them as being submitted on it. Returned as they were before (a set
+        ``submit_started_at`` means an earlier attempt's outcome is unknown). Only tasks of
+        ``models`` (None: any) that did not fail on ``channel`` before are taken."""
+
+    async def claim_overdue(
+        self, now: float, limit: int, worker: str, lease_seconds: float
+    ) -> Sequence[Task]:
+        """Lease unfinished tasks past their deadline."""
+
+    async def has_unsubmitted(self, provider: str, now: float) -> bool: ...
+
+    async def count_unsubmitted(self, now: float, limit: int) -> dict[str, int]:
+        """Tasks waiting for admission now per model, counted up to ``limit`` in all."""
+
+    async def worker_seen(self, worker: str, now: float) -> None:
+        """Record that ``worker`` is alive at ``now``."""
+
+    async def worker_gone(self, worker: str) -> None:
+        """Forget a worker that stopped cleanly."""
+
+    async def extend_leases(self, worker: str, now: float, until: float) -> int:
+        """Push back every live lease ``worker`` holds (a heartbeat while it works)."""
+
+    async def hold(self, task_id: str, worker: str, now: float, until: float) -> bool:
+        """Renew the lease on one task if ``worker`` still holds it; False once lost."""
+
+    async def release_leases(self, worker: str) -> None:
+        """Give back every lease ``worker`` holds (graceful shutdown)."""
+
+    async def typical_durations(self) -> dict[tuple[str, str], float]:
+        """(provider, model) → typical seconds from submit to finish."""
+
+    async def learn_durations(
+        self, provider: str, model: str, seconds: Sequence[float], now: float
+    ) -> None:
+        """Fold finished tasks' durations (oldest first) into the model's typical duration."""
+
+
+class DeliveryOutbox(Protocol):
+    """The webhook sender's port: the deliveries the service wrote with a task's end, and the
+    endpoints they go to."""
+
+    async def get_task(self, owner_id: str, task_id: str) -> Task | None:
+        """A task by (owner, id): another owner's task is indistinguishable from none."""
+
+    async def webhook_endpoint(self, owner_id: str) -> Endpoint | None: ...
+
+    async def ensure_webhook_endpoint(self, owner_id: str, secret: str, now: float) -> Endpoint:
+        """The token's endpoint record, created with ``secret`` and no URL if missing."""
+
+    async def update_webhook_endpoint(self, owner_id: str, now: float, **values: Any) -> None: ...
+
+    async def claim_deliveries(
+        self, now: float, limit: int, worker: str, lease_seconds: float
+    ) -> list[Delivery]: ...
+
+    async def record_attempt(
+        self,
+        delivery: Delivery,
+        attempt: Attempt,
+        *,
+        state: str,
+        next_attempt_at: float,
+        payload: str | None,
+    ) -> None: ...
+
+    async def settle_delivery(
+        self, delivery_id: str, state: str, reason: str, now: float
+    ) -> None: ...
+
+
+class CopyOutbox(Protocol):
+    """The media mirror's port: the copy jobs the service wrote with a task's success."""
+
+    async def claim_copies(
+        self, now: float, limit: int, worker: str, lease_seconds: float
+    ) -> list[MediaCopy]: ...
+
+    async def finish_copy(
+        self,
+        copy: MediaCopy,
+        *,
+        state: str,
+        now: float,
+        name: str | None = None,
+        size: int | None = None,
+        expires_at: float | None = None,
+        next_attempt_at: float | None = None,
+        error: str = "",
+    ) -> list[MediaCopy]: ...
+
+    async def expire_copies(self, now: float, limit: int) -> list[MediaCopy]: ...
+
+
+class Store(TaskQueue, DeliveryOutbox, CopyOutbox, RateBuckets, Protocol):
+    """Everything reelgate keeps; the engine sees it only through its narrow ports above."""
+
     async def migrate(self) -> None:
         """Bring the schema to the newest version (idempotent, safe at every start)."""
 
@@ -86,9 +212,6 @@ class Store(Protocol):
         ``Conflict`` (``idempotency_key_reused``). Concurrent duplicates yield one task.
         """
 
-    async def get_task(self, owner_id: str, task_id: str) -> Task | None:
-        """A task by (owner, id): another owner's task is indistinguishable from none."""
-
     async def find_task(self, task_id: str) -> Task | None:
         """A task by id alone: for operators on the host (CLI) and authenticated callbacks."""
 
@@ -133,43 +256,6 @@ class Store(Protocol):
     ) -> list[dict[str, Any]]:
         """Ledger rows newest first (every token's with ``None``), paged by row id."""
 
-    # -- the engine's queue ------------------------------------------------------------------------
-    async def claim_due(
-        self, now: float, limit: int, worker: str, lease_seconds: float
-    ) -> Sequence[Task]:
-        """Lease up to ``limit`` submitted, unfinished tasks whose ``next_poll_at`` has come."""
-
-    async def next_due(self, now: float) -> float | None:
-        """When the earliest submitted, unfinished task that no live lease holds is due for a
-        look (None: no such task); a worker sleeps until then at most."""
-
-    async def claim_admission(
-        self,
-        provider: str,
-        channel: str,
-        caps: AdmissionCaps,
-        now: float,
-        worker: str,
-        lease_seconds: float,
-        limit: int,
-        *,
-        models: Sequence[str] | None = None,
-    ) -> Sequence[Task]:
-        """Lease the oldest unsubmitted tasks ``channel`` has room for under ``caps``, marking
-        them as being submitted on it. Returned as they were before (a set
-        ``submit_started_at`` means an earlier attempt's outcome is unknown). Only tasks of
-        ``models`` (None: any) that did not fail on ``channel`` before are taken."""
-
-    async def claim_overdue(
-        self, now: float, limit: int, worker: str, lease_seconds: float
-    ) -> Sequence[Task]:
-        """Lease unfinished tasks past their deadline."""
-
-    async def has_unsubmitted(self, provider: str, now: float) -> bool: ...
-
-    async def count_unsubmitted(self, now: float, limit: int) -> dict[str, int]:
-        """Tasks waiting for admission now per model, counted up to ``limit`` in all."""
-
     # -- aggregates for metrics ----------------------------------------------------------------
     async def unfinished_counts(self) -> dict[tuple[str, str, str], int]: ...
 
@@ -177,13 +263,7 @@ class Store(Protocol):
 
     async def ledger_totals(self) -> dict[str, int]: ...
 
-    # -- worker heartbeats ---------------------------------------------------------------------
-    async def worker_seen(self, worker: str, now: float) -> None:
-        """Record that ``worker`` is alive at ``now``."""
-
-    async def worker_gone(self, worker: str) -> None:
-        """Forget a worker that stopped cleanly."""
-
+    # -- readiness -----------------------------------------------------------------------------
     async def last_worker_seen(self) -> float | None:
         """When any worker was last seen alive (None: none ever)."""
 
@@ -233,77 +313,9 @@ class Store(Protocol):
     async def nudge(self, task_id: str, at: float) -> bool:
         """Bring a submitted, unfinished task's next look forward to ``at``."""
 
-    async def extend_leases(self, worker: str, now: float, until: float) -> int:
-        """Push back every live lease ``worker`` holds (a heartbeat while it works)."""
-
-    async def hold(self, task_id: str, worker: str, now: float, until: float) -> bool:
-        """Renew the lease on one task if ``worker`` still holds it; False once lost."""
-
-    async def release_leases(self, worker: str) -> None:
-        """Give back every lease ``worker`` holds (graceful shutdown)."""
-
-    # -- shared engine state -----------------------------------------------------------------------
-    async def typical_durations(self) -> dict[tuple[str, str], float]:
-        """(provider, model) → typical seconds from submit to finish."""
-
-    async def learn_durations(
-        self, provider: str, model: str, seconds: Sequence[float], now: float
-    ) -> None:
-        """Fold finished tasks' durations (oldest first) into the model's typical duration."""
-
-    async def take_tokens(
-        self, key: str, wanted: int, rate: float, burst: float, now: float
-    ) -> int:
-        """Take up to ``wanted`` tokens from a shared bucket; returns how many were taken."""
-
-    # -- webhooks ----------------------------------------------------------------------------------
-    async def webhook_endpoint(self, owner_id: str) -> Endpoint | None: ...
-
-    async def ensure_webhook_endpoint(self, owner_id: str, secret: str, now: float) -> Endpoint:
-        """The token's endpoint record, created with ``secret`` and no URL if missing."""
-
-    async def update_webhook_endpoint(self, owner_id: str, now: float, **values: Any) -> None: ...
-
-    async def claim_deliveries(
-        self, now: float, limit: int, worker: str, lease_seconds: float
-    ) -> list[Delivery]: ...
-
-    async def record_attempt(
-        self,
-        delivery: Delivery,
-        attempt: Attempt,
-        *,
-        state: str,
-        next_attempt_at: float,
-        payload: str | None,
-    ) -> None: ...
-
-    async def settle_delivery(
-        self, delivery_id: str, state: str, reason: str, now: float
-    ) -> None: ...
-
+    # -- webhooks (the API's side) -----------------------------------------------------------------
     async def task_deliveries(self, owner_id: str, task_id: str) -> list[Delivery]: ...
 
     async def replay_delivery(
         self, owner_id: str, task_id: str, delivery_id: str, now: float
     ) -> bool: ...
-
-    # -- durable media -----------------------------------------------------------------------------
-    async def claim_copies(
-        self, now: float, limit: int, worker: str, lease_seconds: float
-    ) -> list[MediaCopy]: ...
-
-    async def finish_copy(
-        self,
-        copy: MediaCopy,
-        *,
-        state: str,
-        now: float,
-        name: str | None = None,
-        size: int | None = None,
-        expires_at: float | None = None,
-        next_attempt_at: float | None = None,
-        error: str = "",
-    ) -> list[MediaCopy]: ...
-
-    async def expire_copies(self, now: float, limit: int) -> list[MediaCopy]: ...
