@@ -31,6 +31,7 @@ from reelgate.engine.notify import PgListener, plain_dsn
 from reelgate.engine.supervisor import supervise
 from reelgate.engine.webhooks import WebhookSender
 from reelgate.engine.worker import Worker
+from reelgate.files import LocalFiles, MediaFiles, MediaRoots, S3Files
 from reelgate.metrics import StateGauges
 from reelgate.net import Network
 from reelgate.providers import plugins
@@ -40,7 +41,6 @@ from reelgate.service import VideoService
 from reelgate.service.channels import ChannelBook
 from reelgate.service.stats import read_state
 from reelgate.settings import Settings
-from reelgate.storage import LocalStorage, MediaRoots, MediaStorage, S3Storage
 from reelgate.store.base import RateBuckets, Store
 from reelgate.store.redis_buckets import RedisBuckets
 from reelgate.store.sql import SqlStore, async_url, open_store
@@ -198,13 +198,13 @@ def channel_book(
     )
 
 
-def media_storage(settings: Settings) -> MediaStorage:
+def media_storage(settings: Settings) -> MediaFiles:
     """Where durable copies go: the configured S3-compatible bucket, else the data directory."""
     if not settings.media_s3_url:
-        return LocalStorage(settings.data_dir / "mirror")
+        return LocalFiles(settings.data_dir / "mirror")
     key = settings.media_s3_access_key_id
     secret = settings.media_s3_secret_access_key
-    return S3Storage(
+    return S3Files(
         settings.media_s3_url,
         endpoint=settings.media_s3_endpoint,
         region=settings.media_s3_region,
@@ -226,9 +226,9 @@ async def rate_buckets(settings: Settings, store: Store) -> RateBuckets:
     return buckets
 
 
-def media_roots(providers: Sequence[Provider]) -> dict[str, Path | MediaStorage]:
+def media_roots(providers: Sequence[Provider]) -> dict[str, Path | MediaFiles]:
     """The local file roots of providers that serve their own files (``local://NAME/…``)."""
-    roots: dict[str, Path | MediaStorage] = {}
+    roots: dict[str, Path | MediaFiles] = {}
     for provider in providers:
         root = getattr(provider, "media_root", None)
         if isinstance(root, Path):
@@ -313,7 +313,7 @@ async def start_runtime(
 
 async def _start_engine(
     runtime: Runtime,
-    mirror_storage: MediaStorage,
+    mirror_storage: MediaFiles,
     builtin: Sequence[Provider],
     clock_rate: float,
 ) -> None:

@@ -16,9 +16,9 @@ import pytest
 from reelgate.core.errors import ReelgateError
 from reelgate.core.lifecycle import Status
 from reelgate.engine.worker import Worker
+from reelgate.files import FilesError, LocalFiles, MediaRoots
 from reelgate.providers.registry import Registry
 from reelgate.service import VideoService
-from reelgate.storage import LocalStorage, MediaRoots, StorageError
 from reelgate.store.sql import SqlStore
 from reelgate.testing import ManualClock
 from reelgate.testing.s3_simulator import S3Simulator, serve_s3_in_thread
@@ -110,14 +110,14 @@ def test_deleting_revokes_durable_copies_and_removes_them_from_the_bucket(
     assert not [key for _, key in s3.objects if data["task_id"] in key]
 
 
-class FailingStore(LocalStorage):
+class FailingStore(LocalFiles):
     """A store whose deletes fail while ``failing``."""
 
     failing = True
 
     async def delete(self, name: str) -> None:
         if self.failing:
-            raise StorageError(f"cannot delete {name}: ConnectionError")
+            raise FilesError(f"cannot delete {name}: ConnectionError")
         await super().delete(name)
 
 

@@ -27,10 +27,10 @@ from reelgate.engine.supervisor import FAULT_RETRY, INTERNAL_MESSAGE, MAX_FAULTS
 from reelgate.engine.tracking import SPLIT_LOOKS
 from reelgate.engine.webhooks import WebhookSender
 from reelgate.engine.worker import Worker
+from reelgate.files import LocalFiles
 from reelgate.metrics import METRICS
 from reelgate.providers.registry import Registry
 from reelgate.service import VideoService
-from reelgate.storage import LocalStorage
 from reelgate.store.sql import SqlStore
 from reelgate.testing import ManualClock
 from tests.files import FileServer
@@ -524,7 +524,7 @@ async def test_a_delivery_whose_handling_raises_is_a_failed_attempt_and_the_othe
         receiver.stop()
 
 
-class BuggyStorage(LocalStorage):
+class BuggyStorage(LocalFiles):
     """Local files, except that saving raises what no storage is expected to raise."""
 
     async def save(self, name: str, chunks: AsyncIterator[bytes]) -> int:

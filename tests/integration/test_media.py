@@ -16,9 +16,9 @@ from reelgate.api.seed import task_data
 from reelgate.core.lifecycle import Status
 from reelgate.engine.mirror import MediaMirror
 from reelgate.engine.worker import Worker
+from reelgate.files import LocalFiles, MediaFiles, S3Files
 from reelgate.providers.registry import Registry
 from reelgate.service import VideoService
-from reelgate.storage import LocalStorage, MediaStorage, S3Storage
 from reelgate.store.sql import SqlStore
 from reelgate.testing import InMemoryProvider, ManualClock
 from reelgate.testing.s3_simulator import S3Simulator, serve_s3_in_thread
@@ -59,7 +59,7 @@ async def succeeded(
     tmp_path: Path,
     cdn: FileServer,
     clock: ManualClock,
-    storage: MediaStorage | None = None,
+    storage: MediaFiles | None = None,
     **kw: Any,
 ) -> tuple[VideoService, MediaMirror, Any, Any]:
     up = cdn_upstream(clock, cdn, **kw)
@@ -74,7 +74,7 @@ async def succeeded(
     assert (done.status, done.media_state) == (Status.SUCCESS, "pending")
     mirror = MediaMirror(
         service,
-        storage or LocalStorage(tmp_path / "mirror"),
+        storage or LocalFiles(tmp_path / "mirror"),
         worker_id="w",
         retention_s=86400,
         allow_networks=LOOPBACK,
@@ -181,7 +181,7 @@ async def test_private_and_redirected_sources_are_guarded(
     await mirror.tick()
     assert (await service.refresh(me, task.id)).media_state == "pending"  # refused, retried
     assert not (tmp_path / "mirror" / f"{task.id}.video.mp4").exists()
-    strict = MediaMirror(service, LocalStorage(tmp_path / "mirror"), worker_id="w2", retention_s=60)
+    strict = MediaMirror(service, LocalFiles(tmp_path / "mirror"), worker_id="w2", retention_s=60)
     cdn.redirects.clear()
     clock.advance(31)
     await strict.tick()  # loopback is not allowed by default
@@ -196,7 +196,7 @@ async def test_copies_can_live_in_an_s3_compatible_bucket(
     s3 = S3Simulator("AKIDTEST", buckets={"media"})
     handle = serve_s3_in_thread(s3)
     try:
-        bucket = S3Storage(
+        bucket = S3Files(
             "s3://media/reelgate",
             endpoint=handle.endpoint,
             access_key_id="AKIDTEST",

@@ -26,8 +26,8 @@ from cryptography.x509.oid import NameOID
 
 from reelgate.core.errors import InvalidRequest
 from reelgate.engine.mirror import MediaMirror
+from reelgate.files import LocalFiles
 from reelgate.net import AddressGuard, fetch_url, guarded_client
-from reelgate.storage import LocalStorage
 from reelgate.store.sql import SqlStore
 from reelgate.testing import ManualClock
 from tests.files import FileServer
@@ -134,7 +134,7 @@ async def test_media_copies_connect_to_the_address_that_was_checked(
     named = NamedCdn(pair)
     service, _, me, task = await succeeded(store, tmp_path, named, clock)
     mirror = MediaMirror(
-        service, LocalStorage(tmp_path / "copies"), worker_id="w", retention_s=60, resolver=named
+        service, LocalFiles(tmp_path / "copies"), worker_id="w", retention_s=60, resolver=named
     )
     assert await mirror.tick() == 2
     kept = await service.refresh(me, task.id)

@@ -35,6 +35,7 @@ def test_public_names() -> None:
         "client",
         "core",
         "engine",
+        "files",
         "logs",
         "metrics",
         "console",
@@ -43,7 +44,6 @@ def test_public_names() -> None:
         "providers",
         "service",
         "settings",
-        "storage",
         "store",
         "testing",
     }

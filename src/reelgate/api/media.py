@@ -4,7 +4,7 @@ Providers hand out ``local://<root>/<name>`` references; ``MediaLinks.url`` turn
 signed, expiring public URL and the ``serve`` handler checks the signature before sending the file.
 Deleting a task deletes its files first (the service, through ``MediaLinks.roots``), so every
 link handed out for them answers 404 from then on, however long it had left to run.
-A root is a ``MediaStorage``: a local directory (sent with sendfile, Range by Starlette) or an
+A root is a ``MediaFiles``: a local directory (sent with sendfile, Range by Starlette) or an
 S3-compatible bucket (streamed, with single-range requests answered 206).
 """
 
@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 from reelgate.api.errors import error_response
 from reelgate.core.errors import NotFound, ReelgateError
 from reelgate.core.signing import expiry_for, sign_path, verify
-from reelgate.storage import LOCAL_SCHEME, MediaRoots, MediaStorage
+from reelgate.files import LOCAL_SCHEME, MediaFiles, MediaRoots
 
 ROUTE_PREFIX = "/v1/media/"
 # Links are stable for an hour so clients and caches see the same URL between polls.
@@ -62,7 +62,7 @@ class MediaLinks:
         self,
         key: bytes,
         base_url: str,
-        roots: MediaRoots | Mapping[str, Path | MediaStorage],
+        roots: MediaRoots | Mapping[str, Path | MediaFiles],
         *,
         ttl: int,
         clock: Callable[[], float],
@@ -97,11 +97,11 @@ class MediaLinks:
         expires = self.epoch() if epoch is None else epoch
         return self._base + sign_path(self._key, path, expires)
 
-    def locate(self, ref: str) -> tuple[MediaStorage, str] | None:
+    def locate(self, ref: str) -> tuple[MediaFiles, str] | None:
         """The storage and name behind a ``local://root/name`` reference, if it is ours."""
         return self.roots.locate(ref)
 
-    async def send(self, storage: MediaStorage, name: str, request: Request) -> Response:
+    async def send(self, storage: MediaFiles, name: str, request: Request) -> Response:
         """The file as a response: sendfile for a local one, a (ranged) stream otherwise."""
         media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         headers = {"Cache-Control": "private, max-age=3600"}

@@ -31,10 +31,10 @@ from reelgate.engine.supervisor import (
     supervise,
     unavailable,
 )
+from reelgate.files import MediaFiles
 from reelgate.metrics import METRICS
 from reelgate.net import AddressGuard, Network, Resolver, guarded_client, system_resolver
 from reelgate.service import VideoService
-from reelgate.storage import MediaStorage
 from reelgate.store.base import CopyOutbox
 
 log = logging.getLogger("reelgate.mirror")
@@ -51,7 +51,7 @@ class MediaMirror:
     def __init__(
         self,
         service: VideoService,
-        storage: MediaStorage,
+        storage: MediaFiles,
         *,
         worker_id: str,
         retention_s: float,
@@ -127,7 +127,7 @@ class MediaMirror:
             message = exc.message if isinstance(exc, ReelgateError) else f"{type(exc).__name__}"
             now = self.service.clock()
             retry = media.retry_at(job.attempts + 1, now)
-            if expected:  # StorageError included
+            if expected:  # FilesError included
                 log.warning("copy of %s %s failed: %s", job.task_id, job.variant, message)
             else:  # a bug: its traceback, and the same retries
                 log_fault(

@@ -20,11 +20,11 @@ from reelgate.core.errors import ConfigError, InvalidRequest, NotFound
 from reelgate.core.ids import ApiToken
 from reelgate.core.lifecycle import Status, Task
 from reelgate.core.pricing import PriceTable
+from reelgate.files import MediaRoots
 from reelgate.metrics import METRICS
 from reelgate.net import Network
 from reelgate.providers.registry import Registry
 from reelgate.service.signal import WorkSignal
-from reelgate.storage import MediaRoots
 from reelgate.store.base import RateBuckets, Store
 
 if TYPE_CHECKING:

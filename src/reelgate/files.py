@@ -1,8 +1,9 @@
-"""Where durable copies of results live: a local directory (default) or an S3-compatible bucket.
+"""Media files: where durable copies of results (and the sandbox's renders) live, a local
+directory (default) or an S3-compatible bucket. (``store/`` is the database; this is files.)
 
 Both take a stream of chunks (never a whole file in memory) and give ranges back as streams. The
-S3 store is obstore's (multipart uploads, ranged GETs), so AWS S3, MinIO, Cloudflare R2, Ceph and
-Volcengine TOS all work by endpoint URL. ``MediaRoots`` names the stores behind reelgate's own
+S3 bucket is obstore's (multipart uploads, ranged GETs), so AWS S3, MinIO, Cloudflare R2, Ceph and
+Volcengine TOS all work by endpoint URL. ``MediaRoots`` names the files behind reelgate's own
 ``local://<root>/<name>`` references (the sandbox's renders, the durable copies), to serve or
 delete the file a reference points at.
 """
@@ -27,14 +28,14 @@ READ_CHUNK = 1024 * 1024
 LOCAL_SCHEME = "local://"  # a file reelgate keeps itself: local://<root>/<name>
 
 
-class StorageError(ReelgateError):
+class FilesError(ReelgateError):
     """The media store failed (unreachable bucket, refused credentials, full disk)."""
 
     http_status = 503
     default_code = "storage_unavailable"
 
 
-class MediaStorage(Protocol):
+class MediaFiles(Protocol):
     async def save(self, name: str, chunks: AsyncIterator[bytes]) -> int:
         """Store ``chunks`` under ``name`` (all or nothing); the bytes stored."""
 
@@ -56,7 +57,7 @@ def _safe(name: str) -> str:
     return name
 
 
-class LocalStorage:
+class LocalFiles:
     def __init__(self, directory: Path) -> None:
         self.directory = directory.resolve()
 
@@ -106,10 +107,10 @@ class LocalStorage:
         except FileNotFoundError:
             pass
         except OSError as exc:  # translated at this boundary
-            raise StorageError(f"cannot delete {name}: {type(exc).__name__}") from None
+            raise FilesError(f"cannot delete {name}: {type(exc).__name__}") from None
 
 
-class S3Storage:
+class S3Files:
     """An S3-compatible bucket: ``s3://bucket/prefix`` at ``endpoint`` (default: AWS)."""
 
     def __init__(
@@ -154,7 +155,7 @@ class S3Storage:
         try:
             await obstore.put_async(self._store, self._key(name), counted(), use_multipart=True)
         except (BaseError, OSError) as exc:  # translated at this boundary
-            raise StorageError(f"cannot store {name}: {type(exc).__name__}") from None
+            raise FilesError(f"cannot store {name}: {type(exc).__name__}") from None
         return size
 
     def local_path(self, name: str) -> Path | None:
@@ -166,7 +167,7 @@ class S3Storage:
         except (FileNotFoundError, NotFoundError):
             raise NotFound("no such file", code="file_not_found") from None
         except (BaseError, OSError) as exc:
-            raise StorageError(f"cannot read {name}: {type(exc).__name__}") from None
+            raise FilesError(f"cannot read {name}: {type(exc).__name__}") from None
         return int(meta["size"])
 
     async def read(self, name: str, start: int, end: int) -> AsyncIterator[bytes]:
@@ -179,7 +180,7 @@ class S3Storage:
         except (FileNotFoundError, NotFoundError):
             raise NotFound("no such file", code="file_not_found") from None
         except (BaseError, OSError) as exc:
-            raise StorageError(f"cannot read {name}: {type(exc).__name__}") from None
+            raise FilesError(f"cannot read {name}: {type(exc).__name__}") from None
 
     async def delete(self, name: str) -> None:
         try:
@@ -187,20 +188,20 @@ class S3Storage:
         except (FileNotFoundError, NotFoundError):
             pass
         except (BaseError, OSError) as exc:
-            raise StorageError(f"cannot delete {name}: {type(exc).__name__}") from None
+            raise FilesError(f"cannot delete {name}: {type(exc).__name__}") from None
 
 
 class MediaRoots:
     """The stores behind ``local://<root>/<name>`` references, by root (a directory is kept as
-    a ``LocalStorage`` of it)."""
+    a ``LocalFiles`` of it)."""
 
-    def __init__(self, roots: Mapping[str, Path | MediaStorage]) -> None:
-        self._roots: dict[str, MediaStorage] = {
-            name: LocalStorage(root) if isinstance(root, Path) else root
+    def __init__(self, roots: Mapping[str, Path | MediaFiles]) -> None:
+        self._roots: dict[str, MediaFiles] = {
+            name: LocalFiles(root) if isinstance(root, Path) else root
             for name, root in roots.items()
         }
 
-    def locate(self, ref: str) -> tuple[MediaStorage, str] | None:
+    def locate(self, ref: str) -> tuple[MediaFiles, str] | None:
         """The storage and name behind a ``local://root/name`` reference, if it is ours."""
         if not ref.startswith(LOCAL_SCHEME):
             return None
@@ -212,7 +213,7 @@ class MediaRoots:
 
     async def delete(self, refs: Iterable[str | None]) -> None:
         """Delete the files behind those of ``refs`` that are ours (an upstream's URL is not);
-        one that is already gone is no error. Raises ``StorageError`` when a store fails."""
+        one that is already gone is no error. Raises ``FilesError`` when a store fails."""
         for ref in dict.fromkeys(r for r in refs if r):
             found = self.locate(ref)
             if found is not None:
