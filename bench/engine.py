@@ -159,7 +159,7 @@ async def reelgate_runtime(
 @contextlib.contextmanager
 def counting_rounds(runtime: Runtime) -> Iterator[list[int]]:
     """Count look-up rounds: calls of the provider's batch look-up (one per worker tick)."""
-    cls: Any = type(runtime.registry.provider("ark"))
+    cls: Any = type(runtime.registry.providers["ark"])
     original = getattr(cls, "look_up", None)
     sizes: list[int] = []
     if original is None:

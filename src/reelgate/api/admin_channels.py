@@ -32,7 +32,9 @@ from reelgate.core.errors import InvalidRequest, NotFound, ReelgateError
 from reelgate.core.request import MAX_MODEL_CHARS
 from reelgate.service.channels import ChannelBook
 
-MAX_BODY = 16 * 1024
+# A secret may be a service-account JSON (a few KiB); the body has room for it and the rest.
+MAX_SECRET_CHARS = 16 * 1024
+MAX_BODY = 64 * 1024
 URL_PATTERN = r"^(https?://[^\s\x00-\x1f\x7f]+)?$"
 M = TypeVar("M", bound=BaseModel)
 MAX_REASON_CHARS = 500
@@ -50,7 +52,7 @@ class ChannelFields(BaseModel):
     # are rebuilt: a control character in it would fail every rebuild.
     api_key: str | None = Field(
         None,
-        max_length=65536,
+        max_length=MAX_SECRET_CHARS,
         validation_alias=AliasChoices("secret", "api_key"),
     )
     region: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
@@ -90,7 +92,9 @@ class ChannelFields(BaseModel):
 class NewChannel(ChannelFields):
     name: str = Field(pattern=NAME_PATTERN)
     provider: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
-    api_key: str = Field(max_length=65536, validation_alias=AliasChoices("secret", "api_key"))
+    api_key: str = Field(
+        max_length=MAX_SECRET_CHARS, validation_alias=AliasChoices("secret", "api_key")
+    )
     enabled: bool = True
 
 

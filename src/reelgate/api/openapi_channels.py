@@ -7,12 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from reelgate.api.admin_channels import ChannelFields, NewChannel
+from reelgate.api.admin_channels import MAX_BODY, ChannelFields, NewChannel
 from reelgate.api.openapi_admin import ADMIN_ERRORS, TAG
 from reelgate.api.openapi_common import ADMIN, ARK_MODEL, T0, body, fail, ok, path
 from reelgate.core.channels import NAME_PATTERN
 
 CHANNEL_NOT_FOUND = (404, "channel_not_found", "no channel named 'spare'", None)
+TOO_LARGE = (413, "payload_too_large", f"request body is larger than {MAX_BODY} bytes", None)
 # A channel name in the path that is not canonical text (edge check, before any look-up).
 CHANNEL_SEGMENT = (
     400,
@@ -243,6 +244,7 @@ def paths() -> dict[str, Any]:
                         ),
                         *ADMIN_ERRORS,
                         (409, "channel_exists", "a channel named 'backup' exists", None),
+                        TOO_LARGE,
                         (
                             409,
                             "encryption_key_missing",
@@ -263,6 +265,7 @@ def paths() -> dict[str, Any]:
                 from_settings,
                 "invalid_json",
                 (400, "invalid_parameter", "weight: Input should be a valid integer", "weight"),
+                TOO_LARGE,
                 requestBody=body(ChannelFields, {"heavier": {"weight": 3}}),
             ),
             "delete": {
