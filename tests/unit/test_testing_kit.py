@@ -24,6 +24,7 @@ NAMES = [
     "Outcome",
     "S3Handle",
     "S3Simulator",
+    "SampleMedia",
     "SimulatorControl",
     "SimulatorHandle",
     "StartedUpstream",
@@ -33,6 +34,7 @@ NAMES = [
     "memory_model",
     "serve_in_thread",
     "serve_s3_in_thread",
+    "simulated",
 ]
 
 

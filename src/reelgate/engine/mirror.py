@@ -26,9 +26,8 @@ from reelgate.engine.supervisor import (
     Pause,
     log_fault,
     pause,
-    rounds,
     settle_all,
-    supervise,
+    supervised_rounds,
     unavailable,
 )
 from reelgate.files import MediaFiles
@@ -78,18 +77,13 @@ class MediaMirror:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            await supervise(
+            await supervised_rounds(
                 "mirror",
-                lambda: rounds(
-                    "mirror",
-                    self.tick,
-                    stop,
-                    due=self.service.media_due,
-                    idle_s=IDLE_S,
-                    busy=BATCH,
-                    wait=self._pause,
-                ),
+                self.tick,
                 stop,
+                due=self.service.media_due,
+                idle_s=IDLE_S,
+                busy=BATCH,
                 owner=self.worker_id,
                 clock=self.service.clock,
                 wait=self._pause,

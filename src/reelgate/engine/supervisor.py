@@ -302,3 +302,27 @@ async def supervise(
                 state.restarted_at = clock()
     finally:
         health.leave(key)
+
+
+async def supervised_rounds(
+    loop: str,
+    tick: Callable[[], Awaitable[int]],
+    stop: asyncio.Event,
+    *,
+    due: asyncio.Event,
+    idle_s: float,
+    busy: int,
+    owner: str,
+    clock: Callable[[], float],
+    wait: Pause = pause,
+) -> None:
+    """An outbox loop's ``rounds`` under ``supervise``: restarted if it ever dies, and shown in
+    readiness meanwhile (the webhook sender and the media mirror run one each)."""
+    await supervise(
+        loop,
+        lambda: rounds(loop, tick, stop, due=due, idle_s=idle_s, busy=busy, wait=wait),
+        stop,
+        owner=owner,
+        clock=clock,
+        wait=wait,
+    )

@@ -32,9 +32,8 @@ from reelgate.engine.supervisor import (
     Pause,
     log_fault,
     pause,
-    rounds,
     settle_all,
-    supervise,
+    supervised_rounds,
     unavailable,
 )
 from reelgate.metrics import METRICS
@@ -87,18 +86,13 @@ class WebhookSender:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            await supervise(
+            await supervised_rounds(
                 "webhooks",
-                lambda: rounds(
-                    "webhooks",
-                    self.tick,
-                    stop,
-                    due=self.service.webhooks_due,
-                    idle_s=IDLE_S,
-                    busy=BATCH,
-                    wait=self._pause,
-                ),
+                self.tick,
                 stop,
+                due=self.service.webhooks_due,
+                idle_s=IDLE_S,
+                busy=BATCH,
                 owner=self.worker_id,
                 clock=self.service.clock,
                 wait=self._pause,

@@ -7,7 +7,8 @@
 - ``InMemoryProvider``: a provider with no HTTP, scripted outcomes and faults.
 - ``ManualClock``: a clock that moves only when told, for every injected ``clock``.
 - The provider contract suite: ``reelgate.testing.contract`` (needs pytest), run against
-  ``ContractTarget``s (reelgate's own in ``reelgate.testing.targets``).
+  ``ContractTarget``s (reelgate's own in ``reelgate.testing.targets``); ``simulated(Sim)``
+  is the ``start`` of a target whose upstream is a simulator on the shared base.
 """
 
 from reelgate.testing.ark_simulator import ArkSimulator
@@ -20,13 +21,14 @@ from reelgate.testing.simulator import (
     HttpControl,
     LocalControl,
     Outcome,
+    SampleMedia,
     SimulatorControl,
     SimulatorHandle,
     UpstreamCounts,
     UpstreamSimulator,
     serve_in_thread,
 )
-from reelgate.testing.target import ContractTarget, Features, StartedUpstream, Timings
+from reelgate.testing.target import ContractTarget, Features, StartedUpstream, Timings, simulated
 
 __all__ = [
     "ArkSimulator",
@@ -41,6 +43,7 @@ __all__ = [
     "Outcome",
     "S3Handle",
     "S3Simulator",
+    "SampleMedia",
     "SimulatorControl",
     "SimulatorHandle",
     "StartedUpstream",
@@ -50,4 +53,5 @@ __all__ = [
     "memory_model",
     "serve_in_thread",
     "serve_s3_in_thread",
+    "simulated",
 ]

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 
 from reelgate.core.request import VideoRequest
 from reelgate.providers.base import Features, Provider
-from reelgate.testing.simulator.control import SimulatorControl
+from reelgate.testing.simulator.base import UpstreamSimulator
+from reelgate.testing.simulator.control import LocalControl, SimulatorControl
+from reelgate.testing.simulator.server import serve_in_thread
 
-__all__ = ["ContractTarget", "Features", "StartedUpstream", "Timings"]
+__all__ = ["ContractTarget", "Features", "StartedUpstream", "Timings", "simulated"]
 
 
 @dataclass(frozen=True)
@@ -80,3 +82,27 @@ class ContractTarget:
     def started(self, key: str) -> Iterator[StartedUpstream]:
         with self.start(key, self.timings) as upstream:
             yield upstream
+
+
+def simulated(
+    factory: Callable[..., UpstreamSimulator],
+) -> Callable[[str, Timings], contextlib.AbstractContextManager[StartedUpstream]]:
+    """The ``start`` of a target whose upstream is a simulator on the shared base: built by
+    ``factory(api_keys=, queued_seconds=, running_seconds=, timeout_hang_s=)``, served on
+    loopback in a thread, driven in this process."""
+
+    @contextlib.contextmanager
+    def start(key: str, timings: Timings) -> Iterator[StartedUpstream]:
+        sim = factory(
+            api_keys={key},
+            queued_seconds=timings.queued_s,
+            running_seconds=timings.running_s,
+            timeout_hang_s=timings.hang_s,
+        )
+        handle = serve_in_thread(sim)
+        try:
+            yield StartedUpstream(handle.base_url, LocalControl(sim), key)
+        finally:
+            handle.stop()
+
+    return start

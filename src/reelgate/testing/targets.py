@@ -26,13 +26,11 @@ from reelgate.testing.clock import ManualClock
 from reelgate.testing.memory import InMemoryProvider
 from reelgate.testing.simulator import (
     Fault,
-    LocalControl,
     Outcome,
     UpstreamCounts,
-    serve_in_thread,
 )
 from reelgate.testing.simulators import load
-from reelgate.testing.target import ContractTarget, StartedUpstream, Timings
+from reelgate.testing.target import ContractTarget, StartedUpstream, Timings, simulated
 
 __all__ = [
     "ARK",
@@ -50,21 +48,6 @@ PROVIDER_TIMEOUT_S = 1.0
 
 
 # -- Ark on the Ark simulator -------------------------------------------------------------------
-@contextlib.contextmanager
-def _start_ark(key: str, timings: Timings) -> Iterator[StartedUpstream]:
-    sim = ArkSimulator(
-        api_keys={key},
-        queued_seconds=timings.queued_s,
-        running_seconds=timings.running_s,
-        timeout_hang_s=timings.hang_s,
-    )
-    handle = serve_in_thread(sim)
-    try:
-        yield StartedUpstream(handle.base_url, LocalControl(sim), key)
-    finally:
-        handle.stop()
-
-
 def _build_ark(upstream: StartedUpstream, secret: str) -> Provider:
     return built_by_declaration("ark", upstream, secret, {"timeout": PROVIDER_TIMEOUT_S})
 
@@ -93,7 +76,7 @@ def declared_targets() -> list[ContractTarget]:
 
 ARK = ContractTarget(
     name="ark",
-    start=_start_ark,
+    start=simulated(ArkSimulator),
     build=_build_ark,
     request=VideoRequest(
         model="doubao-seedance-1-0-pro-250528",

@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 from reelgate.core.channels import Channel
 from reelgate.core.request import VideoRequest
 from reelgate.providers.base import BuildContext, Provider
-from reelgate.testing import ContractTarget, LocalControl, StartedUpstream, Timings, serve_in_thread
+from reelgate.testing import ContractTarget, StartedUpstream, simulated
 from reelgate_acme import SPEC, AcmeOptions
 from reelgate_acme.simulator import AcmeSimulator
-
-
-@contextlib.contextmanager
-def _start(key: str, timings: Timings) -> Iterator[StartedUpstream]:
-    sim = AcmeSimulator(
-        api_keys={key},
-        queued_seconds=timings.queued_s,
-        running_seconds=timings.running_s,
-        timeout_hang_s=timings.hang_s,
-    )
-    handle = serve_in_thread(sim)
-    try:
-        yield StartedUpstream(handle.base_url, LocalControl(sim), key)
-    finally:
-        handle.stop()
 
 
 def _build(upstream: StartedUpstream, secret: str) -> Provider:
@@ -35,7 +17,7 @@ def _build(upstream: StartedUpstream, secret: str) -> Provider:
 
 TARGET = ContractTarget(
     name="acme",
-    start=_start,
+    start=simulated(AcmeSimulator),
     build=_build,
     request=VideoRequest(model="acme-v1", prompt="a paper boat", duration=2),
     features=SPEC.features,
