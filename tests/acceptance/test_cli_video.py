@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from reelgate.providers.render import probe_video
+from reelgate.render import probe_video
 from tests.conftest import LiveServer, free_port
 
 FAST = '{"queue_seconds": 0.2, "run_seconds": 0.3}'

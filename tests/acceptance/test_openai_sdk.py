@@ -11,7 +11,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from reelgate.providers.render import probe_video
+from reelgate.render import probe_video
 from tests.conftest import LiveServer, ark_gateway
 
 # The SDK deprecates its own Sora methods; the /v1/videos shape they speak is what we serve.

@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 import reelgate
-from reelgate.providers.render import probe_video
+from reelgate.render import probe_video
 from tests.conftest import LiveServer, free_port
 from tests.integration.test_cli import cli
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reelgate.providers.render import probe_video
+from reelgate.render import probe_video
 from reelgate.testing import ArkSimulator, serve_in_thread
 from reelgate.testing.s3_simulator import S3Simulator, serve_s3_in_thread
 from tests.conftest import LiveServer, ark_gateway, server_env

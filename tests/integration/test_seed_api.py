@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from reelgate.providers.render import probe_video
+from reelgate.render import probe_video
 from tests.conftest import LiveServer
 
 SEED_KEYS = {

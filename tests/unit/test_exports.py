@@ -42,6 +42,7 @@ def test_public_names() -> None:
         "net",
         "previews",
         "providers",
+        "render",
         "service",
         "settings",
         "store",

@@ -10,8 +10,8 @@ import av
 import pytest
 from PIL import Image, ImageChops, ImageFont
 
-from reelgate.providers import render
-from reelgate.providers.render import VideoInfo, probe_video, render_video
+from reelgate import render
+from reelgate.render import VideoInfo, probe_video, render_video
 
 W, H = 320, 180
 

@@ -31,7 +31,7 @@ from reelgate.core.errors import Conflict, InvalidRequest, ReelgateError, Upstre
 from reelgate.core.lifecycle import Callback, CallbackHint, Observation, UpstreamState
 from reelgate.core.schedule import Backoff
 from reelgate.net import Network, decode_data_uri, fetch_url
-from reelgate.providers.render import render_video
+from reelgate.render import render_video
 
 NAME = "sandbox"
 LOCAL_SCHEME = "local://"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from starlette.responses import FileResponse
 
-from reelgate.providers.render import render_video
+from reelgate.render import render_video
 
 __all__ = ["SampleMedia"]
 
