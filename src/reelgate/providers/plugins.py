@@ -28,6 +28,7 @@ BUILTIN = {
     "sandbox": "reelgate.providers.sandbox",
     "ark": "reelgate.providers.ark",
     "fal": "reelgate.providers.fal",
+    "replicate": "reelgate.providers.replicate",
 }
 
 

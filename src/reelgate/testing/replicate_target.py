@@ -1,0 +1,46 @@
+"""Replicate's contract target: the shipped provider contract suite runs the Replicate adapter,
+built through its declaration, on the Replicate simulator."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from reelgate.core.request import VideoRequest
+from reelgate.providers.base import Provider
+from reelgate.providers.replicate import SPEC
+from reelgate.testing.replicate_simulator import ReplicateSimulator
+from reelgate.testing.simulator import LocalControl, serve_in_thread
+from reelgate.testing.target import ContractTarget, StartedUpstream, Timings
+from reelgate.testing.targets import PROVIDER_TIMEOUT_S, built_by_declaration
+
+__all__ = ["TARGET"]
+
+
+@contextlib.contextmanager
+def _start(key: str, timings: Timings) -> Iterator[StartedUpstream]:
+    sim = ReplicateSimulator(
+        api_keys={key},
+        queued_seconds=timings.queued_s,
+        running_seconds=timings.running_s,
+        timeout_hang_s=timings.hang_s,
+        webhook_retry_s=0.1,
+    )
+    handle = serve_in_thread(sim)
+    try:
+        yield StartedUpstream(handle.base_url, LocalControl(sim), key)
+    finally:
+        handle.stop()
+
+
+def _build(upstream: StartedUpstream, secret: str) -> Provider:
+    return built_by_declaration("replicate", upstream, secret, {"timeout": PROVIDER_TIMEOUT_S})
+
+
+TARGET = ContractTarget(
+    name="replicate",
+    start=_start,
+    build=_build,
+    request=VideoRequest(model="doubao-seedance-1-0-pro-250528", prompt="a paper boat on a pond"),
+    features=SPEC.features,
+)
