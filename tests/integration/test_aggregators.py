@@ -237,3 +237,35 @@ def test_fal_only_models_end_to_end_with_a_signed_webhook(
     assert f"/v1/callbacks/fal/{task_id}/" in request.webhook
     assert "fal_app=fal-ai/kling-video" in request.webhook
     assert [d["http_status"] for d in fresh["fal"].deliveries] == [200]
+
+
+@pytest.mark.filterwarnings("ignore:The Sora API is scheduled:DeprecationWarning")
+@pytest.mark.parametrize(
+    ("model", "away", "served_by"),
+    [("kling-v2-1-master", (), "fal"), ("MiniMax-Hailuo-02", ("fal-1",), "replicate")],
+)
+def test_the_openai_sdk_gets_a_durable_mp4_from_each_aggregator(
+    gateway: LiveServer,
+    fresh: dict[str, Any],
+    tmp_path: Path,
+    model: str,
+    away: tuple[str, ...],
+    served_by: str,
+) -> None:
+    from openai import OpenAI
+
+    from reelgate.providers.render import probe_video
+
+    disable(gateway, *away)
+    with OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.token, max_retries=0) as c:
+        video = c.videos.create_and_poll(
+            model=model,  # type: ignore[arg-type]
+            prompt="a paper lantern on a lake",
+            seconds="10" if served_by == "fal" else "6",  # type: ignore[arg-type]
+            poll_interval_ms=100,
+        )
+        assert video.status == "completed", video
+        durable(gateway, video.id)
+        (tmp_path / "v.mp4").write_bytes(c.videos.download_content(video.id).read())
+    assert probe_video(tmp_path / "v.mp4").frames > 0
+    assert {k: v for k, v in creates(fresh).items() if v} == {served_by: 1}
