@@ -16,7 +16,6 @@ set one request's timeline. Faults, time, scripted outcomes and counts: the shar
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
@@ -36,7 +35,7 @@ from starlette.routing import BaseRoute, Route
 from reelgate.testing import fal_rules
 from reelgate.testing.fal_rules import detail
 from reelgate.testing.simulator import Outcome, SampleMedia, UpstreamSimulator
-from reelgate.testing.simulator.webhooks import Delivery, WebhookSender
+from reelgate.testing.simulator.webhooks import Delivery, sending
 from reelgate.testing.simulators import SimulatorEntry, SimulatorOptions
 
 __all__ = ["ENTRY", "FalRequest", "FalSimulator"]
@@ -125,13 +124,8 @@ class FalSimulator(UpstreamSimulator):
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        sender = asyncio.get_running_loop().create_task(WebhookSender(self).run())
-        try:
+        async with sending(self):
             yield
-        finally:
-            sender.cancel()
-            with contextlib.suppress(BaseException):
-                await sender
 
     def reset(self) -> None:
         super().reset()

@@ -17,7 +17,6 @@ account's secret, served at ``GET /v1/webhooks/default/secret`` (``rotate_secret
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
@@ -36,7 +35,7 @@ from starlette.routing import BaseRoute, Route
 from reelgate.testing import replicate_rules as rules
 from reelgate.testing.replicate_rules import problem
 from reelgate.testing.simulator import Outcome, SampleMedia, UpstreamSimulator
-from reelgate.testing.simulator.webhooks import Delivery, WebhookSender
+from reelgate.testing.simulator.webhooks import Delivery, sending
 from reelgate.testing.simulators import SimulatorEntry, SimulatorOptions
 
 __all__ = ["ENTRY", "Prediction", "ReplicateSimulator"]
@@ -123,13 +122,8 @@ class ReplicateSimulator(UpstreamSimulator):
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        sender = asyncio.get_running_loop().create_task(WebhookSender(self).run())
-        try:
+        async with sending(self):
             yield
-        finally:
-            sender.cancel()
-            with contextlib.suppress(BaseException):
-                await sender
 
     def reset(self) -> None:
         super().reset()

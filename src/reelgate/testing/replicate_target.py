@@ -4,21 +4,18 @@ built through its declaration, on the Replicate simulator."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 
 from reelgate.core.request import VideoRequest
 from reelgate.providers.base import Provider
 from reelgate.providers.replicate import SPEC
 from reelgate.testing.replicate_simulator import ReplicateSimulator
-from reelgate.testing.simulator import LocalControl, serve_in_thread
 from reelgate.testing.target import ContractTarget, StartedUpstream, Timings
-from reelgate.testing.targets import PROVIDER_TIMEOUT_S, built_by_declaration
+from reelgate.testing.targets import PROVIDER_TIMEOUT_S, built_by_declaration, serving
 
 __all__ = ["TARGET"]
 
 
-@contextlib.contextmanager
-def _start(key: str, timings: Timings) -> Iterator[StartedUpstream]:
+def _start(key: str, timings: Timings) -> contextlib.AbstractContextManager[StartedUpstream]:
     sim = ReplicateSimulator(
         api_keys={key},
         queued_seconds=timings.queued_s,
@@ -26,11 +23,7 @@ def _start(key: str, timings: Timings) -> Iterator[StartedUpstream]:
         timeout_hang_s=timings.hang_s,
         webhook_retry_s=0.1,
     )
-    handle = serve_in_thread(sim)
-    try:
-        yield StartedUpstream(handle.base_url, LocalControl(sim), key)
-    finally:
-        handle.stop()
+    return serving(sim, key)
 
 
 def _build(upstream: StartedUpstream, secret: str) -> Provider:

@@ -29,6 +29,7 @@ from reelgate.testing.simulator import (
     LocalControl,
     Outcome,
     UpstreamCounts,
+    UpstreamSimulator,
     serve_in_thread,
 )
 from reelgate.testing.simulators import load
@@ -43,6 +44,7 @@ __all__ = [
     "built_by_declaration",
     "declared_targets",
     "memory_target",
+    "serving",
 ]
 
 # Well under Timings.hang_s: a hung answer times out, a trickled one still arrives.
@@ -51,18 +53,23 @@ PROVIDER_TIMEOUT_S = 1.0
 
 # -- Ark on the Ark simulator -------------------------------------------------------------------
 @contextlib.contextmanager
-def _start_ark(key: str, timings: Timings) -> Iterator[StartedUpstream]:
+def serving(sim: UpstreamSimulator, key: str) -> Iterator[StartedUpstream]:
+    """``sim`` served on loopback while in the block, as the suite drives it."""
+    handle = serve_in_thread(sim)
+    try:
+        yield StartedUpstream(handle.base_url, LocalControl(sim), key)
+    finally:
+        handle.stop()
+
+
+def _start_ark(key: str, timings: Timings) -> contextlib.AbstractContextManager[StartedUpstream]:
     sim = ArkSimulator(
         api_keys={key},
         queued_seconds=timings.queued_s,
         running_seconds=timings.running_s,
         timeout_hang_s=timings.hang_s,
     )
-    handle = serve_in_thread(sim)
-    try:
-        yield StartedUpstream(handle.base_url, LocalControl(sim), key)
-    finally:
-        handle.stop()
+    return serving(sim, key)
 
 
 def _build_ark(upstream: StartedUpstream, secret: str) -> Provider:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
 
-__all__ = ["Delivery", "WebhookSender", "WebhookSource"]
+__all__ = ["Delivery", "WebhookSender", "WebhookSource", "sending"]
 
 
 @dataclass(frozen=True)
@@ -81,3 +81,15 @@ class WebhookSender:
                 return
             if attempt < attempts:
                 await asyncio.sleep(self.source.webhook_retry_s)
+
+
+@contextlib.asynccontextmanager
+async def sending(source: WebhookSource) -> AsyncIterator[None]:
+    """Deliver ``source``'s webhooks while in the block (a simulator's ``running()``)."""
+    sender = asyncio.get_running_loop().create_task(WebhookSender(source).run())
+    try:
+        yield
+    finally:
+        sender.cancel()
+        with contextlib.suppress(BaseException):
+            await sender
