@@ -269,3 +269,24 @@ def test_the_openai_sdk_gets_a_durable_mp4_from_each_aggregator(
         (tmp_path / "v.mp4").write_bytes(c.videos.download_content(video.id).read())
     assert probe_video(tmp_path / "v.mp4").frames > 0
     assert {k: v for k, v in creates(fresh).items() if v} == {served_by: 1}
+
+
+def test_fal_never_holds_more_than_the_channels_concurrency(
+    gateway: LiveServer, fresh: dict[str, Any]
+) -> None:
+    """fal runs an account's requests a few at a time (2 for a new account, here 4): reelgate
+    keeps the rest in its own queue instead of piling them up at fal."""
+    disable(gateway, "replicate-1")
+    ids = [create(gateway, {"model": "kling-v2-1-master", "prompt": f"kite {i}"}) for i in range(7)]
+    assert all(gateway.wait_terminal(i)["status"] == "success" for i in ids)
+    sim: FalSimulator = fresh["fal"]
+    spans = []
+    for request in sim.requests.values():
+        _, end = sim._plan(request.key)[request.id]
+        spans.append((request.created_at, end))
+    most = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
+    assert len(spans) == 7
+    assert 1 < most <= 4, most  # without the cap all 7 would run at once
+    from reelgate.providers.fal import SPEC
+
+    assert SPEC.default_caps.max_in_flight == 2
