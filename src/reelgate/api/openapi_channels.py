@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from reelgate.api.admin_channels import ChannelFields, NewChannel
+from reelgate.api.admin_channels import MAX_BODY, ChannelFields, NewChannel
 from reelgate.api.openapi_admin import ADMIN_ERRORS, TAG
 from reelgate.api.openapi_common import ADMIN, ARK_MODEL, T0, body, fail, ok, path
 from reelgate.core.channels import NAME_PATTERN
@@ -21,6 +21,8 @@ CHANNEL_SEGMENT = (
     "name",
 )
 NAME = path("name", "The channel's name.", "backup")
+# A channel's body is small (a secret, options): a larger one is refused before it is read.
+TOO_LARGE = (413, "payload_too_large", f"request body is larger than {MAX_BODY} bytes", None)
 
 
 class ChannelLoad(BaseModel):
@@ -243,6 +245,7 @@ def paths() -> dict[str, Any]:
                         ),
                         *ADMIN_ERRORS,
                         (409, "channel_exists", "a channel named 'backup' exists", None),
+                        TOO_LARGE,
                         (
                             409,
                             "encryption_key_missing",
@@ -263,6 +266,7 @@ def paths() -> dict[str, Any]:
                 from_settings,
                 "invalid_json",
                 (400, "invalid_parameter", "weight: Input should be a valid integer", "weight"),
+                TOO_LARGE,
                 requestBody=body(ChannelFields, {"heavier": {"weight": 3}}),
             ),
             "delete": {
