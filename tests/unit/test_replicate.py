@@ -23,7 +23,8 @@ from reelgate.providers.replicate.provider import (
     observe,
 )
 from reelgate.testing import serve_in_thread
-from reelgate.testing.replicate_simulator import ReplicateSimulator, _duration
+from reelgate.testing.replicate_rules import duration as _duration
+from reelgate.testing.replicate_simulator import ReplicateSimulator
 from reelgate.testing.simulator.webhooks import Delivery
 
 CAPS = {c.name: c for c in models.catalogue()}

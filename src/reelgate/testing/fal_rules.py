@@ -8,10 +8,12 @@ mapping mistake in the adapter shows as a 422 here.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.responses import JSONResponse
 
+NAMESPACES = ("workflows", "comfy")
 _RATIOS6 = ("21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
 _VEO = {
     "aspect_ratio": ("16:9", "9:16"),
@@ -111,4 +113,34 @@ def detail(status: int, text: str, error_type: str = "") -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-__all__ = ["SCHEMAS", "VIDEO_FILE", "check_input", "detail", "model_error"]
+def app_of(endpoint: str) -> str:
+    parts = endpoint.split("/")
+    return "/".join(parts[: 3 if parts[0] in NAMESPACES else 2])
+
+
+def seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def ttl(value: str | None) -> float | None:
+    try:
+        ttl = json.loads(value or "null")
+    except ValueError:
+        return None
+    seconds = ttl.get("expiration_duration_seconds") if isinstance(ttl, dict) else None
+    return float(seconds) if isinstance(seconds, int | float) else None
+
+
+__all__ = [
+    "SCHEMAS",
+    "VIDEO_FILE",
+    "app_of",
+    "check_input",
+    "detail",
+    "model_error",
+    "seconds",
+    "ttl",
+]

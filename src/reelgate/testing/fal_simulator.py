@@ -33,7 +33,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from reelgate.testing import fal_rules
+from reelgate.testing.fal_rules import app_of as _app_of
 from reelgate.testing.fal_rules import detail
+from reelgate.testing.fal_rules import seconds as _seconds
+from reelgate.testing.fal_rules import ttl as _ttl
 from reelgate.testing.simulator import Outcome, SampleMedia, UpstreamSimulator
 from reelgate.testing.simulator.webhooks import Delivery, sending
 from reelgate.testing.simulators import SimulatorEntry, SimulatorOptions
@@ -41,7 +44,6 @@ from reelgate.testing.simulators import SimulatorEntry, SimulatorOptions
 __all__ = ["ENTRY", "FalRequest", "FalSimulator"]
 
 _MARK = re.compile(r"\[sim:(queued|running)=([0-9.]+)\]")
-_NAMESPACES = ("workflows", "comfy")
 _ERRORS = {  # scripted outcome → (error, error_type) once the request ends
     Outcome.FAILURE: ("Invalid status code: 500", ""),
     Outcome.MODERATION: ("Invalid status code: 422", "content_policy_violation"),
@@ -372,27 +374,6 @@ class FalSimulator(UpstreamSimulator):
             headers = {"Content-Type": "application/json"}
             due.append(Delivery(r.id, r.webhook, json.dumps(body).encode(), headers))
         return due
-
-
-def _app_of(endpoint: str) -> str:
-    parts = endpoint.split("/")
-    return "/".join(parts[: 3 if parts[0] in _NAMESPACES else 2])
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
-
-
-def _ttl(value: str | None) -> float | None:
-    try:
-        ttl = json.loads(value or "null")
-    except ValueError:
-        return None
-    seconds = ttl.get("expiration_duration_seconds") if isinstance(ttl, dict) else None
-    return float(seconds) if isinstance(seconds, int | float) else None
 
 
 def _build(options: SimulatorOptions) -> UpstreamSimulator:

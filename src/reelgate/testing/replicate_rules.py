@@ -9,10 +9,13 @@ mapping mistake in the adapter shows as a 422 here.
 from __future__ import annotations
 
 import hashlib
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import JSONResponse
 
+DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
 _RATIOS = ("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21")
 _VEO = {
     "aspect_ratio": ("16:9", "9:16"),
@@ -92,4 +95,35 @@ def problem(status: int, title: str, detail: str, **headers: str) -> JSONRespons
     )  # fmt: skip
 
 
-__all__ = ["SCHEMAS", "VERSIONS", "check_input", "problem", "version_of"]
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def epoch(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def duration(value: str | None) -> float | None:
+    """A ``Cancel-After`` such as ``30s``, ``5m`` or ``1h30m``, in seconds."""
+    match = DURATION.match((value or "").strip())
+    if not value or match is None or not any(match.groups()):
+        return None
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+__all__ = [
+    "SCHEMAS",
+    "VERSIONS",
+    "check_input",
+    "duration",
+    "epoch",
+    "iso",
+    "problem",
+    "version_of",
+]

@@ -25,7 +25,6 @@ import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -33,6 +32,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from reelgate.testing import replicate_rules as rules
+from reelgate.testing.replicate_rules import duration as _duration
+from reelgate.testing.replicate_rules import epoch as _epoch
+from reelgate.testing.replicate_rules import iso as _iso
 from reelgate.testing.replicate_rules import problem
 from reelgate.testing.simulator import Outcome, SampleMedia, UpstreamSimulator
 from reelgate.testing.simulator.webhooks import Delivery, sending
@@ -41,7 +43,6 @@ from reelgate.testing.simulators import SimulatorEntry, SimulatorOptions
 __all__ = ["ENTRY", "Prediction", "ReplicateSimulator"]
 
 _MARK = re.compile(r"\[sim:(queued|running)=([0-9.]+)\]")
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
 RUN_LIMIT_S = 30 * 60.0
 PAGE = 100
 _FAILURES = {
@@ -395,28 +396,6 @@ class ReplicateSimulator(UpstreamSimulator):
                 body = json.dumps(self.view(p)).encode()
                 due.append(Delivery(p.id, p.webhook, body, headers, final=name == "completed"))
         return due
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _epoch(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def _duration(value: str | None) -> float | None:
-    """A ``Cancel-After`` such as ``30s``, ``5m`` or ``1h30m``, in seconds."""
-    match = _DURATION.match((value or "").strip())
-    if not value or match is None or not any(match.groups()):
-        return None
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds
 
 
 def _build(options: SimulatorOptions) -> UpstreamSimulator:
