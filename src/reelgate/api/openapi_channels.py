@@ -22,6 +22,8 @@ CHANNEL_SEGMENT = (
     "name",
 )
 NAME = path("name", "The channel's name.", "backup")
+# A channel's body is small (a secret, options): a larger one is refused before it is read.
+TOO_LARGE = (413, "payload_too_large", f"request body is larger than {MAX_BODY} bytes", None)
 
 
 class ChannelLoad(BaseModel):

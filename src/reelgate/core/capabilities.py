@@ -142,6 +142,10 @@ class NormalizedRequest:
     width: int
     height: int
     options: Mapping[str, Any]
+    # When the task must have ended (Unix seconds; 0: no deadline). Not part of the stored
+    # request: the engine sets it from the task before a submit, so that an upstream that takes
+    # a deadline of its own (Replicate's Cancel-After) stops work nobody will wait for.
+    deadline_at: float = field(default=0.0, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {

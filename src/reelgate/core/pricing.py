@@ -3,16 +3,22 @@ estimated to cost before it runs, and what it costs once the upstream reports it
 
 A model's prices are rules. Each has one price, per million tokens, per second of video or per
 task, and optional conditions on the request: ``resolution``, ``service_tier``, ``audio`` and
-``video_input``. The most specific matching rule wins (the one with the most conditions). Every
-priced model has one rule without conditions (its base price), and two rules that could both be
-the most specific for one request are refused when the table is parsed. Money is never a float:
+``video_input``, and on where it runs: ``provider`` (an aggregator's price for a model differs
+from its studio's). The most specific matching rule wins (the one with the most conditions);
+rules that name a provider apply only there, and there they come first (the rules naming none
+apply where none of that provider's matches). Every priced model has one rule without
+conditions (its base price), and two rules that could both be the most specific for one request
+are refused when the table is parsed. Money is never a float:
 amounts are integers, and every division rounds up (``ceil``).
+
+A task that may run on several providers is pre-charged the most expensive of their prices (its
+``Offer``s), and settled on the offer of the provider that served it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -21,7 +27,7 @@ from reelgate.core.errors import ConfigError
 
 Unit = Literal["per_million_tokens", "per_second", "per_task"]
 UNITS: tuple[Unit, ...] = ("per_million_tokens", "per_second", "per_task")
-CONDITIONS = ("resolution", "service_tier", "audio", "video_input")
+CONDITIONS = ("resolution", "service_tier", "audio", "video_input", "provider")
 TIERS = ("default", "flex")
 # Far above any real price, far below where an amount could overflow a 64-bit column.
 MAX_PRICE = 10**12
@@ -50,6 +56,7 @@ class PriceFacts:
     video_input: bool
     seconds: int
     tokens: int
+    provider: str = ""  # where it runs ("": not known, so no provider's own rule applies)
 
     def value(self, condition: str) -> str | bool:
         return cast(str | bool, getattr(self, condition))
@@ -69,6 +76,16 @@ class PriceRule:
 
 
 @dataclass(frozen=True, slots=True)
+class Offer:
+    """The estimated cost of a request on one provider, under that provider's rule."""
+
+    provider: str
+    rule: PriceRule
+    quantity: int
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
 class Charge:
     """The estimated cost of one request under one rule (what a create pre-charges)."""
 
@@ -77,6 +94,12 @@ class Charge:
     quantity: int  # estimated tokens, seconds of video, or 1 task
     amount: int
     tokens: int  # estimated tokens, whatever the unit
+    # Per provider the task may run on, when the model's price depends on it: the charge is
+    # the most expensive of them, and the task settles on its serving provider's.
+    offers: tuple[Offer, ...] = ()
+
+    def offer(self, provider: str) -> Offer | None:
+        return next((o for o in self.offers if o.provider == provider), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +131,13 @@ def close(
     succeeded: bool,
     usage_tokens: int | None,
     usage_seconds: float | None = None,
+    estimate: tuple[int, int] | None = None,
 ) -> Closing:
     """How a pre-charge of ``precharged`` closes: failures are refunded in full; a success is
     settled to the cost of what the upstream says it made (tokens, or seconds of video for a
-    per-second price, started seconds counted whole), or keeps the estimate without it."""
+    per-second price, started seconds counted whole), or to the estimate without it: the
+    pre-charge itself, or ``estimate`` (the serving provider's estimated amount and quantity,
+    under ``unit`` and ``price``) when the pre-charge was another provider's."""
     if not succeeded:
         return Closing(REFUND, precharged, None)
     if unit == "per_million_tokens" and usage_tokens is not None:
@@ -119,11 +145,15 @@ def close(
     if unit == "per_second" and usage_seconds is not None and usage_seconds >= 0:
         made = math.ceil(usage_seconds - 1e-9)
         return Closing(SETTLE, precharged - cost(unit, price, made), made)
+    if estimate is not None:
+        amount, quantity = estimate
+        return Closing(SETTLE, precharged - amount, quantity)
     return Closing(SETTLE, 0, None)
 
 
-def facts(request: NormalizedRequest, caps: ModelCapabilities) -> PriceFacts:
-    """The priced facts of a normalized request (defaults applied, in-prompt flags lifted)."""
+def facts(request: NormalizedRequest, caps: ModelCapabilities, provider: str = "") -> PriceFacts:
+    """The priced facts of a normalized request (defaults applied, in-prompt flags lifted) on
+    ``provider``."""
     options = request.options
     width, height = request.width, request.height
     resolution = str(options.get("resolution") or "")
@@ -147,6 +177,7 @@ def facts(request: NormalizedRequest, caps: ModelCapabilities) -> PriceFacts:
         video_input=False,
         seconds=seconds,
         tokens=ceil_div(width * height * frames, TOKEN_PIXELS),
+        provider=provider,
     )
 
 
@@ -191,27 +222,53 @@ class PriceTable:
             out[canonical] = rules
         return PriceTable(out)
 
+    @property
+    def providers(self) -> set[str]:
+        """The providers the rules' conditions name."""
+        return {
+            str(value)
+            for rules in self._rules.values()
+            for rule in rules
+            for key, value in rule.when
+            if key == "provider"
+        }
+
     def rule_for(self, model: str, seen: PriceFacts) -> PriceRule | None:
         matching = [r for r in self._rules.get(model, ()) if r.matches(seen)]
-        return max(matching, key=lambda r: len(r.when), default=None)
+        own = [r for r in matching if _provider(r)]  # they match: they name seen.provider
+        return max(own or matching, key=lambda r: len(r.when), default=None)
 
-    def estimate(self, request: NormalizedRequest, caps: ModelCapabilities) -> Charge | None:
-        """What ``request`` is pre-charged; ``None`` for a free model."""
-        if caps.name not in self._rules:
-            return None
-        seen = facts(request, caps)
+    def _offer(self, request: NormalizedRequest, caps: ModelCapabilities, provider: str) -> Offer:
+        seen = facts(request, caps, provider)
         rule = self.rule_for(caps.name, seen)
         assert rule is not None  # every priced model has a base rule
         quantity = {"per_million_tokens": seen.tokens, "per_second": seen.seconds, "per_task": 1}[
             rule.unit
         ]
-        return Charge(
-            model=caps.name,
-            rule=rule,
-            quantity=quantity,
-            amount=cost(rule.unit, rule.price, quantity),
-            tokens=seen.tokens,
-        )
+        return Offer(provider, rule, quantity, cost(rule.unit, rule.price, quantity))
+
+    def estimate(
+        self,
+        request: NormalizedRequest,
+        caps: ModelCapabilities,
+        providers: Sequence[str] = (),
+    ) -> Charge | None:
+        """What ``request`` is pre-charged (``None`` for a free model): when the model's price
+        depends on the provider, the most expensive of ``providers``' (those the task may be
+        routed to), with every one of their offers."""
+        rules = self._rules.get(caps.name)
+        if rules is None:
+            return None
+        tokens = facts(request, caps).tokens
+        by_provider = any(key == "provider" for rule in rules for key, _ in rule.when)
+        if not by_provider or not providers:
+            only = self._offer(request, caps, "")
+            return Charge(caps.name, only.rule, only.quantity, only.amount, tokens)
+        offers = tuple(self._offer(request, caps, p) for p in dict.fromkeys(providers))
+        # The first of the most expensive (the home's when it ties): a pre-charge that covers
+        # whichever provider serves the task.
+        top = max(offers, key=lambda o: o.amount)
+        return Charge(caps.name, top.rule, top.quantity, top.amount, tokens, offers)
 
 
 def _rule(model: str, index: int, raw: Any) -> PriceRule:
@@ -244,17 +301,26 @@ def _rule(model: str, index: int, raw: Any) -> PriceRule:
             raise ValueError(f"{where}: service_tier must be one of {', '.join(TIERS)}")
         if key == "resolution" and (not isinstance(value, str) or not value):
             raise ValueError(f"{where}: resolution must be a name such as 720p")
+        if key == "provider" and (not isinstance(value, str) or not value):
+            raise ValueError(f"{where}: provider must be a provider's name such as fal")
         when.append((key, value))
     return PriceRule(units[0], price, tuple(when))
 
 
+def _provider(rule: PriceRule) -> str:
+    return next((str(v) for k, v in rule.when if k == "provider"), "")
+
+
 def _check_rules(model: str, rules: tuple[PriceRule, ...]) -> None:
-    """One base rule, and never two rules that could tie as the most specific for a request."""
+    """One base rule, and never two rules that could tie as the most specific for a request
+    (among the rules naming no provider, and among each provider's own)."""
     if sum(1 for r in rules if not r.when) != 1:
         raise ValueError(f"model '{model}': needs exactly one rule without conditions (its base)")
     for i, a in enumerate(rules):
         for j in range(i + 1, len(rules)):
             b = rules[j]
+            if _provider(a) != _provider(b):
+                continue  # one provider's rules come before the others there
             both = dict(a.when)
             if len(a.when) != len(b.when) or any(both.get(k, v) != v for k, v in b.when):
                 continue  # not equally specific, or never true together

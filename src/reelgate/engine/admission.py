@@ -264,7 +264,9 @@ class Admission(WorkerState):
         task = dataclasses.replace(
             claimed, channel=provider.channel, submit_started_at=claimed.submit_started_at or now
         )
-        request = NormalizedRequest.from_json(task.request)
+        request = dataclasses.replace(
+            NormalizedRequest.from_json(task.request), deadline_at=task.deadline_at
+        )
         async with self._submit_slots:
             start = self._clock()
             # A lease claimed moments ago is still this worker's: nobody takes a task before

@@ -27,6 +27,8 @@ GROUP = "reelgate.providers"
 BUILTIN = {
     "sandbox": "reelgate.providers.sandbox",
     "ark": "reelgate.providers.ark",
+    "fal": "reelgate.providers.fal",
+    "replicate": "reelgate.providers.replicate",
 }
 
 

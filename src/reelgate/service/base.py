@@ -23,6 +23,7 @@ from reelgate.core.pricing import PriceTable
 from reelgate.files import MediaRoots
 from reelgate.metrics import METRICS
 from reelgate.net import Network
+from reelgate.providers import plugins
 from reelgate.providers.registry import Registry
 from reelgate.service.signal import WorkSignal
 from reelgate.store.base import RateBuckets, Store
@@ -285,4 +286,10 @@ def _canonical(prices: PriceTable, registry: Registry) -> PriceTable:
                 f"invalid setting REELGATE_PRICES: no model '{model}' on this gateway"
             ) from None
 
+    unknown = sorted(prices.providers - set(plugins.specs()))
+    if unknown:
+        raise ConfigError(
+            f"invalid setting REELGATE_PRICES: a rule names provider '{unknown[0]}', which this "
+            f"gateway does not know (known: {', '.join(sorted(plugins.specs()))})"
+        )
     return prices.renamed(name)

@@ -154,7 +154,8 @@ class TaskUseCases(Waiting):
         canonical.token(idempotency_key, "Idempotency-Key")
         entry, normalized, offering_providers = await self._checked(owner, request)
         caps = entry.caps
-        charge = self.prices.estimate(normalized, caps)
+        # Priced on every provider it may run on (the most expensive is held until it ends).
+        charge = self.prices.estimate(normalized, caps, offering_providers)
         now = self.clock()
         body = normalized.to_json()
         if remixed_from is not None:
@@ -204,8 +205,9 @@ class TaskUseCases(Waiting):
     async def quote(self, owner: ApiToken, request: VideoRequest) -> tuple[Charge | None, Balance]:
         """What creating ``request`` would pre-charge (``None``: a free model), checked exactly
         as a create is, and the token's balance now."""
-        entry, normalized, _ = await self._checked(owner, request)
-        return self.prices.estimate(normalized, entry.caps), await self.store.balance(owner.id)
+        entry, normalized, providers = await self._checked(owner, request)
+        charge = self.prices.estimate(normalized, entry.caps, providers)
+        return charge, await self.store.balance(owner.id)
 
     async def _checked(
         self, owner: ApiToken, request: VideoRequest

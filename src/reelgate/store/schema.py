@@ -172,6 +172,20 @@ ledger = sa.Table(
     ),
 )
 
+# A pre-charged task's price on each provider it may run on, when the model's price depends on
+# the provider: written with the pre-charge (the most expensive of them), read when the task
+# closes, to settle it on the price of the provider that served it.
+task_prices = sa.Table(
+    "task_prices",
+    metadata,
+    sa.Column("task_id", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(32), primary_key=True),
+    sa.Column("unit", sa.String(24), nullable=False),
+    sa.Column("unit_price", sa.BigInteger, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+)
+
 # Idempotency-Key on create: (token, key) → the task it made, with a fingerprint of the body.
 idempotency_keys = sa.Table(
     "idempotency_keys",

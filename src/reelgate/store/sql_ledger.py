@@ -19,7 +19,7 @@ from reelgate.core.errors import InvalidRequest, PaymentRequired
 from reelgate.core.ids import ApiToken
 from reelgate.core.lifecycle import Status, Task
 from reelgate.core.pricing import Balance, Charge
-from reelgate.store.schema import api_tokens, ledger
+from reelgate.store.schema import api_tokens, ledger, task_prices
 from reelgate.store.sql_base import SqlBase
 
 # The largest balance a quota may be set to or granted at once.
@@ -83,12 +83,28 @@ async def precharge(conn: AsyncConnection, task: Task, charge: Charge) -> None:
             quantity=charge.quantity,
         )
     )
+    if charge.offers:
+        await conn.execute(
+            task_prices.insert(),
+            [
+                {
+                    "task_id": task.id,
+                    "provider": o.provider,
+                    "unit": o.rule.unit,
+                    "unit_price": o.rule.price,
+                    "quantity": o.quantity,
+                    "amount": o.amount,
+                }
+                for o in charge.offers
+            ],
+        )
 
 
 async def settle_task(conn: AsyncConnection, task: Task, now: float) -> None:
     """Close a finished task's pre-charge: settle a success to its usage, refund a failure. A
     task without a pre-charge (a free model, or created before billing) is left alone; a task
-    already closed stays as it is (the unique index turns a second attempt into nothing)."""
+    already closed stays as it is (the unique index turns a second attempt into nothing). A
+    task priced per provider settles on the price of the provider that served it."""
     held = (
         await conn.execute(
             sa.select(ledger.c.amount, ledger.c.unit, ledger.c.unit_price).where(
@@ -98,13 +114,25 @@ async def settle_task(conn: AsyncConnection, task: Task, now: float) -> None:
     ).first()
     if held is None:
         return
+    served = (
+        await conn.execute(
+            sa.select(
+                task_prices.c.unit,
+                task_prices.c.unit_price,
+                task_prices.c.quantity,
+                task_prices.c.amount,
+            ).where(task_prices.c.task_id == task.id, task_prices.c.provider == task.provider)
+        )
+    ).first()
+    unit, unit_price = (served.unit, served.unit_price) if served else (held.unit, held.unit_price)
     closing = pricing.close(
-        held.unit,
-        int(held.unit_price),
+        unit,
+        int(unit_price),
         -int(held.amount),
         succeeded=task.status is Status.SUCCESS,
         usage_tokens=task.usage_tokens,
         usage_seconds=task.usage_seconds,
+        estimate=(int(served.amount), int(served.quantity)) if served else None,
     )
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     await conn.execute(
@@ -116,8 +144,8 @@ async def settle_task(conn: AsyncConnection, task: Task, now: float) -> None:
             amount=closing.amount,
             created_at=now,
             note=task.error_code or task.status.value,
-            unit=held.unit,
-            unit_price=held.unit_price,
+            unit=unit,
+            unit_price=unit_price,
             quantity=closing.quantity,
         )
         .on_conflict_do_nothing()

@@ -267,10 +267,12 @@ async def forged_callbacks(rig: Rig) -> None:
         finished, real = await _final_callback(rig, receiver, url)
     _, queued = await rig.create()
     body = real.body
-    assert finished.encode() in body, "a callback that does not name its task"
+    named = rig.target.callback_id
+    assert named(finished).encode() in body, "a callback that does not name its task"
 
-    def forged(name: str) -> Callback:
-        return dataclasses.replace(real, body=body.replace(finished.encode(), name.encode()))
+    def forged(upstream_id: str) -> Callback:
+        swapped = body.replace(named(finished).encode(), named(upstream_id).encode())
+        return dataclasses.replace(real, body=swapped)
 
     hint = rig.provider.parse_callback(forged(queued))
     assert hint is None or hint.upstream_id == queued, hint

@@ -56,6 +56,9 @@ class ContractTarget:
     ``known_failures`` maps a check to the defect that still makes it fail: the suite reports
     it as an expected failure, and fails once it passes (so the entry is removed).
     ``open_result`` reads a result's bytes (default: an HTTP GET of the URL).
+    ``callback_id`` is how the upstream names a task in its callbacks, given reelgate's
+    upstream id for it (default: the id itself; fal's upstream id is ``app/request_id`` and its
+    webhooks carry the request id alone).
     """
 
     name: str
@@ -68,6 +71,7 @@ class ContractTarget:
     not_applicable: Mapping[str, str] = field(default_factory=dict)
     known_failures: Mapping[str, str] = field(default_factory=dict)
     open_result: Callable[[StartedUpstream, str], Awaitable[bytes]] | None = None
+    callback_id: Callable[[str], str] = str
 
     def why_not_applicable(self, check: str) -> str | None:
         """The declared reason ``check`` (or the family before its ``:``) does not apply."""
