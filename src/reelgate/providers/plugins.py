@@ -27,6 +27,7 @@ GROUP = "reelgate.providers"
 BUILTIN = {
     "sandbox": "reelgate.providers.sandbox",
     "ark": "reelgate.providers.ark",
+    "vidu": "reelgate.providers.vidu",
 }
 
 
