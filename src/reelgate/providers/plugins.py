@@ -28,6 +28,7 @@ BUILTIN = {
     "sandbox": "reelgate.providers.sandbox",
     "ark": "reelgate.providers.ark",
     "vidu": "reelgate.providers.vidu",
+    "jimeng": "reelgate.providers.jimeng",
 }
 
 
