@@ -68,7 +68,9 @@ def task(server: LiveServer, task_id: str) -> dict[str, Any]:
 
 
 def durable(server: LiveServer, task_id: str) -> bytes:
-    link = wait_for(lambda: "/v1/media/mirror/" in (u := task(server, task_id)["result_url"]) and u, 60)
+    link = wait_for(
+        lambda: "/v1/media/mirror/" in (u := task(server, task_id)["result_url"]) and u, 60
+    )
     video = httpx.get(link)
     assert video.status_code == 200
     return video.content
@@ -127,7 +129,11 @@ def test_forged_and_stale_callbacks_change_nothing(
     task_id = made.json()["task_id"]
     delivered = wait_for(
         lambda: next(
-            (x for x in simulator.callbacks if f"/{task_id}/" in x["url"] and x["state"] == "processing"),
+            (
+                x
+                for x in simulator.callbacks
+                if f"/{task_id}/" in x["url"] and x["state"] == "processing"
+            ),
             None,
         ),
         20,
@@ -167,19 +173,27 @@ def test_tasks_beyond_the_concurrency_cap_wait_in_reelgate_and_all_succeed(
     simulator, _ = sim
     with gateway.client() as c:
         ids = [
-            c.post("/v1/video/generations", json={"model": "viduq1", "prompt": f"burst {i}"}).json()[
-                "task_id"
-            ]
+            c.post(
+                "/v1/video/generations", json={"model": "viduq1", "prompt": f"burst {i}"}
+            ).json()["task_id"]
             for i in range(8)
         ]
     for task_id in ids:
         wait_for(lambda t=task_id: task(gateway, t)["status"] == "success", 60)
     mine = sorted(
-        (t for t in simulator.tasks.values() if str(t.body.get("payload", "")).removeprefix("rg-") in ids),
+        (
+            t
+            for t in simulator.tasks.values()
+            if str(t.body.get("payload", "")).removeprefix("rg-") in ids
+        ),
         key=lambda t: t.created_at,
     )
     assert len(mine) == 8
     # At each create, at most 5 of the channel's tasks were unfinished upstream (itself included).
     for t in mine:
-        busy = [o for o in mine if o.created_at <= t.created_at and (simulator.finished_at(o.id) or 0) > t.created_at]
+        busy = [
+            o
+            for o in mine
+            if o.created_at <= t.created_at and (simulator.finished_at(o.id) or 0) > t.created_at
+        ]
         assert len(busy) <= 5, len(busy)

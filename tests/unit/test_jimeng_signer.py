@@ -84,7 +84,12 @@ def test_sign_writes_the_authorization_header_the_docs_show() -> None:
         method="GET",
         host="iam.volcengineapi.com",
         path="/",
-        query=[("Action", "ListUsers"), ("Version", "2018-01-01"), ("Limit", "10"), ("Offset", "0")],
+        query=[
+            ("Action", "ListUsers"),
+            ("Version", "2018-01-01"),
+            ("Limit", "10"),
+            ("Offset", "0"),
+        ],
         body=b"",
         when=when,
         content_type="application/x-www-form-urlencoded; charset=utf-8",
@@ -107,7 +112,7 @@ def test_sign_writes_the_authorization_header_the_docs_show() -> None:
 def test_the_secret_is_an_access_key_and_a_secret_key() -> None:
     assert split_secret("AK:SK") == ("AK", "SK")
     for bad in ("AKSK", ":SK", "AK:"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="ACCESS_KEY_ID:SECRET_ACCESS_KEY"):
             split_secret(bad)
 
 
@@ -123,7 +128,10 @@ def norm(model: str, **kwargs: Any) -> Any:
 def test_the_req_key_follows_the_images() -> None:
     assert models.req_key(norm("jimeng_v30")) == "jimeng_t2v_v30"
     assert models.req_key(norm("jimeng_v30", images=(IMG,))) == "jimeng_i2v_first_v30"
-    assert models.req_key(norm("jimeng_v30_1080p", images=(IMG, IMG))) == "jimeng_i2v_first_tail_v30_1080"
+    assert (
+        models.req_key(norm("jimeng_v30_1080p", images=(IMG, IMG)))
+        == "jimeng_i2v_first_tail_v30_1080"
+    )
     assert models.req_key(norm("jimeng_v30_pro", images=(IMG,))) == "jimeng_ti2v_v30_pro"
     with pytest.raises(InvalidRequest):
         norm("jimeng_v30_pro", images=(IMG, IMG))
@@ -132,7 +140,11 @@ def test_the_req_key_follows_the_images() -> None:
 def test_durations_sizes_and_ratios_are_strict() -> None:
     got = norm("jimeng_v30_pro", size=(2176, 928), duration=10)
     assert (got.options["ratio"], got.duration) == ("21:9", 10)
-    for bad in ({"duration": 7}, {"size": (1280, 720)}, {"images": (IMG,), "metadata": {"ratio": "1:1"}}):
+    for bad in (
+        {"duration": 7},
+        {"size": (1280, 720)},
+        {"images": (IMG,), "metadata": {"ratio": "1:1"}},
+    ):
         with pytest.raises(InvalidRequest):
             norm("jimeng_v30_pro", **bad)
     with pytest.raises(InvalidRequest):
@@ -143,10 +155,18 @@ def test_answers_become_observations_or_errors() -> None:
     ok: dict[str, Any] = {"code": 10000, "data": {"status": "done", "video_url": "https://v"}}
     seen = _observe(200, ok, "k:1")
     assert seen.state is UpstreamState.SUCCEEDED  # type: ignore[attr-defined]
-    assert _observe(200, {"code": 10000, "data": {"status": "in_queue"}}, "k:1").state is UpstreamState.QUEUED  # type: ignore[attr-defined]
-    assert _observe(200, {"code": 10000, "data": {"status": "expired"}}, "k:1").state is UpstreamState.EXPIRED  # type: ignore[attr-defined]
+    assert (
+        _observe(200, {"code": 10000, "data": {"status": "in_queue"}}, "k:1").state
+        is UpstreamState.QUEUED
+    )  # type: ignore[attr-defined]
+    assert (
+        _observe(200, {"code": 10000, "data": {"status": "expired"}}, "k:1").state
+        is UpstreamState.EXPIRED
+    )  # type: ignore[attr-defined]
     assert _observe(200, {"code": 10000, "data": {"status": "odd"}}, "k:1") is None
-    banned = _observe(400, {"code": 50516, "data": None, "message": "Post Video Risk Not Pass"}, "k:1")
+    banned = _observe(
+        400, {"code": 50516, "data": None, "message": "Post Video Risk Not Pass"}, "k:1"
+    )
     assert banned.error_code == "content_moderation"  # type: ignore[attr-defined]
     failed = _observe(500, {"code": 50500, "data": {"status": "done"}}, "k:1")
     assert (failed.state, failed.error_code) == (UpstreamState.FAILED, "upstream_failed")  # type: ignore[attr-defined]

@@ -21,7 +21,9 @@ IMG = "https://example.com/a.png"
 
 
 def norm(model: str, **kwargs: Any) -> NormalizedRequest:
-    return normalize(VideoRequest(model=model, prompt=kwargs.pop("prompt", "a fox"), **kwargs), CAPS[model])
+    return normalize(
+        VideoRequest(model=model, prompt=kwargs.pop("prompt", "a fox"), **kwargs), CAPS[model]
+    )
 
 
 def refused(model: str, param: str, **kwargs: Any) -> InvalidRequest:
@@ -51,10 +53,18 @@ def test_durations_and_resolutions_are_per_model_and_mode() -> None:
     refused("viduq2-pro", "duration", images=(IMG, IMG), duration=9)  # start-end: 1-8
     assert norm("viduq2-pro", images=(IMG,), duration=9).duration == 9
     refused("viduq1", "duration", duration=4)
-    refused("viduq2-pro-fast", "metadata.resolution", images=(IMG,), metadata={"resolution": "540p"})
+    refused(
+        "viduq2-pro-fast", "metadata.resolution", images=(IMG,), metadata={"resolution": "540p"}
+    )
     eight = norm("vidu2.0", images=(IMG,), duration=8)
     assert eight.options["resolution"] == "720p"
-    refused("vidu2.0", "metadata.resolution", images=(IMG,), duration=8, metadata={"resolution": "1080p"})
+    refused(
+        "vidu2.0",
+        "metadata.resolution",
+        images=(IMG,),
+        duration=8,
+        metadata={"resolution": "1080p"},
+    )
     assert norm("vidu2.0", images=(IMG,)).options["resolution"] == "360p"
 
 
@@ -63,7 +73,12 @@ def test_an_option_the_mode_does_not_take_is_refused() -> None:
     assert err.code == "unsupported_parameter"
     assert norm("viduq1", metadata={"style": "anime"}).options["style"] == "anime"
     refused("viduq2-pro", "metadata.ratio", images=(IMG,), metadata={"ratio": "16:9"})
-    refused("viduq2-pro", "metadata.generate_audio", images=(IMG, IMG), metadata={"generate_audio": True})
+    refused(
+        "viduq2-pro",
+        "metadata.generate_audio",
+        images=(IMG, IMG),
+        metadata={"generate_audio": True},
+    )
     refused("viduq3-pro", "metadata.bgm", metadata={"bgm": True})
     refused("viduq2", "metadata.bgm", duration=9, metadata={"bgm": True})
 
@@ -168,7 +183,9 @@ def test_errors_map_to_codes_whose_verdicts_fit(
 ) -> None:
     err: Any = _err(status, reason)
     assert err.code == code
-    assert verdict(code, client_error=False, transient=isinstance(err, UpstreamUnavailable)) is outcome
+    assert (
+        verdict(code, client_error=False, transient=isinstance(err, UpstreamUnavailable)) is outcome
+    )
 
 
 def test_refused_requests_fail_the_task_with_a_stable_code() -> None:
@@ -189,7 +206,9 @@ def test_prices_per_second_by_resolution_and_off_peak() -> None:
         }
     )
     caps: ModelCapabilities = CAPS["viduq2"]
-    charge = table.estimate(norm("viduq2", duration=8, metadata={"resolution": "1080p", "off_peak": True}), caps)
+    charge = table.estimate(
+        norm("viduq2", duration=8, metadata={"resolution": "1080p", "off_peak": True}), caps
+    )
     assert charge is not None
     assert (charge.quantity, charge.amount) == (8, 400)
     plain = table.estimate(norm("viduq2", duration=4), caps)

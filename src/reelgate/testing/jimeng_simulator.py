@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from reelgate.providers.jimeng import signer
-from reelgate.providers.jimeng.models import FRAMES, RATIOS, REQ_KEY_RULES
+from reelgate.providers.jimeng.models import FRAMES, MAX_PROMPT, RATIOS, REQ_KEY_RULES
 from reelgate.testing.simulator import Outcome, SampleMedia, UpstreamSimulator
 from reelgate.testing.simulators import SimulatorEntry, SimulatorOptions
 
@@ -37,7 +37,15 @@ RETENTION_S = 12 * 3600
 URL_TTL_S = 3600
 SKEW_S = 900  # X-Expires' default: a signature is good for 15 minutes
 ACTIONS = {"CVSync2AsyncSubmitTask": "submit", "CVSync2AsyncGetResult": "result"}
-_FIELDS = {"req_key", "prompt", "seed", "frames", "aspect_ratio", "image_urls", "binary_data_base64"}
+_FIELDS = {
+    "req_key",
+    "prompt",
+    "seed",
+    "frames",
+    "aspect_ratio",
+    "image_urls",
+    "binary_data_base64",
+}
 # How a scripted outcome ends: (status shown at the end, code, status while generating).
 _SCRIPTED = {
     Outcome.SUCCESS: ("done", 10000, "generating"),
@@ -146,8 +154,8 @@ class JimengSimulator(UpstreamSimulator):
         query = request.query_params
         if query.get("Version") != "2022-08-31" or query.get("Action") not in ACTIONS:
             action, version = query.get("Action", ""), query.get("Version", "")
-            raise GatewayError(404, "InvalidActionOrVersion", 100008,
-                               f"Could not find operation {action} for version {version}.")  # fmt: skip
+            why = f"Could not find operation {action} for version {version}."
+            raise GatewayError(404, "InvalidActionOrVersion", 100008, why)
         header = request.headers.get("authorization", "")
         if not header:
             raise GatewayError(401, "MissingAuthenticationToken", 100003,
@@ -157,8 +165,12 @@ class JimengSimulator(UpstreamSimulator):
         if auth is None:
             raise GatewayError(401, "SignatureDoesNotMatch", 100010, _MISMATCH)
         if auth.access_key not in known:
-            raise GatewayError(401, "InvalidAccessKey", 100009,
-                               f"The accesskey [{auth.access_key}] included in the request is invalid.")  # fmt: skip
+            raise GatewayError(
+                401,
+                "InvalidAccessKey",
+                100009,
+                f"The accesskey [{auth.access_key}] included in the request is invalid.",
+            )
         x_date = request.headers.get("x-date", "")
         try:
             sent = calendar.timegm(time.strptime(x_date, "%Y%m%dT%H%M%SZ"))
@@ -166,7 +178,9 @@ class JimengSimulator(UpstreamSimulator):
             raise GatewayError(400, "MissingRequestInfo", 100004,
                                "The request is missing X-Date information.") from None  # fmt: skip
         if abs(self.now() - sent) > SKEW_S:
-            raise GatewayError(400, "InvalidTimestamp", 100006, "The Signature of the request is expired.")
+            raise GatewayError(
+                400, "InvalidTimestamp", 100006, "The Signature of the request is expired."
+            )
         declared = request.headers.get("x-content-sha256")
         headers = {k.lower(): v for k, v in request.headers.items()}
         if (
@@ -189,17 +203,7 @@ class JimengSimulator(UpstreamSimulator):
 
     def _submit(self, access_key: str, body: dict[str, Any]) -> Response:
         key = body.get("req_key")
-        rule = REQ_KEY_RULES.get(key) if isinstance(key, str) else None
-        images = body.get("image_urls") or body.get("binary_data_base64") or []
-        problem = (
-            "unknown req_key" if rule is None
-            else next(iter(sorted(set(body) - _FIELDS)), "")
-            or ("frames" if body.get("frames", 121) not in FRAMES.values() else "")
-            or ("aspect_ratio" if "aspect_ratio" in body and (not rule[0] or body["aspect_ratio"] not in RATIOS) else "")
-            or ("images" if not isinstance(images, list) or len(images) not in rule[1] else "")
-            or ("image_urls" if body.get("image_urls") and body.get("binary_data_base64") else "")
-            or ("prompt" if not isinstance(body.get("prompt", ""), str) or len(body.get("prompt", "")) > 800 else "")
-        )  # fmt: skip
+        problem = _problem(body)
         if problem:
             return _business(50400, None, status=400, message=f"Invalid Parameter: {problem}")
         text = str(body.get("prompt") or "")
@@ -231,8 +235,8 @@ class JimengSimulator(UpstreamSimulator):
         status, code = self.status(task)
         if code != 10000:
             # A moderated output answers the code with no data; a failure says done beside it.
-            data = None if code in (50516,) else {"status": "done", "video_url": ""}
-            return _business(code, data, status=_HTTP.get(code, 400))
+            ended = None if code in (50516,) else {"status": "done", "video_url": ""}
+            return _business(code, ended, status=_HTTP.get(code, 400))
         data: dict[str, Any] = {"status": status, "video_url": ""}
         if status == "done":
             expires = int(self.now()) + URL_TTL_S
@@ -252,6 +256,30 @@ class JimengSimulator(UpstreamSimulator):
 
     def stats(self) -> dict[str, Any]:
         return {**super().stats(), "bad_signatures": self.bad_signatures}
+
+
+def _problem(body: dict[str, Any]) -> str:
+    """The first field of a submit body Volcengine would refuse ("" when it takes it)."""
+    key = body.get("req_key")
+    rule = REQ_KEY_RULES.get(key) if isinstance(key, str) else None
+    if rule is None:
+        return "req_key"
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        return unknown[0]
+    if body.get("frames", 121) not in FRAMES.values():
+        return "frames"
+    if "aspect_ratio" in body and (not rule[0] or body["aspect_ratio"] not in RATIOS):
+        return "aspect_ratio"
+    if body.get("image_urls") and body.get("binary_data_base64"):
+        return "image_urls"
+    images = body.get("image_urls") or body.get("binary_data_base64") or []
+    if not isinstance(images, list) or len(images) not in rule[1]:
+        return "images"
+    prompt = body.get("prompt", "")
+    if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT:
+        return "prompt"
+    return ""
 
 
 class _ByAction:

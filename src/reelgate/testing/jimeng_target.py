@@ -15,7 +15,7 @@ from reelgate.testing.target import ContractTarget, StartedUpstream, Timings
 from reelgate.testing.targets import PROVIDER_TIMEOUT_S, built_by_declaration
 
 # The upstream takes a key pair: the suite's key becomes the pair's access key.
-SECRET = "contract-secret-key"
+SECRET = "contract-secret-key"  # noqa: S105 - the simulator's made-up secret key
 
 
 @contextlib.contextmanager

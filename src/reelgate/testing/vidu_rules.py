@@ -111,5 +111,7 @@ def _check_images(mode: str, rule: catalog.ModeRule, body: dict[str, Any]) -> No
     if not low <= len(images) <= high:
         raise _bad("FieldItemCountOutOfRange", "field item count out of range: images")
     for image in images:
-        if not isinstance(image, str) or not image.startswith(("http://", "https://", "data:image/")):
+        if not isinstance(image, str) or not image.startswith(
+            ("http://", "https://", "data:image/")
+        ):
             raise _bad("ImageFormatInvalid", "invalid image format")

@@ -159,4 +159,3 @@ def _time(raw: str) -> float:
     except ValueError:
         raise ViduError(400, "FieldInvalid", "invalid field: created_at") from None
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-

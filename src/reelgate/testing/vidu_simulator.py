@@ -154,7 +154,9 @@ class ViduSimulator(UpstreamSimulator):
         text = str(body.get("prompt") or "")
         marks = {m.group(1): m.group(2) or "" for m in _MARK.finditer(text)}
         if "reject" in marks:
-            raise ViduError(400, marks["reject"] or "TaskPromptPolicyViolation", "prompt policy violation")
+            raise ViduError(
+                400, marks["reject"] or "TaskPromptPolicyViolation", "prompt policy violation"
+            )
         if self.queue_limit is not None and self._waiting(key) >= self.queue_limit:
             raise ViduError(429, "QuotaExceeded", "quota exceeded")
         queued_s, running_s = (
@@ -187,7 +189,9 @@ class ViduSimulator(UpstreamSimulator):
 
     def _waiting(self, key: str) -> int:
         return sum(
-            1 for t in self.tasks.values() if t.key == key and self.state(t) in ("created", "queueing")
+            1
+            for t in self.tasks.values()
+            if t.key == key and self.state(t) in ("created", "queueing")
         )
 
     def find(self, key: str, task_id: str) -> ViduTask:
@@ -261,7 +265,10 @@ class ViduSimulator(UpstreamSimulator):
     def list_item(self, task: ViduTask) -> dict[str, Any]:
         body = task.body
         resolution = str(body.get("resolution") or "720p")
-        width, height = frame(resolution if resolution in SHORT_SIDE else "720p", str(body.get("aspect_ratio") or "16:9"))
+        width, height = frame(
+            resolution if resolution in SHORT_SIDE else "720p",
+            str(body.get("aspect_ratio") or "16:9"),
+        )
         creations = self.creations(task)
         for item in creations:
             item["video"] = {

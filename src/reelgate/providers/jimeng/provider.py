@@ -115,7 +115,10 @@ class JimengProvider:
     async def _exchange(self, action: str, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         """One signed POST; (HTTP status, answer) for a business answer, raises otherwise."""
         content = json.dumps(body, separators=(",", ":")).encode()
-        query = [("Action", action), ("Version", VERSION)]
+        query: list[tuple[str, str | int | float | bool | None]] = [
+            ("Action", action),
+            ("Version", VERSION),
+        ]
         headers = signer.sign(
             access_key=self._access,
             secret_key=self._secret,
@@ -124,7 +127,7 @@ class JimengProvider:
             method="POST",
             host=self._host,
             path=self._path,
-            query=query,
+            query=[(k, str(v)) for k, v in query],
             body=content,
             when=self._clock(),
         )

@@ -4,10 +4,13 @@ string to sign, the signing key and the ``Authorization`` header, and checking o
 As the signing documentation describes it (``docs/providers/jimeng.md`` §2; its worked examples
 are the unit tests' vectors)::
 
-    CanonicalRequest = METHOD \\n URI \\n sorted query \\n "name:value\\n"… \\n name;… \\n hex(sha256(body))
-    StringToSign     = "HMAC-SHA256" \\n X-Date \\n YYYYMMDD/region/service/request \\n hex(sha256(CanonicalRequest))
+    CanonicalRequest = METHOD \\n URI \\n sorted query \\n "name:value\\n"… \\n name;…
+                       \\n hex(sha256(body))
+    StringToSign     = "HMAC-SHA256" \\n X-Date \\n YYYYMMDD/region/service/request
+                       \\n hex(sha256(CanonicalRequest))
     kSigning         = HMAC(HMAC(HMAC(HMAC(secret, YYYYMMDD), region), service), "request")
-    Authorization    = HMAC-SHA256 Credential=AK/scope, SignedHeaders=…, Signature=hex(HMAC(kSigning, StringToSign))
+    Authorization    = HMAC-SHA256 Credential=AK/scope, SignedHeaders=…,
+                       Signature=hex(HMAC(kSigning, StringToSign))
 """
 
 from __future__ import annotations
@@ -150,5 +153,7 @@ def matches(
     """Whether ``auth`` is the signature of this request under ``secret_key`` (the date,
     scope and signed headers are the caller's to check)."""
     canonical = canonical_request(method, path, query, headers, auth.signed, body)
-    expected = signature(secret_key, headers.get("x-date", ""), auth.region, auth.service, canonical)
+    expected = signature(
+        secret_key, headers.get("x-date", ""), auth.region, auth.service, canonical
+    )
     return hmac.compare_digest(expected, auth.signature)

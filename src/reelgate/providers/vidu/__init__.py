@@ -26,7 +26,10 @@ class ViduOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timeout: float | None = Field(
-        None, gt=0, le=600, description="Per-request timeout (s); default the gateway's upstream timeout"
+        None,
+        gt=0,
+        le=600,
+        description="Per-request timeout (s); default the gateway's upstream timeout",
     )
 
 

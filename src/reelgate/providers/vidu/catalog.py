@@ -23,7 +23,11 @@ ENDPOINTS = {
     FIRST_LAST: "start-end2video",
     REFERENCE: "reference2video",
 }
-IMAGE_MODES = {FIRST_FRAME: "first_frame", FIRST_LAST: "first_last_frame", REFERENCE: "reference_image"}
+IMAGE_MODES = {
+    FIRST_FRAME: "first_frame",
+    FIRST_LAST: "first_last_frame",
+    REFERENCE: "reference_image",
+}
 MODE_OF_IMAGE_MODE = {v: k for k, v in IMAGE_MODES.items()}
 
 SHORT_SIDE = {"360p": 360, "540p": 540, "720p": 720, "1080p": 1080}
@@ -89,7 +93,9 @@ MODELS: tuple[ViduModel, ...] = (
         "viduq3-pro",
         "Vidu Q3 Pro: audio-visual sync and shot segmentation, 1-16 s",
         {
-            TEXT: ModeRule(_range(1, 16), 5, ALL_Q, (0, 0), RATIOS_Q2, frozenset({"generate_audio"})),
+            TEXT: ModeRule(
+                _range(1, 16), 5, ALL_Q, (0, 0), RATIOS_Q2, frozenset({"generate_audio"})
+            ),
             FIRST_FRAME: ModeRule(
                 _range(1, 16), 5, ALL_Q, (1, 1), options=frozenset({"generate_audio", "is_rec"})
             ),
@@ -102,7 +108,9 @@ MODELS: tuple[ViduModel, ...] = (
         "viduq3-turbo",
         "Vidu Q3 Turbo: faster Q3 with audio, 1-16 s",
         {
-            TEXT: ModeRule(_range(1, 16), 5, ALL_Q, (0, 0), RATIOS_Q2, frozenset({"generate_audio"})),
+            TEXT: ModeRule(
+                _range(1, 16), 5, ALL_Q, (0, 0), RATIOS_Q2, frozenset({"generate_audio"})
+            ),
             FIRST_FRAME: ModeRule(
                 _range(1, 16), 5, ALL_Q, (1, 1), options=frozenset({"generate_audio", "is_rec"})
             ),

@@ -174,7 +174,9 @@ def _mode_of(m: ViduModel, images: int, asked: str | None) -> str:
     raise invalid("images", f"'{m.name}' takes no request with {images} images")
 
 
-def _check(m: ViduModel, mode: str, rule: ModeRule, options: dict[str, Any], caps: ModelCapabilities) -> None:
+def _check(
+    m: ViduModel, mode: str, rule: ModeRule, options: dict[str, Any], caps: ModelCapabilities
+) -> None:
     allowed = COMMON | rule.options | ({"ratio"} if rule.ratios else set()) | {"image_mode"}
     for name, value in options.items():
         spec = caps.options.get(name)
@@ -228,7 +230,9 @@ def normalize_vidu(request: Any, caps: ModelCapabilities) -> NormalizedRequest:
         if options["ratio"] not in rule.ratios:
             raise invalid("metadata.ratio", f"must be one of {', '.join(rule.ratios)} here")
         width, height = frame(options["resolution"], options["ratio"])
-    audio = bool(options.get("generate_audio", m.audio_default and "generate_audio" in rule.options))
+    audio = bool(
+        options.get("generate_audio", m.audio_default and "generate_audio" in rule.options)
+    )
     if options.get("service_tier") == "flex" and audio and not m.off_peak_with_audio:
         raise invalid("metadata.service_tier", "off-peak cannot be combined with audio here")
     if options.get("bgm") and m.name.startswith("viduq2") and duration >= 9:
@@ -258,7 +262,9 @@ def _size_to(rule: ModeRule, width: int, height: int) -> tuple[str, str]:
             if frame(resolution, ratio) == (width, height):
                 return resolution, ratio
     sizes = ", ".join(
-        f"{w}x{h}" for res in rule.all_resolutions for (w, h) in (frame(res, r) for r in rule.ratios)
+        f"{w}x{h}"
+        for res in rule.all_resolutions
+        for (w, h) in (frame(res, r) for r in rule.ratios)
     )
     raise invalid("size", f"is not a size this mode makes; use one of: {sizes}")
 

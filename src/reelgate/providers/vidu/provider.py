@@ -21,7 +21,7 @@ import httpx
 
 from reelgate.core.capabilities import ModelCapabilities, NormalizedRequest
 from reelgate.core.channels import AdmissionCaps
-from reelgate.core.errors import Conflict, ReelgateError, UpstreamError, UpstreamUnavailable
+from reelgate.core.errors import Conflict, ReelgateError, UpstreamUnavailable
 from reelgate.core.lifecycle import Callback, CallbackHint, Observation
 from reelgate.metrics import METRICS
 from reelgate.providers.vidu import models as vidu_models
@@ -130,7 +130,11 @@ class ViduProvider:
         try:
             status, payload = await self._call("create", "POST", wire.endpoint(request), json=body)
         except UpstreamUnavailable as exc:
-            if exc.code not in ("upstream_timeout", "upstream_unavailable", "upstream_bad_response"):
+            if exc.code not in (
+                "upstream_timeout",
+                "upstream_unavailable",
+                "upstream_bad_response",
+            ):
                 raise
             # The create may have reached Vidu before the answer was lost: look before resending.
             try:
@@ -142,7 +146,11 @@ class ViduProvider:
             log.warning("create for %s was answered by %s after a lost reply", task_id, found)
             return found
         upstream_id = payload.get("task_id") if status != 404 else None
-        if not isinstance(upstream_id, str | int) or isinstance(upstream_id, bool) or not upstream_id:
+        if (
+            not isinstance(upstream_id, str | int)
+            or isinstance(upstream_id, bool)
+            or not upstream_id
+        ):
             raise UpstreamUnavailable(
                 "Vidu accepted the task without a task_id", code="upstream_bad_response"
             )
@@ -198,7 +206,9 @@ class ViduProvider:
         except UpstreamUnavailable:
             raise
         except ReelgateError as exc:
-            raise Conflict(f"Vidu refused to cancel: {exc.message}", code="not_cancellable") from None
+            raise Conflict(
+                f"Vidu refused to cancel: {exc.message}", code="not_cancellable"
+            ) from None
         if status == 404:
             raise Conflict("Vidu does not know this task", code="not_cancellable")
 
