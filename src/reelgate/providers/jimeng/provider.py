@@ -44,6 +44,10 @@ OK = 10000
 # Refused content (input before, output after generation): the task's own fault.
 MODERATION = frozenset({50411, 50412, 50413, 50511, 50512, 50516, 50517, 50518, 50519})
 QPS, CONCURRENCY = 50429, 50430
+INTERNAL = frozenset({50500, 50501})
+# The moderation service's own trouble ("no retry" say the docs): neither the request's fault
+# nor a passing one.
+RISK_SERVICE = frozenset({50520, 50521, 50522})
 STATES = {
     "in_queue": UpstreamState.QUEUED,
     "generating": UpstreamState.RUNNING,
@@ -247,7 +251,7 @@ def _observe(status: int, payload: Mapping[str, Any], uid: str) -> object:
                 error_code="upstream_failed",
                 error_message=f"Jimeng {code}: {message or 'the task failed'}",
             )
-        if code in (QPS, CONCURRENCY) or status in (429,) or status >= 500 or code >= 50500:
+        if code in (QPS, CONCURRENCY) or code in INTERNAL or status == 429 or status >= 500:
             raise _business_error(status, code, payload)
         log.warning("Jimeng answered code %s for %s; will look again", code, uid)
         return None
@@ -274,8 +278,10 @@ def _business_error(status: int, code: int, payload: Mapping[str, Any]) -> Reelg
     if code == CONCURRENCY:
         # The account's concurrency: wait (cool down), never fail the task.
         return UpstreamUnavailable(detail, code="upstream_quota_exceeded", retry_after=after)
-    if status >= 500 or code >= 50500:
+    if status >= 500 or code in INTERNAL:
         return UpstreamUnavailable(detail, code="upstream_unavailable")
+    if code in RISK_SERVICE:
+        return UpstreamError(detail, code="upstream_error")
     return InvalidRequest(detail, code="invalid_parameter")
 
 
