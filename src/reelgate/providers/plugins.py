@@ -29,6 +29,8 @@ BUILTIN = {
     "ark": "reelgate.providers.ark",
     "fal": "reelgate.providers.fal",
     "replicate": "reelgate.providers.replicate",
+    "vidu": "reelgate.providers.vidu",
+    "jimeng": "reelgate.providers.jimeng",
 }
 
 
